@@ -1,0 +1,1 @@
+"""linkcall's composition root: settings, the FastAPI app, auth and the CLI."""

@@ -1,0 +1,1 @@
+"""Evidence-grade call recordings: incremental WAV writing, finalisation, crash repair, health checks."""

@@ -1,0 +1,1 @@
+"""Rows, repositories and migrations (SQLAlchemy 2, Alembic)."""

@@ -1,0 +1,1 @@
+"""SIP user agent and RTP media engine (asyncio, sans-IO cores). Knows nothing of units or incidents."""
