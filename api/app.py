@@ -1,0 +1,44 @@
+"""create_app: the FastAPI application and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.problems import install_problem_handlers
+from api.routers import admin, health
+from api.service import Service
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
+    """Build the app. The lifespan starts what the service owns and stops it on shutdown."""
+    settings = settings or Settings()
+    svc = service or Service.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await svc.start()
+        log.info("linkcall ready (database %s)", svc.engine.url.get_backend_name())
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    app = FastAPI(
+        title="linkcall",
+        version="0.1.0",
+        description="Three-way bridged calls, recordings, the duty-phone registry and callback "
+        "surveys for a county 110 command center. Errors are RFC 9457 problem+json.",
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    return app

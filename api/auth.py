@@ -1,0 +1,81 @@
+"""Bearer-token authentication and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import SessionDep
+from api.problems import Problem
+from storage.models.auth import Role
+from storage.tokens import Principal, verify_token
+
+_bearer = HTTPBearer(auto_error=False, description="a token made with `linkcall tokens create`")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="linkcall"'}
+
+
+def current_principal(
+    request: Request,
+    session: SessionDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller behind the bearer token, or a 401 problem."""
+    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        raise Problem(
+            401,
+            "Authentication required",
+            "send Authorization: Bearer <token>",
+            kind="unauthenticated",
+            headers=_CHALLENGE,
+        )
+    principal = verify_token(session, creds.credentials)
+    if principal is None:
+        raise Problem(
+            401,
+            "Invalid token",
+            "the token is unknown or revoked",
+            kind="unauthenticated",
+            headers=_CHALLENGE,
+        )
+    session.commit()  # keeps last_used_at
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets only the given roles through (403 problem otherwise)."""
+    allowed = frozenset(roles)
+
+    def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Problem(
+                403, "Forbidden", f"this needs one of the roles: {names}", kind="forbidden"
+            )
+        return principal
+
+    return check
+
+
+def ensure_unit_scope(principal: Principal, unit_code: str) -> None:
+    """Unit tokens may act only on their own unit; admins on any. 403 otherwise."""
+    if principal.role is Role.ADMIN:
+        return
+    if principal.role is Role.UNIT and principal.unit_code == unit_code:
+        return
+    raise Problem(
+        403, "Forbidden", f"this token may not act for unit {unit_code!r}", kind="forbidden"
+    )
+
+
+AdminDep = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+SupervisorDep = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR, Role.ADMIN))]
+DispatcherDep = Annotated[
+    Principal, Depends(require_roles(Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN))
+]

@@ -1,0 +1,130 @@
+"""The `linkcall` command: serve, db, tokens, demo."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.logs import configure_logging
+from api.settings import Settings
+from storage import migrate
+from storage.engine import make_engine, make_session_factory, session_scope
+from storage.models.auth import Role
+from storage.tokens import create_token, list_tokens, revoke_token
+
+app = typer.Typer(
+    help="linkcall: SIP telephony for a county 110 command center.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tokens_app, name="tokens")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
+) -> None:
+    """Run the service: API, SIP user agent, media engine and scheduled jobs."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url, revision)
+    typer.echo(f"database at {migrate.head_revision() if revision == 'head' else revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the configured database."""
+    settings = _settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        typer.echo(migrate.current_revision(engine) or "empty")
+    finally:
+        engine.dispose()
+
+
+def _session_factory(settings: Settings):  # type: ignore[no-untyped-def]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url)
+    return make_session_factory(make_engine(settings.resolved_database_url))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[Role, typer.Option(help="dispatcher, unit, supervisor or admin")],
+    unit: Annotated[str | None, typer.Option("--unit", help="unit code (role unit only)")] = None,
+    name: Annotated[str | None, typer.Option(help="who or what uses the token")] = None,
+) -> None:
+    """Create a token; its secret is printed once, as the last line."""
+    settings = _settings()
+    try:
+        with session_scope(_session_factory(settings)) as session:
+            secret = create_token(
+                session,
+                name=name or f"{role.value}{'-' + unit if unit else ''}",
+                role=role,
+                unit_code=unit,
+            )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"created {role.value} token (store it now; it is not shown again):", err=True)
+    typer.echo(secret)
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List tokens (ids, roles, units; never secrets)."""
+    settings = _settings()
+    with session_scope(_session_factory(settings)) as session:
+        for t in list_tokens(session):
+            state = "revoked" if t.revoked_at else "active"
+            typer.echo(f"{t.id}  {t.role.value:<10} {t.unit_code or '-':<10} {state:<8} {t.name}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token by id."""
+    settings = _settings()
+    with session_scope(_session_factory(settings)) as session:
+        revoke_token(session, token_id)
+    typer.echo(f"revoked {token_id}")
+
+
+@app.command()
+def demo(
+    seconds: Annotated[
+        float, typer.Option(help="how long to keep it running (0 = until Ctrl-C)")
+    ] = 0,
+) -> None:
+    """Run a local demonstration on the embedded defaults (lab peers + service)."""
+    from api.demo import run_demo
+
+    settings = _settings()
+    raise typer.Exit(run_demo(settings, seconds=seconds))
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()

@@ -1,0 +1,102 @@
+"""The service container: what the running process owns, started and stopped in order.
+
+create_app builds one Service from Settings; its lifespan starts it and stops it. Later parts
+(the SIP user agent, the media engine, the scheduler) plug in as components.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.settings import Settings
+from storage import migrate
+from storage.engine import make_engine, make_session_factory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """One component's state for /readyz."""
+
+    ok: bool
+    detail: str = ""
+
+
+class Component(Protocol):
+    """Something the service starts, stops (in reverse order) and asks for its health."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def health(self) -> Health: ...
+
+
+@dataclass
+class Service:
+    """Everything the process owns."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    components: list[Component] = field(default_factory=list)
+    started: list[Component] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Service:
+        """Create the engine and session factory; nothing is started yet."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        return cls(settings=settings, engine=engine, session_factory=make_session_factory(engine))
+
+    async def start(self, *, auto_migrate: bool = True) -> None:
+        """Migrate the database (when asked) and start every component in order."""
+        self.settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+        if auto_migrate:
+            migrate.upgrade(self.settings.resolved_database_url)
+        for component in self.components:
+            log.info("starting %s", component.name)
+            await component.start()
+            self.started.append(component)
+
+    async def stop(self) -> None:
+        """Stop started components in reverse order; one failing does not stop the others."""
+        while self.started:
+            component = self.started.pop()
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("stopping %s failed", component.name)
+        self.engine.dispose()
+
+    def readiness(self) -> dict[str, Health]:
+        """Database reachable and at the code's schema, and every component healthy."""
+        checks: dict[str, Health] = {"database": self._database_health()}
+        for component in self.components:
+            try:
+                checks[component.name] = component.health()
+            except Exception as exc:
+                checks[component.name] = Health(False, f"health check failed: {exc}")
+        return checks
+
+    def _database_health(self) -> Health:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            current = migrate.current_revision(self.engine)
+        except Exception as exc:
+            return Health(False, f"unreachable: {type(exc).__name__}")
+        head = migrate.head_revision()
+        if current != head:
+            return Health(
+                False, f"schema at {current}, code expects {head}: run `linkcall db upgrade`"
+            )
+        return Health(True, f"schema {current}")

@@ -1,0 +1,153 @@
+"""Service settings: environment variables prefixed LINKCALL_, optionally a config file.
+
+Only api/ reads settings; everything below it takes plain parameters. The variable names are a
+contract (an acceptance check outside the project uses them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "LINKCALL_CONFIG"
+
+
+def _host_port(value: str, name: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{name} must be host:port, got {value!r}")
+    return host, int(port)
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with. Defaults run a local demo."""
+
+    model_config = SettingsConfigDict(env_prefix="LINKCALL_", extra="ignore")
+
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL; empty = SQLite file under the data directory"
+    )
+    data_dir: Path = Field(default=Path("var"), description="recordings, SQLite file, prompts")
+    sip_listen: str = Field(default="127.0.0.1:5070", description="host:port the SIP UA binds")
+    sip_transport: str = Field(default="udp", description="udp or tcp")
+    sip_registrar: str = Field(default="", description="host:port; empty means trunk mode")
+    sip_user: str = Field(default="1000")
+    sip_password: str = Field(default="", repr=False)
+    sip_domain: str = Field(default="", description="SIP domain; default: the registrar host")
+    sip_trunk_peer: str = Field(default="", description="host:port of the trunk peer")
+    sip_trusted_peers: str = Field(default="", description="comma-separated trusted peer IPs")
+    rtp_ports: str = Field(default="20000-29999", description="lo-hi RTP port range")
+    dispatcher_seats: str = Field(default="", description="comma-separated numbers/extensions")
+    timezone: str = Field(default="Asia/Shanghai", description="the county's time zone")
+    phone_region: str = Field(default="CN", description="default region for phone numbers")
+    extensions_pattern: str = Field(
+        default=r"^[1-9][0-9]{2,5}$", description="internal extensions the dial policy allows"
+    )
+    log_level: str = Field(default="INFO")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init kwargs win, then the environment, then an optional TOML file (LINKCALL_CONFIG)."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ValueError(f"{CONFIG_FILE_ENV} points to a missing file: {config_file}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("sip_listen")
+    @classmethod
+    def _check_listen(cls, v: str) -> str:
+        _host_port(v, "LINKCALL_SIP_LISTEN")
+        return v
+
+    @field_validator("sip_registrar", "sip_trunk_peer")
+    @classmethod
+    def _check_peer(cls, v: str) -> str:
+        if v:
+            _host_port(v, "SIP peer")
+        return v
+
+    @field_validator("sip_transport")
+    @classmethod
+    def _check_transport(cls, v: str) -> str:
+        if v.lower() not in ("udp", "tcp"):
+            raise ValueError("LINKCALL_SIP_TRANSPORT must be udp or tcp")
+        return v.lower()
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _check_rtp(cls, v: str) -> str:
+        lo, sep, hi = v.partition("-")
+        if not sep or not lo.isdigit() or not hi.isdigit():
+            raise ValueError(f"LINKCALL_RTP_PORTS must be lo-hi, got {v!r}")
+        if not 1024 <= int(lo) < int(hi) <= 65535:
+            raise ValueError(f"LINKCALL_RTP_PORTS out of range: {v!r}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    # ---- derived values (plain, for the composition root) ----
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'linkcall.sqlite3').resolve()}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def sip_listen_addr(self) -> tuple[str, int]:
+        return _host_port(self.sip_listen, "LINKCALL_SIP_LISTEN")
+
+    @property
+    def sip_registrar_addr(self) -> tuple[str, int] | None:
+        return _host_port(self.sip_registrar, "registrar") if self.sip_registrar else None
+
+    @property
+    def sip_trunk_peer_addr(self) -> tuple[str, int] | None:
+        return _host_port(self.sip_trunk_peer, "trunk") if self.sip_trunk_peer else None
+
+    @property
+    def rtp_port_range(self) -> tuple[int, int]:
+        lo, _, hi = self.rtp_ports.partition("-")
+        return int(lo), int(hi)
+
+    @property
+    def dispatcher_seat_list(self) -> list[str]:
+        return [s.strip() for s in self.dispatcher_seats.split(",") if s.strip()]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to show (no secrets)."""
+        return self.model_dump(exclude={"sip_password"})

@@ -1,0 +1,73 @@
+"""Repository for API tokens: create (secret shown once), verify, revoke."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.base import utcnow
+from storage.errors import NotFound
+from storage.models.auth import ApiToken, Role
+
+TOKEN_PREFIX = "lc"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of an API request."""
+
+    token_id: str
+    name: str
+    role: Role
+    unit_code: str | None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(session: Session, *, name: str, role: Role, unit_code: str | None) -> str:
+    """Store a new token and return its secret (the only time it is ever visible)."""
+    if role is Role.UNIT and not unit_code:
+        raise ValueError("a unit token needs a unit code")
+    if role is not Role.UNIT and unit_code:
+        raise ValueError("only unit tokens are scoped to a unit")
+    prefix = secrets.token_hex(4)
+    secret = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    session.add(
+        ApiToken(
+            name=name, role=role, unit_code=unit_code, prefix=prefix, secret_hash=_hash(secret)
+        )
+    )
+    session.flush()
+    return secret
+
+
+def verify_token(session: Session, secret: str) -> Principal | None:
+    """The principal for a presented secret, or None when unknown or revoked."""
+    digest = _hash(secret)
+    row = session.scalar(select(ApiToken).where(ApiToken.secret_hash == digest))
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.secret_hash, digest):
+        return None
+    row.last_used_at = utcnow()
+    return Principal(token_id=row.id, name=row.name, role=row.role, unit_code=row.unit_code)
+
+
+def revoke_token(session: Session, token_id: str) -> None:
+    """Revoke a token by id; it stops working at once."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound("token", token_id)
+    row.revoked_at = utcnow()
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    """All tokens, newest first (secrets are not stored, so none are shown)."""
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc())))
