@@ -1,0 +1,451 @@
+"""Headless baresip 1.0 softphones for the lab, controlled over ``ctrl_tcp``.
+
+Each ``BaresipPhone`` has its own config directory (``WORKDIR/phone-USER``), SIP port
+(from ``lab.ports``: baresip also binds TCP on ``sip_port + 1``), RTP port range and
+control port (``sip_port + 5``). Its microphone is a WAV (a generated tone, silence, or
+a given file) played by the ``aufile`` source; the ``sndfile`` filter records what it
+sent (``dump-*-enc.wav``) and what it heard (``dump-*-dec.wav``) per call into
+``WORKDIR/phone-USER/rec``. The player is ``aubridge`` with no paired source, so nothing
+spins a CPU.
+
+Control is ctrl_tcp (netstring-framed JSON). One persistent connection is kept; a reader
+thread files command responses (matched by token) and events (``self.events``). All
+methods are synchronous with deadlines; call them from asyncio via ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lab import ports
+from lab.audio import make_tone_wav
+from lab.process import ManagedProcess, ProcessError, wait_until
+
+HOST = "127.0.0.1"
+MODULE_PATH = Path("/usr/lib/baresip/modules")
+CTRL_OFFSET = 5  # ctrl_tcp port = sip_port + CTRL_OFFSET (same block of 10)
+
+Event = dict[str, Any]
+
+
+class BaresipError(RuntimeError):
+    """A ctrl_tcp command failed or an expected event did not come."""
+
+
+class CtrlClient:
+    """Persistent ctrl_tcp connection with a reader thread."""
+
+    def __init__(self, port: int, name: str) -> None:
+        self.port = port
+        self.name = name
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._responses: dict[str, Event] = {}
+        self.events: list[Event] = []
+        self._tokens = itertools.count(1)
+        self._closed = False
+
+    def connect(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._sock = socket.create_connection((HOST, self.port), timeout=1.0)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+        self._sock.settimeout(None)
+        self._thread = threading.Thread(
+            target=self._reader, name=f"baresip-ctrl-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _reader(self) -> None:
+        assert self._sock is not None
+        buf = b""
+        try:
+            while True:
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while True:
+                    colon = buf.find(b":")
+                    if colon < 0:
+                        break
+                    n = int(buf[:colon])
+                    if len(buf) < colon + 1 + n + 1:
+                        break
+                    payload = buf[colon + 1 : colon + 1 + n]
+                    buf = buf[colon + 1 + n + 1 :]  # skip trailing ','
+                    self._dispatch(json.loads(payload))
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+
+    def _dispatch(self, obj: Event) -> None:
+        with self._cond:
+            if obj.get("event"):
+                obj["_t"] = time.monotonic()
+                self.events.append(obj)
+            elif obj.get("response"):
+                self._responses[str(obj.get("token"))] = obj
+            self._cond.notify_all()
+
+    def command(self, cmd: str, params: str | None = None, timeout: float = 5.0) -> Event:
+        if self._sock is None:
+            raise BaresipError(f"{self.name}: control not connected")
+        token = f"{self.name}-{next(self._tokens)}"
+        msg: dict[str, str] = {"command": cmd, "token": token}
+        if params is not None:
+            msg["params"] = params
+        data = json.dumps(msg).encode()
+        self._sock.sendall(str(len(data)).encode() + b":" + data + b",")
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while token not in self._responses:
+                left = deadline - time.monotonic()
+                if self._closed:
+                    raise BaresipError(f"{self.name}: control connection closed during {cmd}")
+                if left <= 0:
+                    raise BaresipError(f"{self.name}: no response to {cmd} in {timeout}s")
+                self._cond.wait(left)
+            return self._responses.pop(token)
+
+    def wait_event(
+        self, pred: Callable[[Event], bool], timeout: float, start: int = 0, what: str = "event"
+    ) -> Event:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = start
+            while True:
+                while i < len(self.events):
+                    ev = self.events[i]
+                    i += 1
+                    if pred(ev):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    types = [e.get("type") for e in self.events]
+                    raise BaresipError(
+                        f"{self.name}: no {what} within {timeout}s (events seen: {types})"
+                    )
+                if self._closed:
+                    raise BaresipError(f"{self.name}: control closed while waiting for {what}")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+            self._sock = None
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
+
+
+class BaresipPhone:
+    """One baresip softphone with its own account, microphone WAV and recordings.
+
+    ``registrar_host``/``registrar_port`` None makes a phone that does not register
+    (``regint=0``): it only listens on ``sip_port`` and can be called directly
+    (``phone.direct_uri``) or dial full URIs.
+    ``tone_hz`` makes a tone WAV as microphone; ``wav`` uses a given 8 kHz mono s16 WAV;
+    neither gives silence.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        user: str,
+        password: str | None = None,
+        registrar_host: str | None = HOST,
+        registrar_port: int | None = 5060,
+        tone_hz: float | None = None,
+        wav: Path | None = None,
+        auto_answer: bool = True,
+        codecs: Sequence[str] = ("pcmu",),
+        transport: str = "udp",
+        sip_port: int | None = None,
+        rtp_ports: ports.RtpRange | None = None,
+        domain: str | None = None,
+        tone_seconds: float = 120.0,
+        tone_amplitude: float = 0.3,
+    ) -> None:
+        if transport not in ("udp", "tcp"):
+            raise ValueError("transport must be udp or tcp")
+        self.user = user
+        self.password = password
+        self.registrar_host = registrar_host
+        self.registrar_port = registrar_port
+        self.domain = domain or registrar_host or HOST
+        self.tone_hz = tone_hz
+        self.auto_answer = auto_answer
+        self.codecs = tuple(codecs)
+        self.transport = transport
+        self.dir = Path(workdir) / f"phone-{user}"
+        self.rec_dir = self.dir / "rec"
+        self.log_path = self.dir / "baresip.log"
+        self.sip_port = sip_port if sip_port is not None else ports.sip_port()
+        self.ctrl_port = self.sip_port + CTRL_OFFSET
+        self.rtp = rtp_ports if rtp_ports is not None else ports.rtp_range(20)
+        self._wav_given = wav
+        self.wav = wav if wav is not None else self.dir / "mic.wav"
+        self.tone_seconds = tone_seconds
+        self.tone_amplitude = tone_amplitude
+        self._proc: ManagedProcess | None = None
+        self.ctrl = CtrlClient(self.ctrl_port, f"ua{user}")
+
+    # ---- config ----
+    @property
+    def registers(self) -> bool:
+        return self.registrar_host is not None and self.registrar_port is not None
+
+    @property
+    def aor(self) -> str:
+        if self.registers:
+            return f"sip:{self.user}@{self.domain}:{self.registrar_port}"
+        return f"sip:{self.user}@{HOST}:{self.sip_port}"
+
+    @property
+    def direct_uri(self) -> str:
+        """URI reaching this phone without the registrar."""
+        return f"sip:{self.user}@{HOST}:{self.sip_port}"
+
+    def account_line(self) -> str:
+        params = [
+            f"answermode={'auto' if self.auto_answer else 'manual'}",
+            f"audio_codecs={','.join(self.codecs)}",
+        ]
+        if self.registers:
+            params.append("regint=300")
+            if self.password is not None:
+                params.insert(0, f"auth_pass={self.password}")
+            uri = (
+                f"<sip:{self.user}@{self.domain}:{self.registrar_port};transport={self.transport}>"
+            )
+            if self.domain != self.registrar_host:
+                params.append(
+                    f'outbound="sip:{self.registrar_host}:{self.registrar_port};'
+                    f'transport={self.transport}"'
+                )
+        else:
+            params.append("regint=0")
+            uri = f"<sip:{self.user}@{HOST}:{self.sip_port}>"
+        return uri + ";" + ";".join(params)
+
+    def config_text(self) -> str:
+        player = f"aubridge,sink{self.user}-{self.sip_port}"
+        lines = [
+            ("poll_method", "epoll"),
+            ("net_interface", HOST),
+            ("sip_listen", f"{HOST}:{self.sip_port}"),
+            ("call_local_timeout", "120"),
+            ("call_max_calls", "4"),
+            ("audio_player", player),
+            ("audio_source", f"aufile,{self.wav}"),
+            ("audio_alert", player),
+            ("audio_level", "no"),
+            ("ausrc_format", "s16"),
+            ("auplay_format", "s16"),
+            ("auenc_format", "s16"),
+            ("audec_format", "s16"),
+            ("audio_buffer", "20-160"),
+            ("rtp_ports", f"{self.rtp.lo}-{self.rtp.hi}"),
+            ("rtcp_mux", "no"),
+            ("jitter_buffer_delay", "5-10"),
+            ("rtp_stats", "no"),
+            ("module_path", str(MODULE_PATH)),
+            ("module", "g711.so"),
+            ("module", "g722.so"),
+            ("module", "aufile.so"),
+            ("module", "aubridge.so"),
+            ("module", "sndfile.so"),
+            ("module_tmp", "uuid.so"),
+            ("module_tmp", "account.so"),
+            ("module_app", "menu.so"),
+            ("module_app", "ctrl_tcp.so"),
+            ("ctrl_tcp_listen", f"{HOST}:{self.ctrl_port}"),
+            ("snd_path", str(self.rec_dir)),
+        ]
+        return "".join(f"{k:<24}{v}\n" for k, v in lines)
+
+    def write_config(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rec_dir.mkdir(parents=True, exist_ok=True)
+        if self._wav_given is None:
+            make_tone_wav(self.wav, self.tone_hz, self.tone_seconds, 8000, self.tone_amplitude)
+        (self.dir / "config").write_text(self.config_text())
+        (self.dir / "accounts").write_text(self.account_line() + "\n")
+        (self.dir / "contacts").write_text("")
+
+    # ---- lifecycle ----
+    def start(self, timeout: float = 10.0) -> None:
+        if shutil.which("baresip") is None:
+            raise ProcessError("baresip not installed (apt-get install baresip-core)")
+        self.write_config()
+        self._proc = ManagedProcess(
+            f"baresip-{self.user}", ["baresip", "-f", self.dir], self.log_path, cwd=self.dir
+        )
+        self._proc.start()
+        try:
+            self._proc.wait_ready(
+                lambda: "baresip is ready" in self._proc_log(), timeout, "'baresip is ready'"
+            )
+            self.ctrl.connect(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _proc_log(self) -> str:
+        return self._proc.log_text() if self._proc is not None else ""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._proc is not None and self._proc.running():
+            with contextlib.suppress(Exception):
+                self.ctrl.command("quit", timeout=1.0)
+            with contextlib.suppress(Exception):
+                self._proc.wait(2.0)
+        self.ctrl.close()
+        if self._proc is not None:
+            self._proc.stop(timeout)
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.running()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def log_text(self) -> str:
+        return self._proc_log()
+
+    # ---- control ----
+    def command(self, cmd: str, params: str | None = None, timeout: float = 5.0) -> str:
+        """Run a ctrl_tcp command; return its text output; raise if not ok."""
+        resp = self.ctrl.command(cmd, params, timeout)
+        if not resp.get("ok", False):
+            raise BaresipError(f"ua{self.user}: {cmd} {params or ''} failed: {resp.get('data')}")
+        return str(resp.get("data", ""))
+
+    @property
+    def events(self) -> list[Event]:
+        with self.ctrl._cond:
+            return list(self.ctrl.events)
+
+    def event_count(self) -> int:
+        with self.ctrl._cond:
+            return len(self.ctrl.events)
+
+    def wait_event(
+        self,
+        event_type: str | Sequence[str],
+        timeout: float = 10.0,
+        since: int = 0,
+        pred: Callable[[Event], bool] | None = None,
+    ) -> Event:
+        """Wait for an event of ``event_type`` (e.g. CALL_ESTABLISHED) at index >= since."""
+        types = {event_type} if isinstance(event_type, str) else set(event_type)
+        return self.ctrl.wait_event(
+            lambda e: e.get("type") in types and (pred is None or pred(e)),
+            timeout,
+            since,
+            f"event {sorted(types)}",
+        )
+
+    def reginfo(self) -> str:
+        return self.command("reginfo")
+
+    def is_registered(self) -> bool:
+        return "OK" in self.reginfo()
+
+    def wait_registered(self, timeout: float = 10.0) -> None:
+        if not self.registers:
+            return
+        wait_until(self.is_registered, timeout, 0.1, f"ua{self.user} registered")
+
+    def registration_failed(self) -> bool:
+        return any(e.get("type") == "REGISTER_FAIL" for e in self.events)
+
+    def dial(self, uri: str) -> int:
+        """Dial ``uri`` (a full SIP URI or a number in the account's domain).
+
+        Returns the event index from which this call's events can be awaited.
+        """
+        since = self.event_count()
+        if not uri.startswith("sip:") and self.registers:
+            uri = f"sip:{uri}@{self.domain}:{self.registrar_port}"
+        self.command("dial", uri)
+        return since
+
+    def accept(self) -> None:
+        self.command("accept")
+
+    def hangup(self) -> None:
+        """Hang up the current call; a ringing incoming call is rejected (486 Busy Here)."""
+        self.command("hangup")
+
+    def send_dtmf(self, digits: str, gap: float = 0.25) -> None:
+        """Send RFC 4733 telephone-events for each digit (``sndcode``)."""
+        for i, d in enumerate(digits):
+            if i:
+                time.sleep(gap)
+            self.command("sndcode", d)
+
+    def set_auto_answer(self, on: bool) -> None:
+        self.command("answermode", "auto" if on else "manual")
+        self.auto_answer = on
+
+    def list_calls(self) -> str:
+        return self.command("listcalls")
+
+    def call_count(self) -> int:
+        out = self.list_calls()
+        head = out.strip().splitlines()[0] if out.strip() else ""
+        digits = "".join(ch for ch in head.split("(")[-1] if ch.isdigit())
+        return int(digits) if digits else 0
+
+    def wait_established(self, timeout: float = 10.0, since: int = 0) -> Event:
+        return self.wait_event("CALL_ESTABLISHED", timeout, since)
+
+    def wait_closed(self, timeout: float = 10.0, since: int = 0) -> Event:
+        return self.wait_event("CALL_CLOSED", timeout, since)
+
+    def wait_incoming(self, timeout: float = 10.0, since: int = 0) -> Event:
+        return self.wait_event("CALL_INCOMING", timeout, since)
+
+    # ---- recordings ----
+    def received_recordings(self) -> list[Path]:
+        """WAVs of what this phone heard, one per call, oldest first."""
+        return sorted(self.rec_dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+
+    def sent_recordings(self) -> list[Path]:
+        """WAVs of what this phone sent, one per call, oldest first."""
+        return sorted(self.rec_dir.glob("dump-*-enc.wav"), key=lambda p: p.stat().st_mtime)
+
+    def __enter__(self) -> BaresipPhone:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"<BaresipPhone {self.user} sip={self.sip_port} ctrl={self.ctrl_port} pid={self.pid}>"
+        )
