@@ -1,1 +1,1 @@
-"""Call logic as sans-IO state machines (events in, commands out) and the runners that execute them."""
+"""Call logic as sans-IO state machines (events in, commands out), plus a fake runner."""

@@ -1,0 +1,352 @@
+"""The three-way bridge (三方通话) as a pure state machine: caller, dispatcher and unit.
+
+Bridge states and legal transitions (`BRIDGE_TRANSITIONS`)::
+
+    DIALING ──2 parties connected──▶ CONNECTED ──fewer than 2 left / EndBridge──▶ ENDED
+    DIALING ──required party unreachable / deadline / fewer than 2 can connect──▶ FAILED
+    DIALING ──EndBridge──▶ ENDED
+
+Policies: parties are dialled stage by stage (`BridgeSettings.dial_stages`); the bridge is
+connected once two parties answered (each is joined to the conference as it answers, the
+recording starts then). A party that leaves does not end the bridge while two remain (the
+dispatcher can leave the caller with the unit); under two, everyone left is hung up. A party
+unreachable *after* the bridge connected does not fail it: the dispatcher is notified and may
+redial. While dialing, the bridge fails when a required party (`BridgeSettings.required`,
+default all three) is unreachable, when fewer than two parties can still connect, or when the
+dial deadline passes.
+
+Harmless late events are ignored (logged): anything for a leg that already ended, a ring or
+deadline timer that was cancelled, DTMF and playback ends on bridge legs. A late *answer* on a
+leg the bridge gave up on is hung up. Everything else that does not fit raises an `EventError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from callflows.bridge_party import ExistingLeg, Party, PartySnapshot, PartyState
+from callflows.bridge_requests import apply_request
+from callflows.commands import (
+    CancelTimer,
+    Command,
+    Join,
+    Notify,
+    Save,
+    StartRecording,
+    StartTimer,
+    StopRecording,
+)
+from callflows.dialing import LegIds
+from callflows.errors import CallflowConfigError, IllegalTransitionError, UnknownLegError
+from callflows.events import (
+    DtmfReceived,
+    Event,
+    LegAnswered,
+    LegEnded,
+    LegRinging,
+    PlaybackFinished,
+    Role,
+    TimerFired,
+)
+
+log = logging.getLogger(__name__)
+
+DEADLINE_TIMER = "bridge-deadline"
+
+
+class BridgeState(enum.Enum):
+    """Where a bridge is (the API's `state`)."""
+
+    DIALING = "dialing"
+    CONNECTED = "connected"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+BRIDGE_TRANSITIONS: dict[BridgeState, frozenset[BridgeState]] = {
+    BridgeState.DIALING: frozenset({BridgeState.CONNECTED, BridgeState.FAILED, BridgeState.ENDED}),
+    BridgeState.CONNECTED: frozenset({BridgeState.ENDED}),
+    BridgeState.ENDED: frozenset(),
+    BridgeState.FAILED: frozenset(),
+}
+
+
+def _default_ring_timeouts() -> dict[Role, float]:
+    return {Role.DISPATCHER: 20.0, Role.CALLER: 40.0, Role.UNIT: 25.0}
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """How a bridge dials. Default: the dispatcher's seat first, then caller and unit together."""
+
+    dial_stages: tuple[tuple[Role, ...], ...] = ((Role.DISPATCHER,), (Role.CALLER, Role.UNIT))
+    ring_timeouts_s: Mapping[Role, float] = field(default_factory=_default_ring_timeouts)
+    dial_deadline_s: float = 180.0
+    required: frozenset[Role] = frozenset(Role)
+
+    def __post_init__(self) -> None:
+        roles = [r for stage in self.dial_stages for r in stage]
+        if sorted(roles) != sorted(Role) or any(not s for s in self.dial_stages):
+            raise CallflowConfigError(f"dial stages must name each role once: {self.dial_stages}")
+        if self.dial_deadline_s <= 0:
+            raise CallflowConfigError("dial deadline must be positive")
+
+    @classmethod
+    def all_at_once(cls, **kwargs: object) -> BridgeSettings:
+        """Dial all three parties at the same time."""
+        return cls(dial_stages=((Role.DISPATCHER, Role.CALLER, Role.UNIT),), **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSnapshot:
+    """The bridge as stored and shown by `GET /api/v1/bridges/{id}`."""
+
+    bridge_id: str
+    state: BridgeState
+    parties: tuple[PartySnapshot, ...]
+    created_at: datetime
+    connected_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    recording: bool
+
+    def party(self, role: Role) -> PartySnapshot:
+        """The snapshot of one party."""
+        return next(p for p in self.parties if p.role is role)
+
+
+class BridgeFlow:
+    """A bridged call. Feed `start(now)` once, then `handle(event, now)` for every event.
+
+    `parties` maps each role to its dial list (numbers in order: for the unit, on-duty staff,
+    then leader, then fallback) or to an `ExistingLeg` already answered (an inbound caller and
+    the seat that took it). A role left out is absent (the unit of an inbound call: `AddUnit`).
+    """
+
+    def __init__(
+        self,
+        bridge_id: str,
+        parties: Mapping[Role, Sequence[str] | ExistingLeg],
+        now: datetime,
+        settings: BridgeSettings | None = None,
+        *,
+        conference_id: str | None = None,
+        recording_active: bool = False,
+    ) -> None:
+        if len(parties) < 2:
+            raise CallflowConfigError(f"bridge {bridge_id} needs at least two parties")
+        self.settings = settings or BridgeSettings()
+        self.bridge_id = bridge_id
+        self.conference_id = conference_id or bridge_id
+        self.state = BridgeState.DIALING
+        self.created_at = now
+        self.connected_at: datetime | None = None
+        self.ended_at: datetime | None = None
+        self.end_reason: str | None = None
+        self.recording = recording_active
+        self._ids = LegIds()
+        self.parties = {r: Party(bridge_id, r, self._ids, self._timeout(r)) for r in Role}
+        for role, spec in parties.items():
+            if isinstance(spec, ExistingLeg):
+                self.parties[role].adopt(spec, now)
+            else:
+                self.parties[role].plan(spec)
+        self._last_saved: BridgeSnapshot | None = None
+
+    def _timeout(self, role: Role) -> float:
+        return self.settings.ring_timeouts_s.get(role, 30.0)
+
+    @property
+    def flow_id(self) -> str:
+        """The bridge id."""
+        return self.bridge_id
+
+    @property
+    def finished(self) -> bool:
+        """True once ended or failed."""
+        return self.state in (BridgeState.ENDED, BridgeState.FAILED)
+
+    def _set_state(self, new: BridgeState, now: datetime) -> list[Command]:
+        if new not in BRIDGE_TRANSITIONS[self.state]:
+            raise IllegalTransitionError(
+                f"bridge cannot go from {self.state.value} to {new.value}",
+                flow_id=self.bridge_id,
+                state=self.state.value,
+            )
+        log.info("bridge %s - %s -> %s", self.bridge_id, self.state.name, new.name)
+        self.state = new
+        return [Notify(self.bridge_id, f"bridge.{new.value}", detail=self.end_reason)]
+
+    # --- entry points -------------------------------------------------------------------------
+
+    def start(self, now: datetime) -> list[Command]:
+        """Join any existing legs, start the deadline and the first dial stage."""
+        cmds: list[Command] = [StartTimer(DEADLINE_TIMER, self.settings.dial_deadline_s)]
+        for party in self.parties.values():
+            if party.state is PartyState.CONNECTED and party.leg_id is not None:
+                cmds.append(Join(party.leg_id, self.conference_id))
+        return self._finish_step(cmds, now)
+
+    def handle(self, event: Event, now: datetime) -> list[Command]:
+        """Feed one event; returns the commands to execute in order."""
+        match event:
+            case LegRinging() | LegAnswered() | LegEnded() | DtmfReceived() | PlaybackFinished():
+                cmds = self._on_leg_event(event, now)
+            case TimerFired(timer_id=timer_id):
+                cmds = self._on_timer(timer_id, now)
+            case _:
+                cmds = apply_request(self, event, now)
+        return self._finish_step(cmds, now)
+
+    def snapshot(self) -> BridgeSnapshot:
+        """The bridge as stored and shown by the API."""
+        return BridgeSnapshot(
+            bridge_id=self.bridge_id,
+            state=self.state,
+            parties=tuple(self.parties[r].snapshot() for r in Role),
+            created_at=self.created_at,
+            connected_at=self.connected_at,
+            ended_at=self.ended_at,
+            end_reason=self.end_reason,
+            recording=self.recording,
+        )
+
+    # --- leg events ---------------------------------------------------------------------------
+
+    def party_of_leg(self, leg_id: str) -> Party:
+        """The party that owns the leg, or UnknownLegError naming the bridge."""
+        for party in self.parties.values():
+            if party.owns(leg_id):
+                return party
+        raise UnknownLegError(
+            f"unknown leg {leg_id!r}", flow_id=self.bridge_id, party=leg_id, state=self.state.value
+        )
+
+    def _on_leg_event(self, event: Event, now: datetime) -> list[Command]:
+        leg_id: str = getattr(event, "leg_id")  # noqa: B009 - every leg event has one
+        party = self.party_of_leg(leg_id)
+        dialer = party.dialer
+        ringing = dialer is not None and dialer.is_ringing(leg_id)
+        match event:
+            case LegRinging() if ringing and dialer is not None:
+                dialer.on_ringing(leg_id)
+                return []
+            case LegAnswered() if ringing and dialer is not None and not self.finished:
+                cmds = dialer.on_answered(leg_id, now)
+                party.after_dial_event(now)
+                note = Notify(self.bridge_id, "party.connected", party.role.value)
+                return [*cmds, Join(leg_id, self.conference_id), note]
+            case LegAnswered() if party.leg_id != leg_id or self.finished:
+                return self._late_answer(party, leg_id, now)
+            case LegEnded(reason=reason, sip_status=status) if ringing and dialer is not None:
+                cmds = dialer.on_ended(leg_id, reason, status, now)
+                party.after_dial_event(now)
+                return cmds + self._unreachable_note(party)
+            case LegEnded(reason=reason) if (
+                party.leg_id == leg_id and party.state is PartyState.CONNECTED
+            ):
+                party.remote_left(reason, now)
+                return [Notify(self.bridge_id, "party.left", party.role.value, reason)]
+        log.debug("bridge %s: ignoring %s on leg %s", self.bridge_id, type(event).__name__, leg_id)
+        return []
+
+    def _late_answer(self, party: Party, leg_id: str, now: datetime) -> list[Command]:
+        if party.dialer is not None and party.dialer.is_ringing(leg_id):
+            party.dialer.on_answered(leg_id, now)  # record it, then hang up: the bridge is over
+        elif party.leg_id == leg_id:
+            return []  # a repeated answer for the connected leg
+        return party.dialer.late_answer(leg_id) if party.dialer else []
+
+    def _unreachable_note(self, party: Party) -> list[Command]:
+        if party.state is PartyState.UNREACHABLE:
+            return [Notify(self.bridge_id, "party.unreachable", party.role.value, party.end_reason)]
+        return []
+
+    def _on_timer(self, timer_id: str, now: datetime) -> list[Command]:
+        if timer_id == DEADLINE_TIMER:
+            if self.state is BridgeState.DIALING:
+                return self.finish(BridgeState.FAILED, "deadline", now, timer_fired=True)
+            return []
+        for party in self.parties.values():
+            if party.state is PartyState.DIALING and party.dialer is not None:
+                cmds = party.dialer.on_timer(timer_id, now)
+                if cmds is not None:
+                    party.after_dial_event(now)
+                    return cmds + self._unreachable_note(party)
+        log.debug("bridge %s: ignoring stale timer %s", self.bridge_id, timer_id)
+        return []
+
+    # --- policies -----------------------------------------------------------------------------
+
+    def _finish_step(self, cmds: list[Command], now: datetime) -> list[Command]:
+        """Apply the bridge-wide policies after any change, then save if anything changed."""
+        if not self.finished:
+            cmds += self._evaluate(now)
+        if not self.finished:
+            cmds += self._advance_stages(now)
+            cmds += self._evaluate(now)
+        snap = self.snapshot()
+        if snap != self._last_saved:
+            self._last_saved = snap
+            cmds.append(Save(self.bridge_id, snap))
+        return cmds
+
+    def _count(self, *states: PartyState) -> int:
+        return sum(1 for p in self.parties.values() if p.state in states)
+
+    def _evaluate(self, now: datetime) -> list[Command]:
+        connected = self._count(PartyState.CONNECTED)
+        if self.state is BridgeState.CONNECTED:
+            if connected < 2:
+                return self.finish(BridgeState.ENDED, "fewer_than_two_parties", now)
+            return []
+        for role in sorted(self.settings.required):
+            if self.parties[role].state is PartyState.UNREACHABLE:
+                return self.finish(BridgeState.FAILED, f"unreachable:{role.value}", now)
+        if connected >= 2:
+            return self._connect(now)
+        if self._count(PartyState.CONNECTED, PartyState.DIALING, PartyState.WAITING) < 2:
+            return self.finish(BridgeState.FAILED, "fewer_than_two_parties", now)
+        return []
+
+    def _connect(self, now: datetime) -> list[Command]:
+        self.connected_at = now
+        cmds = [CancelTimer(DEADLINE_TIMER), *self._set_state(BridgeState.CONNECTED, now)]
+        if not self.recording:
+            self.recording = True
+            cmds.append(StartRecording(self.conference_id))
+        return cmds
+
+    def _advance_stages(self, now: datetime) -> list[Command]:
+        """Dial the waiting parties of the first stage whose predecessors are all settled."""
+        for stage in self.settings.dial_stages:
+            states = [self.parties[r].state for r in stage]
+            if PartyState.DIALING in states:
+                return []
+            waiting = [r for r in stage if self.parties[r].state is PartyState.WAITING]
+            if waiting:
+                cmds: list[Command] = []
+                for role in waiting:
+                    cmds += self.parties[role].dial(now)
+                return cmds
+        return []
+
+    def finish(
+        self, state: BridgeState, reason: str, now: datetime, *, timer_fired: bool = False
+    ) -> list[Command]:
+        """End or fail the bridge: hang up or stop dialling every party still there."""
+        cmds: list[Command] = []
+        for party in self.parties.values():
+            if party.state in (PartyState.CONNECTED, PartyState.DIALING, PartyState.WAITING):
+                cmds += party.leave(f"bridge_{state.value}", now)
+        if self.state is BridgeState.DIALING and not timer_fired:
+            cmds.append(CancelTimer(DEADLINE_TIMER))
+        if self.recording:
+            cmds.append(StopRecording(self.conference_id))
+        self.ended_at = now
+        self.end_reason = reason
+        return cmds + self._set_state(state, now)

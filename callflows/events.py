@@ -1,0 +1,160 @@
+"""Events fed into the call flows: what the telephony stack reports and what the API requests.
+
+Leg events come from the runner (the SIP user agent and media engine translated into plain
+values); requests come from the API on behalf of a dispatcher. Every event is a frozen
+dataclass; time is never part of an event but passed beside it to `handle(event, now)`.
+
+End reasons are the SIP user agent's, as plain lowercase strings, so callflows does not import
+telephony: see `EndReason`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Role(enum.StrEnum):
+    """A party of a bridged call."""
+
+    CALLER = "caller"
+    DISPATCHER = "dispatcher"
+    UNIT = "unit"
+
+
+class EndReason(enum.StrEnum):
+    """Why a leg ended, as reported by the SIP user agent (telephony.sip), lowercase."""
+
+    NORMAL_LOCAL = "normal_local"
+    NORMAL_REMOTE = "normal_remote"
+    BUSY = "busy"
+    DECLINED = "declined"
+    NOT_FOUND = "not_found"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    AUTH_FAILED = "auth_failed"
+    FAILED = "failed"
+
+
+# --- leg events (from the runner) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LegRinging:
+    """The far end is alerting (180/183)."""
+
+    leg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegAnswered:
+    """The far end answered (2xx, ACKed); media flows."""
+
+    leg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegEnded:
+    """The leg is gone: failed before answer, cancelled, or hung up by either side.
+
+    `reason` is an `EndReason` value (any other string is treated like "failed").
+    """
+
+    leg_id: str
+    reason: str
+    sip_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """A key pressed on the leg (RFC 4733, SIP INFO or in-band: the runner does not say)."""
+
+    leg_id: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    """A prompt started by `Play` reached its end (or was stopped by `StopPlayback`)."""
+
+    leg_id: str
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer started by `StartTimer` expired (and was not cancelled first)."""
+
+    timer_id: str
+
+
+# --- requests (from the API) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HangupParty:
+    """Drop a party: hang up its call (or stop dialling it)."""
+
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class RedialParty:
+    """Dial a party again from the top of its dial list (after it left or was unreachable)."""
+
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class MuteParty:
+    """The others stop hearing this party."""
+
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class UnmuteParty:
+    """Undo `MuteParty`."""
+
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class HoldParty:
+    """Put a party on hold: it hears nobody and nobody hears it, the others go on talking."""
+
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class UnholdParty:
+    """Undo `HoldParty`."""
+
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class EndBridge:
+    """End the whole bridge: hang up every party and stop dialling."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddUnit:
+    """Bring a unit into a bridge that has none yet (e.g. an inbound call); numbers in order."""
+
+    numbers: tuple[str, ...]
+
+
+LegEvent = LegRinging | LegAnswered | LegEnded | DtmfReceived | PlaybackFinished
+Request = (
+    HangupParty
+    | RedialParty
+    | MuteParty
+    | UnmuteParty
+    | HoldParty
+    | UnholdParty
+    | EndBridge
+    | AddUnit
+)
+Event = LegEvent | TimerFired | Request
