@@ -1,1 +1,1 @@
-"""Evidence-grade call recordings: incremental WAV writing, finalisation, crash repair, health checks."""
+"""Evidence-grade call recordings: incremental WAV tracks, sealing, crash repair, health."""

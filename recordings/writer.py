@@ -1,0 +1,402 @@
+"""RecordingWriter: the media tap that records a call to one WAV file per track.
+
+Two sides, two threads of control:
+
+- `write(mixed, tracks)` is called by the media engine every 20 ms (the hot path). It only
+  appends to in-memory buffers under a short lock: no syscall, no allocation beyond the append.
+- `flush()` is called by the writer's owner from a background task at least once per second
+  (directly, or through `asyncio.to_thread` so the event loop never waits on the disk). It moves
+  the buffers to disk with positional raw writes and then rewrites the two size fields of each
+  WAV header, so a crash (even SIGKILL) leaves playable files up to the last flush.
+
+fsync policy: data reaches the kernel at every flush (survives a crash of the process);
+`fdatasync` runs on every track at most every `fsync_interval_s` seconds (default 5 s: survives a
+power loss minus at most ~6 s) and always at finalise, before the hashes are taken.
+
+When the disk fails (ENOSPC, EIO), flush() raises RecordingWriteError and the writer enters
+FAILING: audio stays in memory up to `max_buffer_s`; beyond it new audio is dropped and counted,
+and written later as silence so every track stays aligned with the call. A later flush that
+succeeds writes the backlog and returns to RECORDING. The RecordingInfo says what was lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recordings import info as layout
+from recordings import wavfile
+from recordings.errors import (
+    RecordingError,
+    RecordingFinaliseError,
+    RecordingStateError,
+    RecordingWriteError,
+)
+from recordings.info import RecordingInfo
+
+log = logging.getLogger(__name__)
+
+FRAME = wavfile.FRAME_BYTES
+TICKS_PER_SECOND = 50
+_SILENCE = bytes(FRAME)
+_ZEROS_VIEW = memoryview(bytes(wavfile.BYTES_PER_SECOND))
+
+Segment = bytes | bytearray | int  # audio bytes, or a count of bytes of silence
+
+
+def _rest(seg: Segment, done: int) -> Segment:
+    """What is left of a backlog segment after `done` bytes of it reached the disk."""
+    return seg - done if isinstance(seg, int) else seg[done:]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WriterState(enum.Enum):
+    """Where a RecordingWriter is in its life."""
+
+    RECORDING = "recording"
+    FAILING = "failing"  # the last flush failed; audio is held in memory
+    FINALISED = "finalised"
+
+
+class _Track:
+    """One track's buffers and file. `buf`/`sealed` belong to write(), `backlog` to flush()."""
+
+    __slots__ = ("backlog", "buf", "fd", "path", "role", "sealed", "written")
+
+    def __init__(self, role: str, path: Path, leading_silence_bytes: int) -> None:
+        self.role = role
+        self.path = path
+        self.buf = bytearray()
+        self.sealed: list[Segment] = [leading_silence_bytes] if leading_silence_bytes else []
+        self.backlog: deque[Segment] = deque()
+        self.fd: int | None = None
+        self.written = 0  # audio bytes on disk after the header
+
+
+class RecordingWriter:
+    """Records one call: `write()` from the media tick, `flush()` every second, `finalise()`.
+
+    Files go to `<root>/YYYY/MM/DD/<recording_id>/{mixed,<role>...}.wav` (see recordings.info).
+    The constructor creates the directory and its started.json marker; an OSError there is
+    raised as RecordingWriteError so the owner knows the call is not being recorded.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        recording_id: str,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        fsync_interval_s: float | None = 5.0,
+        max_buffer_s: float = 30.0,
+        read_only: bool = True,
+    ) -> None:
+        self.recording_id = layout.check_recording_id(recording_id)
+        self._clock = clock
+        self._monotonic = monotonic
+        self._fsync_interval_s = fsync_interval_s
+        self._max_held_ticks = max(1, int(max_buffer_s * TICKS_PER_SECOND))
+        self._read_only = read_only
+        self.started_at = clock()
+        self.directory = layout.recording_directory(root, recording_id, self.started_at)
+        try:
+            layout.write_started(self.directory, recording_id, self.started_at)
+        except OSError as exc:
+            raise RecordingWriteError(
+                f"recording {recording_id}: cannot create {self.directory}: {exc}",
+                recording_id=recording_id,
+                path=str(self.directory),
+                errno=exc.errno,
+            ) from exc
+        self._lock = threading.Lock()  # guards buffers between write() and flush()
+        self._flush_lock = threading.Lock()  # one flush or finalise at a time
+        self._mixed = _Track(layout.MIXED, self.directory / "mixed.wav", 0)
+        self._parties: dict[str, _Track] = {}
+        self._all: list[_Track] = [self._mixed]
+        self._ticks = 0
+        self._held_ticks = 0  # ticks in memory, not yet on disk
+        self._gap_ticks = 0  # ticks dropped in the current gap, not yet sealed as silence
+        self._lost_ticks = 0  # all ticks ever dropped because the memory bound was reached
+        self._misfits = 0
+        self._closed = False
+        self._last_fsync = monotonic()
+        self._state = WriterState.RECORDING
+        self._errors: list[str] = []
+        self.error: RecordingWriteError | None = None
+        log.info("recording %s started in %s", recording_id, self.directory)
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def write(self, mixed: bytes, tracks: Mapping[str, bytes]) -> None:
+        """Append one 20 ms tick: the mixed frame and one frame per party role (320 bytes each).
+
+        A known role missing from `tracks` gets silence; a new role gets a new track that starts
+        with silence for every earlier tick, so all tracks stay aligned.
+        """
+        with self._lock:
+            if self._closed:
+                self._write_after_close()
+                return
+            self._ticks += 1
+            if self._held_ticks >= self._max_held_ticks:
+                self._gap_ticks += 1
+                return
+            if self._gap_ticks:
+                self._seal_gap()
+            self._held_ticks += 1
+            self._mixed.buf += mixed if len(mixed) == FRAME else self._fit(mixed)
+            found = 0
+            for role, track in self._parties.items():
+                frame = tracks.get(role)
+                if frame is None:
+                    track.buf += _SILENCE
+                    continue
+                found += 1
+                track.buf += frame if len(frame) == FRAME else self._fit(frame)
+            if found < len(tracks):
+                self._add_roles(tracks)
+
+    def _fit(self, frame: bytes) -> bytes:
+        self._misfits += 1
+        if self._misfits == 1:
+            log.warning("recording %s: frame of %d bytes padded/cut", self.recording_id, len(frame))
+        return frame[:FRAME].ljust(FRAME, b"\0")
+
+    def _add_roles(self, tracks: Mapping[str, bytes]) -> None:
+        for role, frame in tracks.items():
+            if role in self._parties:
+                continue
+            layout.check_role(role)
+            track = _Track(role, self.directory / f"{role}.wav", (self._ticks - 1) * FRAME)
+            track.buf += frame if len(frame) == FRAME else self._fit(frame)
+            self._parties[role] = track
+            self._all.append(track)
+            log.info(
+                "recording %s: track %s joins at %.2f s",
+                self.recording_id,
+                role,
+                (self._ticks - 1) / TICKS_PER_SECOND,
+            )
+
+    def _seal_gap(self) -> None:
+        """Close a gap of dropped ticks: silence in every track, after what was buffered."""
+        silence = self._gap_ticks * FRAME
+        for track in self._all:
+            if track.buf:
+                track.sealed.append(track.buf)
+                track.buf = bytearray()
+            track.sealed.append(silence)
+        self._lost_ticks += self._gap_ticks
+        self._gap_ticks = 0
+
+    def _write_after_close(self) -> None:
+        self._misfits += 1
+        if self._misfits < 2:
+            log.warning("recording %s: write() after finalise ignored", self.recording_id)
+
+    # -- flushing -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> WriterState:
+        """RECORDING, FAILING (the disk refused the last flush) or FINALISED."""
+        return self._state
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of call seen by write() so far."""
+        return self._ticks / TICKS_PER_SECOND
+
+    @property
+    def roles(self) -> list[str]:
+        """Party roles that have a track so far, in order of appearance."""
+        return list(self._parties)
+
+    def flush(self) -> None:
+        """Write buffered audio to disk and update the headers; call at least once per second.
+
+        Raises RecordingWriteError when the disk fails (again on every flush until it works);
+        audio is held in memory meanwhile, and the writer returns to RECORDING on its own.
+        """
+        if self._state is WriterState.FINALISED:
+            raise RecordingStateError(
+                f"recording {self.recording_id} is finalised", recording_id=self.recording_id
+            )
+        with self._flush_lock:
+            self._flush_locked()
+
+    def _take(self) -> tuple[list[_Track], int]:
+        """Move every buffer to its track's backlog; return the tracks and the ticks held."""
+        with self._lock:
+            for track in self._all:
+                if track.sealed:
+                    track.backlog.extend(track.sealed)
+                    track.sealed.clear()
+                if track.buf:
+                    track.backlog.append(track.buf)
+                    track.buf = bytearray()
+            return list(self._all), self._held_ticks
+
+    def _flush_locked(self) -> None:
+        tracks, held = self._take()
+        try:
+            for track in tracks:
+                self._drain(track)
+            self._maybe_fsync(tracks, force=False)
+        except OSError as exc:
+            self._fail(exc)
+        with self._lock:
+            self._held_ticks -= held  # all of it is on disk now
+        if self._state is WriterState.FAILING:
+            log.warning("recording %s: disk writable again, backlog written", self.recording_id)
+            self._errors.append(f"{self._clock().isoformat()} recovered: backlog written")
+            self._state = WriterState.RECORDING
+            self.error = None
+
+    def _drain(self, track: _Track) -> None:
+        """Write the track's backlog at the end of its file; the header follows in any case."""
+        fd = self._open(track)
+        try:
+            while track.backlog:
+                seg = track.backlog[0]
+                data = _ZEROS_VIEW[: min(seg, len(_ZEROS_VIEW))] if isinstance(seg, int) else seg
+                try:
+                    wavfile.write_at(fd, data, wavfile.HEADER_BYTES + track.written)
+                except OSError as exc:
+                    done = int(getattr(exc, "written", 0))
+                    track.written += done
+                    track.backlog[0] = _rest(seg, done)
+                    raise
+                track.written += len(data)
+                rest = _rest(seg, len(data))
+                if rest:
+                    track.backlog[0] = rest
+                else:
+                    track.backlog.popleft()
+        finally:
+            wavfile.write_sizes(fd, track.written)
+
+    @staticmethod
+    def _open(track: _Track) -> int:
+        """Create the track's file with an empty header, once; a failed creation leaves none."""
+        if track.fd is None:
+            fd = os.open(track.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                wavfile.write_at(fd, wavfile.build_header(0), 0)
+            except OSError:
+                os.close(fd)
+                track.path.unlink()
+                raise
+            track.fd = fd
+        return track.fd
+
+    def _maybe_fsync(self, tracks: list[_Track], *, force: bool) -> None:
+        now = self._monotonic()
+        interval = self._fsync_interval_s
+        if force or (interval is not None and now - self._last_fsync >= interval):
+            for track in tracks:
+                if track.fd is not None:
+                    os.fdatasync(track.fd)
+            self._last_fsync = now
+
+    def _fail(self, exc: OSError) -> None:
+        with self._lock:
+            held = self._held_ticks
+            lost = self._lost_ticks + self._gap_ticks
+        error = RecordingWriteError(
+            f"recording {self.recording_id}: write failed: {exc}; "
+            f"{held / TICKS_PER_SECOND:.1f} s held in memory, "
+            f"{lost / TICKS_PER_SECOND:.1f} s lost",
+            recording_id=self.recording_id,
+            path=str(self.directory),
+            errno=exc.errno,
+            buffered_s=held / TICKS_PER_SECOND,
+            lost_s=lost / TICKS_PER_SECOND,
+        )
+        if self._state is not WriterState.FAILING:
+            log.error("%s", error)
+            self._errors.append(f"{self._clock().isoformat()} {exc}")
+            self._state = WriterState.FAILING
+        self.error = error
+        raise error from exc
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def finalise(self) -> RecordingInfo:
+        """Stop recording, write what is left, fix the headers, fsync, hash and seal.
+
+        Never loses what reached the disk: if the last flush fails the recording is still sealed
+        with what is on disk, and `lost_s`/`errors` of the returned info say what is missing.
+        Raises RecordingFinaliseError when even sealing fails (the directory then stays
+        unfinalised and crash recovery finalises it at the next start).
+        """
+        if self._state is WriterState.FINALISED:
+            raise RecordingStateError(
+                f"recording {self.recording_id} is already finalised",
+                recording_id=self.recording_id,
+            )
+        with self._lock:
+            self._closed = True
+        ended_at = self._clock()
+        with self._flush_lock:
+            try:
+                self._flush_locked()
+            except RecordingWriteError as exc:
+                log.error("recording %s: final flush failed: %s", self.recording_id, exc)
+            with self._lock:
+                missing = self._lost_ticks + self._gap_ticks + self._held_ticks
+            self._state = WriterState.FINALISED
+            try:
+                self._close_files(force_fsync=True)
+                info = layout.seal(
+                    self.directory,
+                    recording_id=self.recording_id,
+                    started_at=self.started_at,
+                    ended_at=ended_at,
+                    interrupted=False,
+                    lost_s=missing / TICKS_PER_SECOND,
+                    errors=tuple(self._errors),
+                    read_only=self._read_only,
+                )
+            except (OSError, RecordingError) as exc:
+                raise RecordingFinaliseError(
+                    f"recording {self.recording_id}: cannot finalise: {exc}",
+                    recording_id=self.recording_id,
+                ) from exc
+        log.info(
+            "recording %s finalised: %.1f s, %d tracks, lost %.1f s",
+            self.recording_id,
+            info.duration_s,
+            len(info.tracks),
+            info.lost_s,
+        )
+        return info
+
+    def _close_files(self, *, force_fsync: bool) -> None:
+        """fsync and close every track file; a track that never reached disk is created empty."""
+        first_error: OSError | None = None
+        for track in self._all:
+            try:
+                fd = self._open(track)
+                wavfile.write_sizes(fd, track.written)
+                if force_fsync:
+                    os.fdatasync(fd)
+            except OSError as exc:
+                log.error("recording %s: closing %s: %s", self.recording_id, track.path, exc)
+                first_error = first_error or exc
+            finally:
+                if track.fd is not None:
+                    os.close(track.fd)
+                    track.fd = None
+        if first_error is not None:
+            raise first_error
