@@ -1,0 +1,464 @@
+"""One RTP leg: a UDP socket pair (RTP on an even port, RTCP on the next), symmetric RTP,
+jitter buffer, DTMF on every path, playback, and statistics.
+
+Receiving runs in `loop.add_reader` callbacks that drain the socket (the default asyncio
+datagram protocol allocates a 256 KiB buffer per datagram; see DESIGN.md). Decoding, RFC 4733
+and in-band detection happen there, so the tick only pops a frame and sends one packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from telephony.media import g711, rtcp
+from telephony.media.dtmf import DigitMerger, EventReceiver, EventSender, TelephoneEvent
+from telephony.media.errors import EndpointClosed, PacketError
+from telephony.media.inband import InbandDetector
+from telephony.media.jitter import JitterBuffer
+from telephony.media.mixer import mix
+from telephony.media.playback import PlaybackHandle, PlaybackOutcome, Player, Prompt, PromptCache
+from telephony.media.rtp import HEADER, ReceptionStats, RtpPacket
+from telephony.media.stats import LegStats, RtcpFeedback
+from telephony.types import Codec, Direction, DtmfDigit, NegotiatedMedia
+
+if TYPE_CHECKING:
+    from telephony.media.conference import Conference
+
+log = logging.getLogger(__name__)
+
+MAX_DATAGRAM = 2048
+DRAIN_LIMIT = 64  # datagrams per readable callback, so one busy leg cannot starve the rest
+RTCP_INTERVAL_TICKS = 250  # 5 s (RFC 3550 6.2 minimum)
+DTMF_VOLUME = 10
+
+
+class EndpointState(enum.Enum):
+    OPEN = "open"  # bound, waiting for configure()
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class DigitStream:
+    """The key presses of one leg, each once, in order; `async for` ends when the leg closes."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[DtmfDigit | None] = asyncio.Queue()
+
+    def put(self, digit: DtmfDigit) -> None:
+        self._queue.put_nowait(digit)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def get(self) -> DtmfDigit:
+        """The next key press; raises EndpointClosed once the leg is closed."""
+        digit = await self._queue.get()
+        if digit is None:
+            self._queue.put_nowait(None)
+            raise EndpointClosed("digits")
+        return digit
+
+    def get_nowait(self) -> DtmfDigit | None:
+        """The next key press if one is waiting, else None."""
+        if self._queue.empty():
+            return None
+        digit = self._queue.get_nowait()
+        if digit is None:
+            self._queue.put_nowait(None)
+        return digit
+
+    def __aiter__(self) -> DigitStream:
+        return self
+
+    async def __anext__(self) -> DtmfDigit:
+        try:
+            return await self.get()
+        except EndpointClosed:
+            raise StopAsyncIteration from None
+
+
+@dataclass(slots=True)
+class _Tx:
+    ssrc: int = field(default_factory=lambda: random.getrandbits(32))
+    seq: int = field(default_factory=lambda: random.getrandbits(16))
+    ts_base: int = field(default_factory=lambda: random.getrandbits(32))
+    packets: int = 0
+    octets: int = 0
+    errors: int = 0
+    dtmf: list[tuple[EventSender, asyncio.Future[None]]] = field(default_factory=list)
+
+
+class RtpEndpoint:
+    """One leg's media. Created by MediaEngine.open_endpoint; configure() once SDP is agreed."""
+
+    def __init__(
+        self,
+        label: str,
+        rtp_sock: socket.socket,
+        rtcp_sock: socket.socket,
+        prompts: PromptCache,
+        *,
+        latch: bool = True,
+        inband_dtmf: bool | None = None,
+        jitter_prefill: int = 2,
+        on_close: Callable[[RtpEndpoint], None] | None = None,
+    ) -> None:
+        self.label = label
+        self.local_host, self.local_port = rtp_sock.getsockname()[:2]
+        self.state = EndpointState.OPEN
+        self.conference: Conference | None = None
+        self.digits = DigitStream()
+        self.media: NegotiatedMedia | None = None
+        self._sock = rtp_sock
+        self._rtcp_sock = rtcp_sock
+        self._prompts = prompts
+        self._latch = latch
+        self._inband_setting = inband_dtmf
+        self._on_close = on_close
+        self._loop = asyncio.get_running_loop()
+        self._remote: tuple[str, int] | None = None
+        self._remote_rtcp: tuple[str, int] | None = None
+        self._latched = False
+        self._codec = Codec.PCMU
+        self._payload_type = 0
+        self._dtmf_pt: int | None = None
+        self._send = False
+        self._receive = False
+        self._inband: InbandDetector | None = None
+        self._jitter = JitterBuffer(prefill=jitter_prefill)
+        self._rx: ReceptionStats | None = None
+        self._rx_ssrc: int | None = None
+        self._rx_folded = (0, 0)  # received, lost of earlier sources
+        self._events = EventReceiver()
+        self._merger = DigitMerger()
+        self._player = Player()
+        self._tx = _Tx()
+        self._counters = LegStats()
+        self._feedback: RtcpFeedback | None = None
+        self._rtcp_phase = random.randrange(RTCP_INTERVAL_TICKS)
+        self._loop.add_reader(rtp_sock.fileno(), self._on_rtp_readable)
+        self._loop.add_reader(rtcp_sock.fileno(), self._on_rtcp_readable)
+
+    def __repr__(self) -> str:
+        return f"<RtpEndpoint {self.label} :{self.local_port} {self.state.value}>"
+
+    def _set_state(self, state: EndpointState) -> None:
+        log.debug("leg %s: %s -> %s", self.label, self.state.value, state.value)
+        self.state = state
+
+    # -- control --------------------------------------------------------------------------
+
+    def configure(self, media: NegotiatedMedia) -> None:
+        """Apply (or re-apply, for a re-INVITE) the negotiated media."""
+        self._check_open()
+        if media.remote_port and media.remote_host not in ("0.0.0.0", "::"):
+            remote = (media.remote_host, media.remote_port)
+        else:
+            remote = None
+        if remote != self._remote:
+            self._remote = remote
+            self._remote_rtcp = (remote[0], remote[1] + 1) if remote else None
+            self._latched = False
+        if media.codec is not self._codec:
+            self._jitter.reset()
+        self._codec = media.codec
+        self._payload_type = media.codec.payload_type
+        self._dtmf_pt = media.dtmf_payload_type
+        d = media.direction
+        self._send = remote is not None and d in (Direction.SENDRECV, Direction.SENDONLY)
+        self._receive = d in (Direction.SENDRECV, Direction.RECVONLY)
+        use_inband = self._inband_setting
+        if use_inband is None:  # auto: listen for tones only when RFC 4733 was not agreed
+            use_inband = media.dtmf_payload_type is None
+        self._inband = (self._inband or InbandDetector()) if use_inband else None
+        self.media = media
+        self._set_state(EndpointState.ACTIVE)
+
+    def inject_dtmf(self, digit: DtmfDigit) -> None:
+        """A key press the user agent received out of band (SIP INFO)."""
+        self._deliver(digit)
+
+    async def send_dtmf(self, digit: str, duration_ms: int = 160) -> None:
+        """Send one key press as RFC 4733 events; returns once its end packets are sent."""
+        self._check_open()
+        if self._dtmf_pt is None:
+            raise ValueError(f"leg {self.label}: peer did not agree to telephone-event")
+        if not self._send:
+            raise ValueError(f"leg {self.label}: not sending media (no peer address, or on hold)")
+        sender = EventSender(digit, 0, duration_ms, DTMF_VOLUME)
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._tx.dtmf.append((sender, fut))
+        await asyncio.wait_for(fut, timeout=duration_ms / 1000 + 5.0)
+
+    def play(
+        self, prompt: str | os.PathLike[str] | Prompt, *, interrupt_on_dtmf: bool = True
+    ) -> PlaybackHandle:
+        """Queue a prompt (a Prompt or a WAV path, converted once and cached)."""
+        self._check_open()
+        if not isinstance(prompt, Prompt):
+            prompt = self._prompts.load(Path(prompt))
+        return self._player.enqueue(PlaybackHandle(prompt, interrupt_on_dtmf))
+
+    def play_tone(self, freq: float, ms: int, level: float = 0.25) -> PlaybackHandle:
+        return self.play(Prompt.tone(freq, ms, level), interrupt_on_dtmf=False)
+
+    def play_silence(self, ms: int) -> PlaybackHandle:
+        return self.play(Prompt.silence(ms), interrupt_on_dtmf=False)
+
+    def stop_playback(self) -> None:
+        self._player.stop()
+
+    @property
+    def stats(self) -> LegStats:
+        """A snapshot of this leg's counters."""
+        s = self._counters
+        rx = self._rx
+        received, lost = self._rx_folded
+        jb = self._jitter.counters
+        return LegStats(
+            packets_received=received + (rx.received if rx else 0),
+            packets_lost=lost + (rx.lost if rx else 0),
+            jitter_ms=rx.jitter_ms if rx else 0.0,
+            late=jb.late,
+            concealed=jb.concealed,
+            played=jb.played,
+            jitter_dropped=jb.overflow_dropped + jb.trimmed,
+            packets_sent=self._tx.packets,
+            send_errors=self._tx.errors,
+            rejected_source=s.rejected_source,
+            malformed=s.malformed,
+            unknown_payload=s.unknown_payload,
+            ssrc_changes=s.ssrc_changes,
+            dtmf_received=s.dtmf_received,
+            dtmf_duplicates=self._merger.duplicates,
+            remote=self._feedback,
+        )
+
+    async def close(self) -> None:
+        """Stop media, release the ports, end playback and the digit stream."""
+        if self.state is EndpointState.CLOSED:
+            return
+        if self.conference is not None:
+            self.conference.remove(self)
+        self._set_state(EndpointState.CLOSED)
+        for sock in (self._sock, self._rtcp_sock):
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._player.stop(PlaybackOutcome.CLOSED)
+        for _, fut in self._tx.dtmf:
+            if not fut.done():
+                fut.set_exception(EndpointClosed(self.label))
+        self._tx.dtmf.clear()
+        self.digits.close()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def _check_open(self) -> None:
+        if self.state is EndpointState.CLOSED:
+            raise EndpointClosed(self.label)
+
+    # -- receive (reader callbacks) -------------------------------------------------------
+
+    def _on_rtp_readable(self) -> None:
+        now = self._loop.time()
+        recv = self._sock.recvfrom
+        for _ in range(DRAIN_LIMIT):
+            try:
+                data, addr = recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP errors reported on the socket
+                log.debug("leg %s: recv error %s", self.label, exc)
+                return
+            self._on_datagram(data, addr, now)
+
+    def _accept_source(self, addr: tuple[str, int]) -> bool:
+        """Symmetric RTP: only the negotiated peer, or the first sender on the peer's host when
+        latching is on (a NAT rewrote the port); once latched nothing else is accepted."""
+        remote = self._remote
+        if addr[:2] == remote:
+            return True
+        if self._latch and not self._latched and remote is not None and addr[0] == remote[0]:
+            log.info("leg %s: latched RTP to %s:%d", self.label, addr[0], addr[1])
+            self._remote = (addr[0], addr[1])
+            self._remote_rtcp = (addr[0], addr[1] + 1)
+            self._latched = True
+            return True
+        self._counters.rejected_source += 1
+        return False
+
+    def _on_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if not self._receive or not self._accept_source(addr):
+            return
+        self._latched = True
+        try:
+            pkt = RtpPacket.parse(data)
+        except PacketError as exc:
+            self._counters.malformed += 1
+            log.debug("leg %s: dropped datagram: %s", self.label, exc)
+            return
+        if pkt.ssrc != self._rx_ssrc:
+            self._new_source(pkt.ssrc)
+        pt = pkt.payload_type
+        rx = self._rx
+        assert rx is not None
+        if pt == 0 or pt == 8:
+            seq = rx.update(pkt.sequence_number, pkt.timestamp, now)
+            if seq is None:
+                return
+            pcm = g711.ulaw_to_linear(pkt.payload) if pt == 0 else g711.alaw_to_linear(pkt.payload)
+            if len(pcm) != g711.FRAME_BYTES:
+                pcm = (pcm + g711.SILENCE_FRAME)[: g711.FRAME_BYTES]
+            if self._jitter.push(seq, pcm) and self._inband is not None:
+                found = self._inband.feed(pcm, now)
+                if found is not None:
+                    self._deliver(found)
+        elif pt == self._dtmf_pt:
+            rx.update(pkt.sequence_number, None, now)
+            try:
+                event = TelephoneEvent.parse(pkt.payload)
+            except PacketError:
+                self._counters.malformed += 1
+                return
+            for digit in self._events.feed(pkt.timestamp, event, now):
+                self._deliver(digit)
+        else:
+            rx.update(pkt.sequence_number, None, now)
+            self._counters.unknown_payload += 1
+
+    def _new_source(self, ssrc: int) -> None:
+        """A new SSRC (RFC 3550 8.2: the peer restarted or switched streams): keep counting."""
+        if self._rx is not None:
+            received, lost = self._rx_folded
+            self._rx_folded = (received + self._rx.received, lost + self._rx.lost)
+            self._counters.ssrc_changes += 1
+            log.info("leg %s: SSRC changed to %08x", self.label, ssrc)
+        self._rx = ReceptionStats()
+        self._rx_ssrc = ssrc
+        self._jitter.reset()
+
+    def _deliver(self, digit: DtmfDigit) -> None:
+        if self.state is EndpointState.CLOSED or not self._merger.accept(digit):
+            return
+        self._counters.dtmf_received += 1
+        log.info("leg %s: DTMF %s via %s", self.label, digit.digit, digit.source)
+        self.digits.put(digit)
+        self._player.on_digit()
+
+    def _on_rtcp_readable(self) -> None:
+        for _ in range(DRAIN_LIMIT):
+            try:
+                data, addr = self._rtcp_sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("leg %s: RTCP recv error %s", self.label, exc)
+                return
+            if self._remote is None or addr[0] != self._remote[0]:
+                continue
+            try:
+                packets = rtcp.parse_compound(data)
+            except PacketError as exc:
+                log.debug("leg %s: dropped RTCP: %s", self.label, exc)
+                continue
+            for p in packets:
+                if isinstance(p, rtcp.SenderReport | rtcp.ReceiverReport):
+                    for block in p.reports:
+                        if block.ssrc == self._tx.ssrc:
+                            self._feedback = RtcpFeedback.from_block(block, self._loop.time())
+
+    # -- tick side --------------------------------------------------------------------------
+
+    def pull(self) -> bytes:
+        """This tick's received audio (s16le, 20 ms), concealed when missing."""
+        if self._rx is not None:
+            for digit in self._events.poll(self._loop.time()):
+                self._deliver(digit)
+        return self._jitter.pop()
+
+    def push(self, pcm: bytes, index: int) -> None:
+        """Send this tick's audio (plus any prompt), or a DTMF event packet instead."""
+        tx = self._tx
+        frame = self._player.next_frame() if self._player.active else None
+        if frame is not None:
+            pcm = frame if pcm is g711.SILENCE_FRAME else mix((pcm, frame))
+        if not self._send:
+            return
+        timestamp = tx.ts_base + index * g711.FRAME_SAMPLES
+        if tx.dtmf:
+            self._push_dtmf(timestamp)
+        else:
+            payload = g711.encode(self._codec, pcm)
+            self._sendto(self._payload_type, False, timestamp, payload)
+        if (index + self._rtcp_phase) % RTCP_INTERVAL_TICKS == 0:
+            self._send_rtcp(timestamp)
+
+    def tick(self, index: int, now: float) -> None:
+        """Driven alone (in no conference): receive, and send prompts or silence."""
+        self.pull()
+        self.push(g711.SILENCE_FRAME, index)
+
+    def _push_dtmf(self, timestamp: int) -> None:
+        sender, fut = self._tx.dtmf[0]
+        if not sender.started:
+            sender.timestamp = timestamp  # every packet of the event carries its start time
+        marker, payload = sender.next_packet()
+        assert self._dtmf_pt is not None
+        self._sendto(self._dtmf_pt, marker, sender.timestamp, payload)
+        if sender.done:
+            self._tx.dtmf.pop(0)
+            if not fut.done():
+                fut.set_result(None)
+
+    def _sendto(self, pt: int, marker: bool, timestamp: int, payload: bytes) -> None:
+        tx = self._tx
+        remote = self._remote
+        assert remote is not None
+        header = HEADER.pack(
+            0x80, (0x80 if marker else 0) | pt, tx.seq, timestamp & 0xFFFFFFFF, tx.ssrc
+        )
+        tx.seq = (tx.seq + 1) & 0xFFFF
+        try:
+            self._sock.sendto(header + payload, remote)
+        except OSError as exc:  # a full socket buffer or an unreachable peer: count, go on
+            tx.errors += 1
+            if tx.errors == 1:
+                log.warning("leg %s: RTP send failed: %s", self.label, exc)
+            return
+        tx.packets += 1
+        tx.octets += len(payload)
+
+    def _send_rtcp(self, timestamp: int) -> None:
+        if self._remote_rtcp is None:
+            return
+        blocks: tuple[rtcp.ReportBlock, ...] = ()
+        rx = self._rx
+        if rx is not None and self._rx_ssrc is not None:
+            block = rtcp.ReportBlock(
+                self._rx_ssrc, rx.fraction_lost(), rx.lost, rx.extended_max_seq, rx.jitter
+            )
+            blocks = (block,)
+        tx = self._tx
+        report = rtcp.SenderReport(
+            tx.ssrc,
+            rtcp.ntp_timestamp(time.time()),
+            timestamp,
+            tx.packets,
+            tx.octets,
+            blocks,
+        )
+        sdes = rtcp.SourceDescription(((tx.ssrc, f"{self.label}@linkcall"),))
+        try:
+            self._rtcp_sock.sendto(bytes(report) + bytes(sdes), self._remote_rtcp)
+        except OSError as exc:
+            log.debug("leg %s: RTCP send failed: %s", self.label, exc)

@@ -1,0 +1,126 @@
+"""A small jitter buffer with loss concealment, driven one 20 ms frame per tick (sans-IO).
+
+Packets are pushed as they arrive, keyed by their extended sequence number; the ticker pops
+exactly one frame per tick, so the output is paced by our clock and never bursts: a stall
+followed by a flood of packets raises latency for a while (frames are played one per tick, and
+the buffer sheds one frame at a time when it stays above its target) instead of rushing.
+A missing frame is concealed by repeating the last good frame at falling gain, then silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telephony.media.g711 import SILENCE_FRAME
+from telephony.media.mixer import scale
+
+CONCEAL_GAINS = (1.0, 0.6, 0.3)  # repeat the last frame, fading; silence after that
+REBUFFER_AFTER_MISSES = 5  # nothing buffered for 100 ms: the talker stopped; prefill again
+TRIM_WINDOW = 50  # ticks (1 s) over which the buffer must stay above target before shedding
+
+
+@dataclass(slots=True)
+class JitterCounters:
+    """What the buffer did, for the leg statistics."""
+
+    played: int = 0
+    concealed: int = 0
+    late: int = 0
+    duplicates: int = 0
+    overflow_dropped: int = 0
+    trimmed: int = 0
+    rebuffers: int = 0
+
+
+class JitterBuffer:
+    """Reorders up to `capacity` frames; plays after `prefill` frames are queued."""
+
+    def __init__(self, prefill: int = 2, capacity: int = 10) -> None:
+        if not 1 <= prefill < capacity:
+            raise ValueError(f"need 1 <= prefill < capacity, got {prefill}, {capacity}")
+        self.prefill = prefill
+        self.capacity = capacity
+        self.counters = JitterCounters()
+        self._frames: dict[int, bytes] = {}
+        self._next: int | None = None  # next sequence to play; None while (re)buffering
+        self._last = SILENCE_FRAME
+        self._misses = 0
+        self._low_water = capacity
+        self._ticks_in_window = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def reset(self) -> None:
+        """Forget everything queued (a new source); keeps the counters."""
+        self._frames.clear()
+        self._next = None
+        self._misses = len(CONCEAL_GAINS)
+
+    def push(self, seq: int, frame: bytes) -> bool:
+        """Queue the frame with extended sequence `seq`; False if it came too late or twice."""
+        nxt = self._next
+        if nxt is not None:
+            if seq < nxt:
+                self.counters.late += 1
+                return False
+            if seq - nxt >= 2 * self.capacity:  # a jump far ahead: resynchronise
+                self._frames.clear()
+                self._next = None
+        if seq in self._frames:
+            self.counters.duplicates += 1
+            return False
+        self._frames[seq] = frame
+        while len(self._frames) > self.capacity:
+            oldest = min(self._frames)
+            del self._frames[oldest]
+            self.counters.overflow_dropped += 1
+            if self._next is not None and oldest >= self._next:
+                self._next = oldest + 1
+        return True
+
+    def pop(self) -> bytes:
+        """The frame to play this tick: the next packet, a concealment frame or silence."""
+        if self._next is None:
+            if len(self._frames) < self.prefill:
+                return self._conceal(counted=False)
+            self._next = min(self._frames)
+            self._misses = 0
+        seq = self._next
+        self._next = seq + 1
+        frame = self._frames.pop(seq, None)
+        if frame is None:
+            if not self._frames and self._misses >= REBUFFER_AFTER_MISSES:
+                self._next = None
+                self.counters.rebuffers += 1
+                return self._conceal(counted=False)
+            return self._conceal(counted=True)
+        self._misses = 0
+        self._last = frame
+        self.counters.played += 1
+        self._trim()
+        return frame
+
+    def _conceal(self, counted: bool) -> bytes:
+        miss = self._misses
+        self._misses = miss + 1
+        if counted:
+            self.counters.concealed += 1
+        if miss < len(CONCEAL_GAINS):
+            gain = CONCEAL_GAINS[miss]
+            return self._last if gain == 1.0 else scale(self._last, gain)
+        return SILENCE_FRAME
+
+    def _trim(self) -> None:
+        """Shed one frame when the queue stayed above target for a whole window (drift, or
+        the aftermath of a stall): latency returns to the target one frame at a time."""
+        self._low_water = min(self._low_water, len(self._frames))
+        self._ticks_in_window += 1
+        if self._ticks_in_window < TRIM_WINDOW:
+            return
+        if self._low_water > self.prefill and self._next is not None:
+            self._frames.pop(self._next, None)
+            self._next += 1
+            self.counters.trimmed += 1
+        self._low_water = self.capacity
+        self._ticks_in_window = 0

@@ -1,0 +1,225 @@
+"""RTP packets (RFC 3550 section 5.1) as values, and per-source reception statistics (appendix A).
+
+`RtpPacket.parse` checks every length before slicing; a datagram that is not RTP raises
+`PacketError` naming what is wrong. `ReceptionStats` extends 16-bit sequence numbers across
+wraps (A.1), estimates interarrival jitter (A.8) and counts loss the way RTCP reports it (6.4.1).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from telephony.media.errors import PacketError
+
+RTP_VERSION = 2
+HEADER = struct.Struct("!BBHII")
+HEADER_SIZE = HEADER.size  # 12
+SEQ_MOD = 1 << 16
+TS_MOD = 1 << 32
+MAX_DROPOUT = 3000  # RFC 3550 A.1
+MAX_MISORDER = 100
+
+
+@dataclass(slots=True)
+class RtpPacket:
+    """One RTP packet. `payload` excludes padding; `padding` is the number of padding octets."""
+
+    payload_type: int
+    sequence_number: int
+    timestamp: int
+    ssrc: int
+    payload: bytes = b""
+    marker: bool = False
+    csrc: tuple[int, ...] = ()
+    extension_profile: int | None = None
+    extension: bytes = b""
+    padding: int = 0
+
+    @classmethod
+    def parse(cls, data: bytes) -> RtpPacket:
+        """Parse one datagram (RFC 3550 5.1, 5.3.1); raise PacketError if it is not RTP."""
+        if len(data) < HEADER_SIZE:
+            raise PacketError(f"RTP header truncated: {len(data)} < {HEADER_SIZE} bytes")
+        first, second, seq, ts, ssrc = HEADER.unpack_from(data)
+        if first >> 6 != RTP_VERSION:
+            raise PacketError(f"RTP version {first >> 6} is not 2")
+        if 72 <= second <= 76:  # 200..204 with the marker bit: RTCP SR/RR/SDES/BYE/APP (RFC 5761)
+            raise PacketError(f"RTCP packet type {second + 128} on the RTP port")
+        pos = HEADER_SIZE
+        cc = first & 0x0F
+        if len(data) < pos + 4 * cc:
+            raise PacketError(f"RTP CSRC list truncated: {cc} entries announced")
+        csrc = struct.unpack_from(f"!{cc}I", data, pos) if cc else ()
+        pos += 4 * cc
+        ext_profile: int | None = None
+        ext = b""
+        if first & 0x10:
+            if len(data) < pos + 4:
+                raise PacketError("RTP header extension truncated")
+            ext_profile, ext_words = struct.unpack_from("!HH", data, pos)
+            pos += 4
+            if len(data) < pos + 4 * ext_words:
+                raise PacketError(f"RTP header extension truncated: {ext_words} words announced")
+            ext = data[pos : pos + 4 * ext_words]
+            pos += 4 * ext_words
+        end = len(data)
+        padding = 0
+        if first & 0x20:
+            padding = data[-1]
+            if padding == 0 or end - padding < pos:
+                raise PacketError(f"RTP padding length {padding} invalid")
+            end -= padding
+        return cls(
+            payload_type=second & 0x7F,
+            sequence_number=seq,
+            timestamp=ts,
+            ssrc=ssrc,
+            payload=bytes(data[pos:end]),
+            marker=bool(second & 0x80),
+            csrc=tuple(csrc),
+            extension_profile=ext_profile,
+            extension=bytes(ext),
+            padding=padding,
+        )
+
+    def __bytes__(self) -> bytes:
+        if not 0 <= self.payload_type <= 127:
+            raise PacketError(f"payload type {self.payload_type} out of 0..127")
+        if len(self.csrc) > 15:
+            raise PacketError(f"{len(self.csrc)} CSRCs, at most 15")
+        if len(self.extension) % 4:
+            raise PacketError("RTP header extension must be a multiple of 4 bytes")
+        first = RTP_VERSION << 6 | len(self.csrc)
+        if self.padding:
+            first |= 0x20
+        if self.extension_profile is not None:
+            first |= 0x10
+        out = bytearray(
+            HEADER.pack(
+                first,
+                (0x80 if self.marker else 0) | self.payload_type,
+                self.sequence_number % SEQ_MOD,
+                self.timestamp % TS_MOD,
+                self.ssrc,
+            )
+        )
+        for c in self.csrc:
+            out += struct.pack("!I", c)
+        if self.extension_profile is not None:
+            out += struct.pack("!HH", self.extension_profile, len(self.extension) // 4)
+            out += self.extension
+        out += self.payload
+        if self.padding:
+            out += bytes(self.padding - 1) + bytes([self.padding])
+        return bytes(out)
+
+
+def pack_header(payload_type: int, seq: int, timestamp: int, ssrc: int, marker: bool) -> bytes:
+    """The fixed 12-byte header of an outgoing packet with no CSRC, extension or padding."""
+    return HEADER.pack(
+        0x80, (0x80 if marker else 0) | payload_type, seq % SEQ_MOD, timestamp % TS_MOD, ssrc
+    )
+
+
+class ReceptionStats:
+    """Sequence, loss and jitter bookkeeping for one synchronisation source (RFC 3550 A.1, A.8).
+
+    `update` returns the extended (wrap-free) sequence number of the packet, or None for a
+    packet that jumps too far to be trusted (a restart is accepted when the next one follows).
+    Times are in seconds; `clock_rate` converts them to RTP timestamp units.
+    """
+
+    def __init__(self, clock_rate: int = 8000) -> None:
+        self.clock_rate = clock_rate
+        self._started = False
+        self.base_seq = 0
+        self.max_seq = 0
+        self.cycles = 0
+        self.bad_seq = SEQ_MOD + 1
+        self.received = 0
+        self.duplicates_or_reordered = 0
+        self._jitter = 0.0  # timestamp units
+        self._last_transit: int | None = None
+        self._expected_prior = 0
+        self._received_prior = 0
+
+    def _init_seq(self, seq: int) -> None:
+        self.base_seq = seq
+        self.max_seq = seq
+        self.cycles = 0
+        self.bad_seq = SEQ_MOD + 1
+        self.received = 0
+        self._expected_prior = 0
+        self._received_prior = 0
+        self._last_transit = None
+
+    def update(self, seq: int, timestamp: int | None = None, arrival: float = 0.0) -> int | None:
+        """Count one packet; `timestamp=None` skips the jitter estimate (e.g. DTMF events)."""
+        if not self._started:
+            self._started = True
+            self._init_seq(seq)
+            self.received = 1
+            self._jitter_update(timestamp, arrival)
+            return seq
+        udelta = (seq - self.max_seq) % SEQ_MOD
+        if udelta < MAX_DROPOUT:
+            if seq < self.max_seq:
+                self.cycles += SEQ_MOD  # wrapped (A.1)
+            self.max_seq = seq
+            ext = self.cycles + seq
+        elif udelta <= SEQ_MOD - MAX_MISORDER:
+            if seq != self.bad_seq:
+                self.bad_seq = (seq + 1) % SEQ_MOD
+                return None
+            self._init_seq(seq)  # two sequential packets: the source restarted
+            ext = seq
+        else:
+            self.duplicates_or_reordered += 1
+            ext = self.cycles + seq if seq <= self.max_seq else self.cycles - SEQ_MOD + seq
+        self.received += 1
+        self._jitter_update(timestamp, arrival)
+        return ext
+
+    def _jitter_update(self, timestamp: int | None, arrival: float) -> None:
+        if timestamp is None:
+            return
+        transit = (int(arrival * self.clock_rate) - timestamp) % TS_MOD
+        if self._last_transit is not None:
+            d = (transit - self._last_transit + TS_MOD // 2) % TS_MOD - TS_MOD // 2
+            self._jitter += (abs(d) - self._jitter) / 16.0
+        self._last_transit = transit
+
+    @property
+    def extended_max_seq(self) -> int:
+        return self.cycles + self.max_seq
+
+    @property
+    def expected(self) -> int:
+        return 0 if self.received == 0 else self.extended_max_seq - self.base_seq + 1
+
+    @property
+    def lost(self) -> int:
+        """Cumulative packets lost (RFC 3550 A.3); never negative here."""
+        return max(0, self.expected - self.received)
+
+    @property
+    def jitter(self) -> int:
+        """Interarrival jitter in timestamp units, as carried in a report block."""
+        return int(self._jitter)
+
+    @property
+    def jitter_ms(self) -> float:
+        return self._jitter * 1000.0 / self.clock_rate
+
+    def fraction_lost(self) -> int:
+        """Fraction lost since the previous call, as the 8-bit fixed point of RFC 3550 A.3."""
+        expected = self.expected
+        interval_expected = expected - self._expected_prior
+        interval_received = self.received - self._received_prior
+        self._expected_prior = expected
+        self._received_prior = self.received
+        lost = interval_expected - interval_received
+        if interval_expected <= 0 or lost <= 0:
+            return 0
+        return min(255, (lost << 8) // interval_expected)

@@ -1,0 +1,112 @@
+"""Three plain RTP phones in one conference over loopback: each hears the other two, never itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import pytest
+
+from telephony.media import MediaEngine, RtpEndpoint
+from telephony.types import Codec
+from tests.media.rtp_peer import LossyRelay, PacedPeer, level_db, max_frame_jump_db, tone_pcm
+
+TONES = {"caller": 500.0, "seat": 1100.0, "unit": 1900.0}
+
+
+class ListTap:
+    """A test recorder: keeps every frame it is given."""
+
+    def __init__(self) -> None:
+        self.mixed: list[bytes] = []
+        self.tracks: dict[str, list[bytes]] = {}
+
+    def write(self, mixed: bytes, tracks: Mapping[str, bytes]) -> None:
+        self.mixed.append(mixed)
+        for role, frame in tracks.items():
+            self.tracks.setdefault(role, []).append(frame)
+
+
+async def _three_way(
+    engine: MediaEngine, codec: Codec, seconds: float = 2.0, lossy: str | None = None
+) -> tuple[dict[str, PacedPeer], dict[str, RtpEndpoint], ListTap, LossyRelay | None]:
+    conf = engine.create_conference("three-way")
+    tap = ListTap()
+    conf.add_tap(tap)
+    peers: dict[str, PacedPeer] = {}
+    eps: dict[str, RtpEndpoint] = {}
+    relay = None
+    for role, freq in TONES.items():
+        peer = PacedPeer(role, tone_pcm(freq), codec)
+        peer.bind()
+        ep = await engine.open_endpoint(role)
+        target = ("127.0.0.1", ep.local_port)
+        if role == lossy:
+            relay = LossyRelay(0.05)
+            relay.start(target)
+            target = relay.peer_side.getsockname()
+            media = peer.media_for(ep.local_port)
+            media = type(media)(**{**_fields(media), "remote_port": relay.engine_side.getsockname()[1]})
+        else:
+            media = peer.media_for(ep.local_port)
+        ep.configure(media)
+        conf.add(ep, role)
+        peer.start(target)
+        peers[role], eps[role] = peer, ep
+    await asyncio.sleep(seconds)
+    for peer in peers.values():
+        await peer.stop()
+    return peers, eps, tap, relay
+
+
+def _fields(media: object) -> dict[str, object]:
+    return {name: getattr(media, name) for name in media.__slots__}  # type: ignore[attr-defined]
+
+
+def _assert_hears_others_not_self(heard: bytes, own: str) -> None:
+    own_db = level_db(heard, TONES[own])
+    for other, freq in TONES.items():
+        if other != own:
+            other_db = level_db(heard, freq)
+            assert other_db > -20.0, f"{own} hears {other} at only {other_db:.1f} dBFS"
+            assert other_db - own_db >= 30.0, f"{own} hears itself at {own_db:.1f} dBFS"
+
+
+@pytest.mark.parametrize("codec", [Codec.PCMU, Codec.PCMA])
+async def test_each_party_hears_the_other_two_and_not_itself(
+    engine: MediaEngine, codec: Codec
+) -> None:
+    peers, eps, tap, _ = await _three_way(engine, codec)
+    for role, peer in peers.items():
+        heard = peer.audio(skip_s=0.3)
+        assert len(heard) >= 2 * 8000 * 1.2, f"{role} received only {len(heard) // 320} frames"
+        assert {r.packet.payload_type for r in peer.received} == {codec.payload_type}
+        _assert_hears_others_not_self(heard, role)
+    mixed = b"".join(tap.mixed[20:])
+    for role, freq in TONES.items():
+        assert level_db(mixed, freq) > -20.0
+        track = b"".join(tap.tracks[role][20:])
+        assert level_db(track, freq) > -20.0
+        for other, other_freq in TONES.items():
+            if other != role:
+                assert level_db(track, freq) - level_db(track, other_freq) >= 30.0
+    for ep in eps.values():
+        assert ep.stats.packets_lost == 0
+        assert ep.stats.packets_received >= 80
+
+
+async def test_loss_on_one_leg_shows_in_stats_and_others_hear_no_burst(engine: MediaEngine) -> None:
+    peers, eps, _, relay = await _three_way(engine, Codec.PCMU, seconds=4.0, lossy="caller")
+    assert relay is not None and relay.dropped > 0
+    stats = eps["caller"].stats
+    assert stats.packets_lost >= relay.dropped * 0.8, (stats, relay.dropped)
+    assert stats.concealed >= 1
+    for role in ("seat", "unit"):
+        peer = peers[role]
+        audio = [r for r in peer.received if r.packet.payload_type == 0]
+        gaps = [b.arrival - a.arrival for a, b in zip(audio, audio[1:], strict=False)][10:]
+        assert max(gaps) < 0.045, f"{role}: gap of {max(gaps) * 1000:.0f} ms"
+        assert min(gaps) > 0.002, f"{role}: packets {min(gaps) * 1000:.1f} ms apart: a burst"
+        heard = peer.audio(skip_s=0.3)
+        assert max_frame_jump_db(heard) < 10.0  # concealment fades, never a click of catch-up
+        assert level_db(heard, TONES["caller"]) > -20.0
