@@ -1,0 +1,123 @@
+"""Dialogs (RFC 3261 section 12): identity, route set, remote target, CSeq bookkeeping.
+
+A `Dialog` is built from the INVITE and its 2xx (UAC side) or from the INVITE we answer (UAS
+side). It builds in-dialog requests (without Via: the transport layer adds the hop) and checks
+the ones it receives. Pure data; no I/O.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+from .errors import ParseError
+from .headers import Headers
+from .message import SipRequest, SipResponse
+from .uri import NameAddr, SipUri
+
+DialogId = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
+
+
+@dataclass
+class Dialog:
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_uri: NameAddr  # our From in requests we send (without tag)
+    remote_uri: NameAddr  # their To in requests we send (without tag)
+    remote_target: SipUri
+    route_set: list[NameAddr] = field(default_factory=list)
+    local_seq: int = field(default_factory=lambda: random.randint(1, 2**20))
+    remote_seq: int | None = None
+    local_contact: str = ""
+
+    @property
+    def id(self) -> DialogId:
+        return (self.call_id, self.local_tag, self.remote_tag)
+
+    @classmethod
+    def from_uac(cls, invite: SipRequest, resp: SipResponse, local_contact: str) -> Dialog:
+        """RFC 3261 12.1.2: route set = Record-Route of the response, reversed."""
+        contacts = resp.name_addrs("Contact")
+        if not contacts:
+            raise ParseError("2xx to INVITE without Contact", field="Contact")
+        to = resp.to
+        if to.tag is None:
+            raise ParseError("2xx to INVITE without To tag", field="To")
+        frm = invite.from_
+        return cls(
+            call_id=invite.call_id,
+            local_tag=frm.tag or "",
+            remote_tag=to.tag,
+            local_uri=replace(frm, params=tuple(p for p in frm.params if p[0].lower() != "tag")),
+            remote_uri=replace(to, params=tuple(p for p in to.params if p[0].lower() != "tag")),
+            remote_target=contacts[0].uri,
+            route_set=list(reversed(resp.name_addrs("Record-Route"))),
+            local_seq=invite.cseq.number,
+            local_contact=local_contact,
+        )
+
+    @classmethod
+    def from_uas(cls, invite: SipRequest, local_tag: str, local_contact: str) -> Dialog:
+        """RFC 3261 12.1.1: route set = Record-Route of the request, in order."""
+        contacts = invite.name_addrs("Contact")
+        if not contacts:
+            raise ParseError("INVITE without Contact", field="Contact")
+        frm, to = invite.from_, invite.to
+        return cls(
+            call_id=invite.call_id,
+            local_tag=local_tag,
+            remote_tag=frm.tag or "",
+            local_uri=replace(to, params=tuple(p for p in to.params if p[0].lower() != "tag")),
+            remote_uri=replace(frm, params=tuple(p for p in frm.params if p[0].lower() != "tag")),
+            remote_target=contacts[0].uri,
+            route_set=invite.name_addrs("Record-Route"),
+            remote_seq=invite.cseq.number,
+            local_contact=local_contact,
+        )
+
+    def next_hop(self) -> SipUri:
+        """Where an in-dialog request goes first: the top route, else the remote target."""
+        return self.route_set[0].uri if self.route_set else self.remote_target
+
+    def create_request(self, method: str, *, cseq: int | None = None) -> SipRequest:
+        """An in-dialog request (RFC 3261 12.2.1.1) without Via; ACK/CANCEL reuse `cseq`."""
+        if cseq is None:
+            self.local_seq += 1
+            cseq = self.local_seq
+        h = Headers()
+        uri = self.remote_target
+        routes = list(self.route_set)
+        if routes and routes[0].uri.param("lr") is None:
+            # strict router: its URI becomes the Request-URI, the remote target the last Route
+            uri = replace(routes[0].uri, params=(), headers=())
+            routes = [*routes[1:], NameAddr(self.remote_target)]
+        for r in routes:
+            h.add("Route", str(r))
+        h.add("Max-Forwards", "70")
+        h.add("From", str(self.local_uri.with_param("tag", self.local_tag)))
+        h.add("To", str(self.remote_uri.with_param("tag", self.remote_tag)))
+        h.add("Call-ID", self.call_id)
+        h.add("CSeq", f"{cseq} {method}")
+        if self.local_contact and method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"):
+            h.add("Contact", self.local_contact)
+        return SipRequest(method=method, uri=uri, headers=h)
+
+    def accept_request(self, req: SipRequest) -> bool:
+        """RFC 3261 12.2.2: False for an out-of-order request (answer 500); updates state."""
+        cseq = req.cseq.number
+        if req.method not in ("ACK", "CANCEL"):
+            if self.remote_seq is not None and cseq <= self.remote_seq:
+                return False
+            self.remote_seq = cseq
+        if req.method == "INVITE":  # target refresh (12.2.2)
+            contacts = req.name_addrs("Contact")
+            if contacts:
+                self.remote_target = contacts[0].uri
+        return True
+
+    def update_target(self, resp: SipResponse) -> None:
+        """A 2xx to our re-INVITE refreshes the remote target (RFC 3261 12.2.1.2)."""
+        contacts = resp.name_addrs("Contact")
+        if contacts:
+            self.remote_target = contacts[0].uri
