@@ -16,147 +16,19 @@ methods are synchronous with deadlines; call them from asyncio via ``asyncio.to_
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from lab import ports
 from lab.audio import make_tone_wav
+from lab.baresip_ctrl import BaresipError, CtrlClient, Event
 from lab.process import ManagedProcess, ProcessError, wait_until
 
 HOST = "127.0.0.1"
 MODULE_PATH = Path("/usr/lib/baresip/modules")
 CTRL_OFFSET = 5  # ctrl_tcp port = sip_port + CTRL_OFFSET (same block of 10)
-
-Event = dict[str, Any]
-
-
-class BaresipError(RuntimeError):
-    """A ctrl_tcp command failed or an expected event did not come."""
-
-
-class CtrlClient:
-    """Persistent ctrl_tcp connection with a reader thread."""
-
-    def __init__(self, port: int, name: str) -> None:
-        self.port = port
-        self.name = name
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._cond = threading.Condition()
-        self._responses: dict[str, Event] = {}
-        self.events: list[Event] = []
-        self._tokens = itertools.count(1)
-        self._closed = False
-
-    def connect(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._sock = socket.create_connection((HOST, self.port), timeout=1.0)
-                break
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.05)
-        self._sock.settimeout(None)
-        self._thread = threading.Thread(
-            target=self._reader, name=f"baresip-ctrl-{self.name}", daemon=True
-        )
-        self._thread.start()
-
-    def _reader(self) -> None:
-        assert self._sock is not None
-        buf = b""
-        try:
-            while True:
-                chunk = self._sock.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                while True:
-                    colon = buf.find(b":")
-                    if colon < 0:
-                        break
-                    n = int(buf[:colon])
-                    if len(buf) < colon + 1 + n + 1:
-                        break
-                    payload = buf[colon + 1 : colon + 1 + n]
-                    buf = buf[colon + 1 + n + 1 :]  # skip trailing ','
-                    self._dispatch(json.loads(payload))
-        except (OSError, ValueError):
-            pass
-        finally:
-            with self._cond:
-                self._closed = True
-                self._cond.notify_all()
-
-    def _dispatch(self, obj: Event) -> None:
-        with self._cond:
-            if obj.get("event"):
-                obj["_t"] = time.monotonic()
-                self.events.append(obj)
-            elif obj.get("response"):
-                self._responses[str(obj.get("token"))] = obj
-            self._cond.notify_all()
-
-    def command(self, cmd: str, params: str | None = None, timeout: float = 5.0) -> Event:
-        if self._sock is None:
-            raise BaresipError(f"{self.name}: control not connected")
-        token = f"{self.name}-{next(self._tokens)}"
-        msg: dict[str, str] = {"command": cmd, "token": token}
-        if params is not None:
-            msg["params"] = params
-        data = json.dumps(msg).encode()
-        self._sock.sendall(str(len(data)).encode() + b":" + data + b",")
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while token not in self._responses:
-                left = deadline - time.monotonic()
-                if self._closed:
-                    raise BaresipError(f"{self.name}: control connection closed during {cmd}")
-                if left <= 0:
-                    raise BaresipError(f"{self.name}: no response to {cmd} in {timeout}s")
-                self._cond.wait(left)
-            return self._responses.pop(token)
-
-    def wait_event(
-        self, pred: Callable[[Event], bool], timeout: float, start: int = 0, what: str = "event"
-    ) -> Event:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            i = start
-            while True:
-                while i < len(self.events):
-                    ev = self.events[i]
-                    i += 1
-                    if pred(ev):
-                        return ev
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    types = [e.get("type") for e in self.events]
-                    raise BaresipError(
-                        f"{self.name}: no {what} within {timeout}s (events seen: {types})"
-                    )
-                if self._closed:
-                    raise BaresipError(f"{self.name}: control closed while waiting for {what}")
-                self._cond.wait(left)
-
-    def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            self._sock.close()
-            self._sock = None
-        if self._thread is not None:
-            self._thread.join(2)
-            self._thread = None
 
 
 class BaresipPhone:
@@ -291,7 +163,9 @@ class BaresipPhone:
         if self._wav_given is None:
             make_tone_wav(self.wav, self.tone_hz, self.tone_seconds, 8000, self.tone_amplitude)
         (self.dir / "config").write_text(self.config_text())
-        (self.dir / "accounts").write_text(self.account_line() + "\n")
+        # the account is added with "uanew" once control is connected, so that no
+        # registration event is missed
+        (self.dir / "accounts").write_text("")
         (self.dir / "contacts").write_text("")
 
     # ---- lifecycle ----
@@ -308,6 +182,7 @@ class BaresipPhone:
                 lambda: "baresip is ready" in self._proc_log(), timeout, "'baresip is ready'"
             )
             self.ctrl.connect(timeout)
+            self.command("uanew", self.account_line())
         except BaseException:
             self.stop()
             raise
@@ -345,12 +220,10 @@ class BaresipPhone:
 
     @property
     def events(self) -> list[Event]:
-        with self.ctrl._cond:
-            return list(self.ctrl.events)
+        return self.ctrl.snapshot()
 
     def event_count(self) -> int:
-        with self.ctrl._cond:
-            return len(self.ctrl.events)
+        return len(self.ctrl.snapshot())
 
     def wait_event(
         self,

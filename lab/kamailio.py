@@ -16,15 +16,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from lab import ports
 from lab.process import ManagedProcess, ProcessError, wait_until
+from lab.sipprobe import sip_options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG = REPO_ROOT / "docker" / "kamailio" / "kamailio.cfg"
@@ -39,40 +38,6 @@ def _cfg_str(value: str) -> str:
     if '"' in value or "\\" in value or "\n" in value:
         raise ValueError(f"unsupported character in config string: {value!r}")
     return f'"{value}"'
-
-
-def sip_options(host: str, port: int, timeout: float = 1.0, transport: str = "udp") -> str | None:
-    """Send one OPTIONS to host:port; return the status line of the reply, or None."""
-    branch = "z9hG4bK" + uuid.uuid4().hex[:16]
-    call_id = uuid.uuid4().hex
-    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.settimeout(timeout)
-        try:
-            if kind == socket.SOCK_STREAM:
-                s.connect((host, port))
-            else:
-                s.bind((HOST, 0))
-            lport = s.getsockname()[1]
-            msg = (
-                f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/{transport.upper()} {HOST}:{lport};branch={branch};rport\r\n"
-                f"From: <sip:lab-probe@{HOST}>;tag={uuid.uuid4().hex[:8]}\r\n"
-                f"To: <sip:{host}:{port}>\r\n"
-                f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-                f"Content-Length: 0\r\n\r\n"
-            ).encode()
-            if kind == socket.SOCK_STREAM:
-                s.sendall(msg)
-                data = s.recv(65536)
-            else:
-                s.sendto(msg, (host, port))
-                data = s.recv(65536)
-        except OSError:
-            return None
-    if not data:
-        return None
-    return data.split(b"\r\n", 1)[0].decode(errors="replace")
 
 
 class Kamailio:
