@@ -100,7 +100,7 @@ class Play:
 
 @dataclass(frozen=True, slots=True)
 class StopPlayback:
-    """Stop whatever plays on the leg (a key was pressed during an interruptible prompt)."""
+    """Stop whatever plays on the leg (a key was pressed); no PlaybackFinished follows."""
 
     leg_id: str
 

@@ -76,7 +76,8 @@ class DtmfReceived:
 
 @dataclass(frozen=True, slots=True)
 class PlaybackFinished:
-    """A prompt started by `Play` reached its end (or was stopped by `StopPlayback`)."""
+    """A prompt started by `Play` reached its end. A prompt cut short by `StopPlayback` (or by
+    the leg ending) reports nothing: the flow already knows."""
 
     leg_id: str
     prompt: str
