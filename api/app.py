@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.problems import install_problem_handlers
-from api.routers import admin, health
+from api.routers import admin, events, health
 from api.service import Service
 from api.settings import Settings
 
@@ -41,4 +41,5 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(events.router)
     return app

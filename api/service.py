@@ -6,6 +6,7 @@ create_app builds one Service from Settings; its lifespan starts it and stops it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -13,6 +14,7 @@ from typing import Protocol
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.events import EventBus
 from api.settings import Settings
 from storage import migrate
 from storage.engine import make_engine, make_session_factory
@@ -48,6 +50,8 @@ class Service:
     engine: Engine
     session_factory: sessionmaker[Session]
     components: list[Component] = field(default_factory=list)
+    events: EventBus = field(default_factory=EventBus)
+    loop: asyncio.AbstractEventLoop | None = None
     started: list[Component] = field(default_factory=list)
 
     @classmethod
@@ -59,6 +63,7 @@ class Service:
 
     async def start(self, *, auto_migrate: bool = True) -> None:
         """Migrate the database (when asked) and start every component in order."""
+        self.loop = asyncio.get_running_loop()
         self.settings.recordings_dir.mkdir(parents=True, exist_ok=True)
         if auto_migrate:
             migrate.upgrade(self.settings.resolved_database_url)
@@ -69,6 +74,7 @@ class Service:
 
     async def stop(self) -> None:
         """Stop started components in reverse order; one failing does not stop the others."""
+        self.events.close()
         while self.started:
             component = self.started.pop()
             try:

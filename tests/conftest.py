@@ -112,3 +112,55 @@ def api(tmp_path: Path) -> Iterator[ApiHarness]:
             tokens["unit"] = create_token(s, name="unit U01", role=Role.UNIT, unit_code="U01")
             tokens["unit2"] = create_token(s, name="unit U02", role=Role.UNIT, unit_code="U02")
         yield ApiHarness(client, tokens, factory)
+
+
+class LiveService:
+    """The app served by a real uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, base_url: str, app: object, tokens: dict[str, str]) -> None:
+        self.base_url = base_url
+        self.app = app
+        self.tokens = tokens
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+@pytest.fixture
+def live_api(tmp_path: Path) -> Iterator[LiveService]:
+    """A real HTTP server (for streaming responses and browsers); stopped at teardown."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+    from storage.engine import session_scope
+    from storage.models.auth import Role
+    from storage.tokens import create_token
+
+    app = create_app(Settings(data_dir=tmp_path / "data"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, name="live-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            pytest.fail("live API server did not start")
+        time.sleep(0.05)
+    tokens: dict[str, str] = {}
+    with session_scope(app.state.service.session_factory) as sess:
+        for role in (Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN):
+            tokens[role.value] = create_token(sess, name=role.value, role=role, unit_code=None)
+    try:
+        yield LiveService(f"http://127.0.0.1:{port}", app, tokens)
+    finally:
+        server.should_exit = True
+        thread.join(15)

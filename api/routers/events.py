@@ -1,0 +1,64 @@
+"""`GET /api/v1/events`: server-sent events for every state change of calls and legs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from api.auth import DispatcherDep
+from api.deps import ServiceDep
+from api.events import BusEvent
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+HEARTBEAT_S = 15.0
+
+
+async def _next(source: AsyncGenerator[BusEvent, None]) -> BusEvent:
+    return await source.__anext__()
+
+
+@router.get(
+    "/events",
+    summary="Server-sent events: call.* and leg.* state changes",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(
+    request: Request,
+    service: ServiceDep,
+    _principal: DispatcherDep,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    source = service.events.subscribe(last_event_id)  # registered before the response starts
+
+    async def stream() -> AsyncIterator[str]:
+        yield ": linkcall events\nretry: 3000\n\n"
+        pending: asyncio.Task[BusEvent] | None = None
+        try:
+            while not await request.is_disconnected():
+                if pending is None:
+                    pending = asyncio.create_task(_next(source))
+                done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_S)
+                if not done:
+                    yield ": keep-alive\n\n"
+                    continue
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return
+                pending = None
+                yield event.to_sse()
+        finally:
+            if pending is not None:
+                pending.cancel()
+            await source.aclose()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
