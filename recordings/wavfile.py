@@ -34,8 +34,6 @@ CHANNELS = 1
 FRAME_BYTES = 320  # one 20 ms media tick: 160 samples
 BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS
 HEADER_BYTES = 44
-_RIFF_SIZE_OFFSET = 4
-_DATA_SIZE_OFFSET = 40
 _MAX_DATA_BYTES = 0xFFFFFFFF - 36
 _READ_CHUNK = 1 << 16
 
@@ -86,10 +84,9 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None
 
 
 def write_sizes(fd: int, data_bytes: int) -> None:
-    """Rewrite the header's RIFF and data sizes in place (no file growth: works on a full disk)."""
-    data_bytes = min(data_bytes, _MAX_DATA_BYTES)
-    write_at(fd, struct.pack("<I", 36 + data_bytes), _RIFF_SIZE_OFFSET)
-    write_at(fd, struct.pack("<I", data_bytes), _DATA_SIZE_OFFSET)
+    """Rewrite the header in place with new sizes: one syscall, no file growth (so it still
+    works on a full disk). Only the RIFF and data size fields change."""
+    write_at(fd, build_header(min(data_bytes, _MAX_DATA_BYTES)), 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,11 +228,11 @@ class RecordingWriter:
         Raises RecordingWriteError when the disk fails (again on every flush until it works);
         audio is held in memory meanwhile, and the writer returns to RECORDING on its own.
         """
-        if self._state is WriterState.FINALISED:
-            raise RecordingStateError(
-                f"recording {self.recording_id} is finalised", recording_id=self.recording_id
-            )
         with self._flush_lock:
+            if self._state is WriterState.FINALISED:
+                raise RecordingStateError(
+                    f"recording {self.recording_id} is finalised", recording_id=self.recording_id
+                )
             self._flush_locked()
 
     def _take(self) -> tuple[list[_Track], int]:
@@ -340,15 +340,15 @@ class RecordingWriter:
         Raises RecordingFinaliseError when even sealing fails (the directory then stays
         unfinalised and crash recovery finalises it at the next start).
         """
-        if self._state is WriterState.FINALISED:
-            raise RecordingStateError(
-                f"recording {self.recording_id} is already finalised",
-                recording_id=self.recording_id,
-            )
-        with self._lock:
-            self._closed = True
-        ended_at = self._clock()
         with self._flush_lock:
+            if self._state is WriterState.FINALISED:
+                raise RecordingStateError(
+                    f"recording {self.recording_id} is already finalised",
+                    recording_id=self.recording_id,
+                )
+            with self._lock:
+                self._closed = True
+            ended_at = self._clock()
             try:
                 self._flush_locked()
             except RecordingWriteError as exc:

@@ -54,6 +54,11 @@ def talk(writer: RecordingWriter, first_tick: int, ticks: int) -> None:
         writer.write(frame, {"caller": frame})
 
 
+def state_of(writer: RecordingWriter) -> WriterState:
+    """The writer's state, as its owner would poll it."""
+    return writer.state
+
+
 @pytest.fixture
 def disk(mocker: MockerFixture) -> FakeDisk:
     fake = FakeDisk(free=None)
@@ -75,7 +80,7 @@ def test_disk_full_is_reported_and_audio_kept_until_space_returns(
     assert failed.value.errno == errno.ENOSPC
     assert "No space left on device" in str(failed.value)
     assert failed.value.buffered_s == pytest.approx(1.0)
-    assert writer.state is WriterState.FAILING
+    assert state_of(writer) is WriterState.FAILING
     talk(writer, 100, 50)
     with pytest.raises(RecordingWriteError):  # still full: reported again, not forgotten
         writer.flush()
@@ -86,7 +91,7 @@ def test_disk_full_is_reported_and_audio_kept_until_space_returns(
     disk.free = None  # the operator frees space
     talk(writer, 150, 50)
     writer.flush()
-    assert writer.state is WriterState.RECORDING
+    assert state_of(writer) is WriterState.RECORDING
     info = writer.finalise()
 
     caller = read_wav(info.tracks["caller"].path)
