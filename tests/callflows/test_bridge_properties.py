@@ -3,6 +3,7 @@ connected party."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -30,7 +31,13 @@ from callflows.events import (
 
 T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 REASONS = ["busy", "declined", "not_found", "unreachable", "timeout", "failed", "normal_remote"]
-REQUESTS = [HangupParty, RedialParty, MuteParty, HoldParty, UnholdParty]
+REQUESTS: list[Callable[[Role], Event]] = [
+    HangupParty,
+    RedialParty,
+    MuteParty,
+    HoldParty,
+    UnholdParty,
+]
 
 KINDS = ["answered"] * 8 + ["ringing", "timer", "timer", "end", "add_unit"] + ["request"] * 4
 action = st.tuples(st.sampled_from(KINDS + REASONS), st.integers(0, 20))

@@ -11,7 +11,7 @@ from callflows.events import AddUnit, HangupParty, HoldParty, MuteParty, Role, U
 from callflows.inbound import InboundFlow, InboundState
 from callflows.ivr import CallOutcome
 from callflows.survey import survey_call
-from callflows.testing import PeerScript, FakeRunner
+from callflows.testing import FakeRunner, PeerScript
 
 T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 CALLER, SEAT = "+8613911112222", "8001"
@@ -68,7 +68,7 @@ def test_dispatcher_leaves_caller_and_unit_still_hear_each_other() -> None:
     assert runner.hears("caller-1") == {"unit-1"} and runner.hears("unit-1") == {"caller-1"}
     runner.request(HangupParty(Role.UNIT), at_s=310)
     runner.run(until_s=400)
-    assert flow.state is BridgeState.ENDED and runner.hears("caller-1") == set()
+    assert flow.snapshot().state is BridgeState.ENDED and runner.hears("caller-1") == set()
     assert "b1" not in runner.recording
 
 
