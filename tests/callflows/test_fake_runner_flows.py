@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 from callflows.bridge import BridgeFlow, BridgeSnapshot, BridgeState
 from callflows.bridge_party import PartyState
 from callflows.duty_check import DutyCheckStatus, duty_check_call, verdict
-from callflows.events import AddUnit, HangupParty, HoldParty, MuteParty, Role, UnholdParty
+from callflows.events import (
+    AddUnit,
+    HangupParty,
+    HoldParty,
+    MuteParty,
+    RedialParty,
+    Role,
+    UnholdParty,
+)
 from callflows.inbound import InboundFlow, InboundState
 from callflows.ivr import CallOutcome
 from callflows.survey import survey_call
@@ -143,3 +151,12 @@ def test_duty_check_pass_and_fail() -> None:
     runner.run()
     v = verdict(failing.result())
     assert v.status is DutyCheckStatus.FAILED and v.reason is CallOutcome.NO_ANSWER
+
+
+def test_refused_request_is_reported_not_raised() -> None:
+    peers = {n: PeerScript(after_s=1) for n in (CALLER, SEAT, UNIT[0])}
+    flow, runner = bridge_runner(peers)
+    runner.request(RedialParty(Role.CALLER), at_s=10)  # caller is connected: refused
+    runner.run(until_s=20)
+    assert len(runner.errors) == 1 and runner.errors[0].party == "caller"
+    assert flow.state is BridgeState.CONNECTED and ("caller-2", CALLER) not in runner.dialled
