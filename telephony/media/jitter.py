@@ -16,7 +16,7 @@ from telephony.media.mixer import scale
 
 CONCEAL_GAINS = (1.0, 0.6, 0.3)  # repeat the last frame, fading; silence after that
 REBUFFER_AFTER_MISSES = 5  # nothing buffered for 100 ms: the talker stopped; prefill again
-TRIM_WINDOW = 50  # ticks (1 s) over which the buffer must stay above target before shedding
+TRIM_WINDOW = 25  # ticks (0.5 s) the buffer must stay above target before shedding a frame
 
 
 @dataclass(slots=True)

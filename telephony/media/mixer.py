@@ -1,4 +1,6 @@
-"""Mixing of 16-bit linear frames: sums saturate instead of wrapping (no 8-bit path anywhere)."""
+"""Mixing of 16-bit linear frames. Every output saturates once, at the end: sums of three or
+more inputs are taken in 32 bits with headroom, so the result does not depend on the order of
+the inputs and a loud party never wraps around. No 8-bit path anywhere."""
 
 from __future__ import annotations
 
@@ -6,20 +8,36 @@ from collections.abc import Sequence
 
 from telephony.media.g711 import SAMPLE_WIDTH, SILENCE_FRAME, audioop
 
+_WIDE = 4
+_HEADROOM = 16.0  # 32-bit samples hold x << 12: sums of up to 16 full-scale parties are exact
+
+
+def _widen(frame: bytes) -> bytes:
+    return audioop.mul(audioop.lin2lin(frame, SAMPLE_WIDTH, _WIDE), _WIDE, 1.0 / _HEADROOM)
+
+
+def _narrow(wide: bytes) -> bytes:
+    return audioop.lin2lin(audioop.mul(wide, _WIDE, _HEADROOM), _WIDE, SAMPLE_WIDTH)
+
 
 def mix(frames: Sequence[bytes], silence: bytes = SILENCE_FRAME) -> bytes:
-    """Sum equally long s16le frames with saturation; no frames gives `silence`."""
-    if not frames:
+    """Sum equally long s16le frames, saturating once; no frames gives `silence`."""
+    n = len(frames)
+    if n == 0:
         return silence
-    out = frames[0]
+    if n == 1:
+        return frames[0]
+    if n == 2:
+        return audioop.add(frames[0], frames[1], SAMPLE_WIDTH)
+    total = _widen(frames[0])
     for frame in frames[1:]:
-        out = audioop.add(out, frame, SAMPLE_WIDTH)
-    return out
+        total = audioop.add(total, _widen(frame), _WIDE)
+    return _narrow(total)
 
 
 def mix_minus(frames: Sequence[bytes], silence: bytes = SILENCE_FRAME) -> list[bytes]:
     """N-1 mixing: for each input i, the sum of every other input (each hears all others, never
-    itself). Built from saturating pairwise sums, so a loud party never wraps around."""
+    itself)."""
     n = len(frames)
     if n == 0:
         return []
@@ -27,28 +45,18 @@ def mix_minus(frames: Sequence[bytes], silence: bytes = SILENCE_FRAME) -> list[b
         return [silence]
     if n == 2:
         return [frames[1], frames[0]]
-    if n <= 4:  # direct sums: fewer adds than prefix/suffix for the usual three-way call
-        return [mix([f for j, f in enumerate(frames) if j != i]) for i in range(n)]
-    # prefix[i] = sum of frames[:i], suffix[i] = sum of frames[i:]: O(N) adds instead of O(N^2)
-    prefix: list[bytes | None] = [None] * (n + 1)
-    suffix: list[bytes | None] = [None] * (n + 1)
-    for i in range(n):
-        p = prefix[i]
-        prefix[i + 1] = frames[i] if p is None else audioop.add(p, frames[i], SAMPLE_WIDTH)
-    for i in range(n - 1, -1, -1):
-        s = suffix[i + 1]
-        suffix[i] = frames[i] if s is None else audioop.add(s, frames[i], SAMPLE_WIDTH)
-    out: list[bytes] = []
-    for i in range(n):
-        left, right = prefix[i], suffix[i + 1]
-        if left is None:
-            assert right is not None
-            out.append(right)
-        elif right is None:
-            out.append(left)
-        else:
-            out.append(audioop.add(left, right, SAMPLE_WIDTH))
-    return out
+    if n == 3:  # each output is one pairwise sum: a single saturating add is exact
+        a, b, c = frames
+        return [
+            audioop.add(b, c, SAMPLE_WIDTH),
+            audioop.add(a, c, SAMPLE_WIDTH),
+            audioop.add(a, b, SAMPLE_WIDTH),
+        ]
+    wide = [_widen(f) for f in frames]
+    total = wide[0]
+    for w in wide[1:]:
+        total = audioop.add(total, w, _WIDE)
+    return [_narrow(audioop.add(total, audioop.mul(w, _WIDE, -1.0), _WIDE)) for w in wide]
 
 
 def scale(frame: bytes, gain: float) -> bytes:

@@ -44,8 +44,8 @@ class RtpPacket:
         first, second, seq, ts, ssrc = HEADER.unpack_from(data)
         if first >> 6 != RTP_VERSION:
             raise PacketError(f"RTP version {first >> 6} is not 2")
-        if 72 <= second <= 76:  # 200..204 with the marker bit: RTCP SR/RR/SDES/BYE/APP (RFC 5761)
-            raise PacketError(f"RTCP packet type {second + 128} on the RTP port")
+        if 200 <= second <= 204:  # RTCP SR/RR/SDES/BYE/APP on the RTP port (RFC 5761 4)
+            raise PacketError(f"RTCP packet type {second} on the RTP port")
         pos = HEADER_SIZE
         cc = first & 0x0F
         if len(data) < pos + 4 * cc:

@@ -82,7 +82,12 @@ class PacedPeer:
         """What our endpoint would have negotiated with this peer."""
         host, port = self.address if self._remote is None else self._remote
         return NegotiatedMedia(
-            "127.0.0.1", local_port, host, port, self.codec, DTMF_PT if dtmf else None,
+            "127.0.0.1",
+            local_port,
+            host,
+            port,
+            self.codec,
+            DTMF_PT if dtmf else None,
             Direction.SENDRECV,
         )
 
@@ -133,8 +138,10 @@ class PacedPeer:
                     self._dtmf.pop(0)
             else:
                 off = (k * 160) % max(1, len(payload_src))
-                chunk = (payload_src[off : off + 160] + payload_src)[:160] if payload_src else (
-                    g711.silence_payload(self.codec)
+                chunk = (
+                    (payload_src[off : off + 160] + payload_src)[:160]
+                    if payload_src
+                    else (g711.silence_payload(self.codec))
                 )
                 pkt = pack_header(self.codec.payload_type, seq, ts, ssrc, False) + chunk
             self.sock.sendto(pkt, self._remote)

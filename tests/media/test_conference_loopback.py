@@ -1,9 +1,11 @@
-"""Three plain RTP phones in one conference over loopback: each hears the other two, never itself."""
+"""Three plain RTP phones in one conference on loopback: each hears the other two, never itself."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 
@@ -45,8 +47,8 @@ async def _three_way(
             relay = LossyRelay(0.05)
             relay.start(target)
             target = relay.peer_side.getsockname()
-            media = peer.media_for(ep.local_port)
-            media = type(media)(**{**_fields(media), "remote_port": relay.engine_side.getsockname()[1]})
+            relay_port = relay.engine_side.getsockname()[1]
+            media = replace(peer.media_for(ep.local_port), remote_port=relay_port)
         else:
             media = peer.media_for(ep.local_port)
         ep.configure(media)
@@ -57,10 +59,6 @@ async def _three_way(
     for peer in peers.values():
         await peer.stop()
     return peers, eps, tap, relay
-
-
-def _fields(media: object) -> dict[str, object]:
-    return {name: getattr(media, name) for name in media.__slots__}  # type: ignore[attr-defined]
 
 
 def _assert_hears_others_not_self(heard: bytes, own: str) -> None:
@@ -104,7 +102,7 @@ async def test_loss_on_one_leg_shows_in_stats_and_others_hear_no_burst(engine: M
     for role in ("seat", "unit"):
         peer = peers[role]
         audio = [r for r in peer.received if r.packet.payload_type == 0]
-        gaps = [b.arrival - a.arrival for a, b in zip(audio, audio[1:], strict=False)][10:]
+        gaps = [b.arrival - a.arrival for a, b in itertools.pairwise(audio)][10:]
         assert max(gaps) < 0.045, f"{role}: gap of {max(gaps) * 1000:.0f} ms"
         assert min(gaps) > 0.002, f"{role}: packets {min(gaps) * 1000:.1f} ms apart: a burst"
         heard = peer.audio(skip_s=0.3)
