@@ -51,8 +51,14 @@ _ZEROS_VIEW = memoryview(bytes(wavfile.BYTES_PER_SECOND))
 Segment = bytes | bytearray | int  # audio bytes, or a count of bytes of silence
 
 
+class _Gap(int):
+    """Bytes of silence standing in for audio dropped while the disk was failing."""
+
+
 def _rest(seg: Segment, done: int) -> Segment:
     """What is left of a backlog segment after `done` bytes of it reached the disk."""
+    if isinstance(seg, _Gap):
+        return _Gap(seg - done)
     return seg - done if isinstance(seg, int) else seg[done:]
 
 
@@ -71,7 +77,7 @@ class WriterState(enum.Enum):
 class _Track:
     """One track's buffers and file. `buf`/`sealed` belong to write(), `backlog` to flush()."""
 
-    __slots__ = ("backlog", "buf", "fd", "path", "role", "sealed", "written")
+    __slots__ = ("backlog", "buf", "fd", "path", "role", "sealed", "silenced", "written")
 
     def __init__(self, role: str, path: Path, leading_silence_bytes: int) -> None:
         self.role = role
@@ -81,6 +87,7 @@ class _Track:
         self.backlog: deque[Segment] = deque()
         self.fd: int | None = None
         self.written = 0  # audio bytes on disk after the header
+        self.silenced = 0  # of which silence standing in for dropped audio (gaps)
 
 
 class RecordingWriter:
@@ -196,7 +203,7 @@ class RecordingWriter:
             if track.buf:
                 track.sealed.append(track.buf)
                 track.buf = bytearray()
-            track.sealed.append(silence)
+            track.sealed.append(_Gap(silence))
         self._lost_ticks += self._gap_ticks
         self._gap_ticks = 0
 
@@ -249,12 +256,19 @@ class RecordingWriter:
 
     def _flush_locked(self) -> None:
         tracks, held = self._take()
-        try:
-            for track in tracks:
+        first_error: OSError | None = None
+        for track in tracks:  # every track gets what fits, even if another one failed
+            try:
                 self._drain(track)
-            self._maybe_fsync(tracks, force=False)
+            except OSError as exc:
+                first_error = first_error or exc
+        try:
+            if first_error is None:
+                self._maybe_fsync(tracks, force=False)
         except OSError as exc:
-            self._fail(exc)
+            first_error = exc
+        if first_error is not None:
+            self._fail(first_error)
         with self._lock:
             self._held_ticks -= held  # all of it is on disk now
         if self._state is WriterState.FAILING:
@@ -275,9 +289,11 @@ class RecordingWriter:
                 except OSError as exc:
                     done = int(getattr(exc, "written", 0))
                     track.written += done
+                    track.silenced += done if isinstance(seg, _Gap) else 0
                     track.backlog[0] = _rest(seg, done)
                     raise
                 track.written += len(data)
+                track.silenced += len(data) if isinstance(seg, _Gap) else 0
                 rest = _rest(seg, len(data))
                 if rest:
                     track.backlog[0] = rest
@@ -354,7 +370,8 @@ class RecordingWriter:
             except RecordingWriteError as exc:
                 log.error("recording %s: final flush failed: %s", self.recording_id, exc)
             with self._lock:
-                missing = self._lost_ticks + self._gap_ticks + self._held_ticks
+                expected = self._ticks * FRAME
+                missing = max(expected - (t.written - t.silenced) for t in self._all)
             self._state = WriterState.FINALISED
             try:
                 self._close_files(force_fsync=True)
@@ -364,7 +381,7 @@ class RecordingWriter:
                     started_at=self.started_at,
                     ended_at=ended_at,
                     interrupted=False,
-                    lost_s=missing / TICKS_PER_SECOND,
+                    lost_s=missing / wavfile.BYTES_PER_SECOND,
                     errors=tuple(self._errors),
                     read_only=self._read_only,
                 )

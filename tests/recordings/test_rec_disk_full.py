@@ -9,7 +9,10 @@ as on a real full disk.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
+import sys
 import wave
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,3 +171,28 @@ def test_short_write_then_enospc_keeps_the_file_consistent(tmp_path: Path, disk:
     info = writer.finalise()
     caller = read_wav(info.tracks["caller"].path)
     assert caller.tobytes() == b"".join(tone_frame(400, t) for t in range(100))
+
+
+def test_real_kernel_refusal_is_reported_and_the_file_stays_playable(tmp_path: Path) -> None:
+    """No mock: the kernel itself refuses to grow the files (RLIMIT_FSIZE gives EFBIG)."""
+    limit = 20_000  # bytes per file: 1.25 s of audio
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.recordings.rec_fsize_child", str(tmp_path), str(limit)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    errors = [line for line in lines if "flush_error" in line]
+    # The owner is told on the flush of second 2 and again on second 3, never silently.
+    assert len(errors) == 2 and {e["errno"] for e in errors} == {errno.EFBIG}
+    assert "File too large" in errors[0]["flush_error"]
+    info = lines[-1]["info"]
+    kept = (limit - 44) // 2 / 8000
+    assert info["tracks"]["caller"]["duration_s"] == pytest.approx(kept)
+    assert info["lost_s"] == pytest.approx(3.0 - kept)
+    assert any("File too large" in e for e in info["errors"])
+    caller = read_wav(Path(lines[-1]["directory"]) / "caller.wav")
+    assert caller.tobytes() == b"".join(tone_frame(400, t) for t in range(150))[: len(caller) * 2]
