@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -190,12 +191,15 @@ class BaresipPhone:
     def _proc_log(self) -> str:
         return self._proc.log_text() if self._proc is not None else ""
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
+        # "quit" ends calls politely (BYE) and exits; when a peer is gone the BYE is never
+        # answered, so after a short wait SIGTERM (a second stop request makes baresip
+        # quit at once), then SIGKILL after ``timeout``
         if self._proc is not None and self._proc.running():
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(BaresipError, OSError):
                 self.ctrl.command("quit", timeout=1.0)
-            with contextlib.suppress(Exception):
-                self._proc.wait(2.0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(1.0)
         self.ctrl.close()
         if self._proc is not None:
             self._proc.stop(timeout)

@@ -10,7 +10,9 @@ workdir before starting ``sipp``. Constructors for the usual roles:
 * ``Sipp.caller(workdir, target=(host, port), service="2001", from_user="1000",
   auth=("1000", "pw1000"), media=..., dtmf="123", hold_ms=3000, calls=1)``: places calls,
   answering a 401/407 challenge if one comes; ``dtmf`` digits are played as RFC 2833
-  packets from /usr/share/sip-tester/dtmf_2833_<d>.pcap.
+  packets from /usr/share/sip-tester/dtmf_2833_<d>.pcap, 400 ms apart. The captures are
+  replayed verbatim, so digits must follow ``DTMF_CAPTURE_ORDER`` (``"123456789*#0"``)
+  without repeats (``check_dtmf_order``).
 
 ``start()`` runs sipp in the background (own process group, log file); ``wait()`` waits
 for it to finish by itself and returns its exit status (0: all calls succeeded, 1: some
@@ -21,6 +23,7 @@ failed, >1: error); ``stop()`` stops it by PID; ``stats()`` reads the last row o
 from __future__ import annotations
 
 import csv
+import itertools
 import shutil
 import socket
 from pathlib import Path
@@ -33,6 +36,10 @@ HOST = "127.0.0.1"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 DTMF_PCAPS = Path("/usr/share/sip-tester")
 DTMF_NAMES = {"*": "star", "#": "pound"}
+# The captures come from one RTP stream (same SSRC); SIPp replays their sequence numbers
+# and timestamps unchanged. Receivers drop packets older than what they already saw, so
+# only digit strings in this capture order, without repeats, arrive intact.
+DTMF_CAPTURE_ORDER = "123456789*#0"
 
 Media = Literal["echo", "stream", "pcap"] | None
 
@@ -43,6 +50,17 @@ def dtmf_pcap(digit: str) -> Path:
     if not path.exists():
         raise ValueError(f"no RFC 2833 capture for DTMF digit {digit!r} ({path})")
     return path
+
+
+def check_dtmf_order(digits: str) -> None:
+    """Raise ValueError unless ``digits`` can be replayed from the captures intact."""
+    pos = [DTMF_CAPTURE_ORDER.find(d) for d in digits]
+    if -1 in pos or any(b <= a for a, b in itertools.pairwise(pos)):
+        raise ValueError(
+            f"SIPp replays the DTMF captures verbatim (one SSRC, fixed sequence numbers): "
+            f"digits must follow the order {DTMF_CAPTURE_ORDER!r} without repeats, "
+            f"got {digits!r}; use a baresip phone's send_dtmf() for arbitrary digits"
+        )
 
 
 class Sipp:
@@ -152,6 +170,7 @@ class Sipp:
             values["SDP_PORT"] = "[rtpstream_audio_port]"
             values["MEDIA_ACTION"] = f'<action><exec rtp_stream="{ulaw},-1,0"/></action>'
         if dtmf:
+            check_dtmf_order(dtmf)
             steps = []
             for d in dtmf:
                 steps.append(
