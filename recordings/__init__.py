@@ -3,6 +3,7 @@
 The public surface, re-exported here (see docs/recordings.md):
 
 - RecordingWriter: the media tap (`write`), `flush()` every second, `finalise() -> RecordingInfo`
+- RecordingFlusher: one background task flushing every writer each second (worker thread)
 - recover(root): finalise recordings a crash left behind (interrupted=True)
 - Archive / FilesystemArchive / parse_range: read recordings back, with HTTP byte ranges
 - check(): the health check (missing, hash mismatch, silent, too short)
@@ -22,6 +23,7 @@ from recordings.errors import (
     RecoveryError,
     WavFormatError,
 )
+from recordings.flusher import RecordingFlusher
 from recordings.health import Finding, HealthReport, Problem, check
 from recordings.info import RecordingInfo, TrackInfo, read_manifest, recording_directory
 from recordings.recovery import recover, recover_directory, unfinalised
@@ -40,6 +42,7 @@ __all__ = [
     "RangeNotSatisfiableError",
     "RecordingError",
     "RecordingFinaliseError",
+    "RecordingFlusher",
     "RecordingInfo",
     "RecordingStateError",
     "RecordingWriteError",
