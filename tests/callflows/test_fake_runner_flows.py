@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from callflows.bridge import BridgeFlow, BridgeSnapshot, BridgeState
 from callflows.bridge_party import PartyState
 from callflows.duty_check import DutyCheckStatus, duty_check_call, verdict
+from callflows.errors import PartyStateError
 from callflows.events import (
     AddUnit,
     HangupParty,
@@ -158,5 +159,16 @@ def test_refused_request_is_reported_not_raised() -> None:
     flow, runner = bridge_runner(peers)
     runner.request(RedialParty(Role.CALLER), at_s=10)  # caller is connected: refused
     runner.run(until_s=20)
-    assert len(runner.errors) == 1 and runner.errors[0].party == "caller"
+    assert len(runner.errors) == 1
+    error = runner.errors[0]
+    assert isinstance(error, PartyStateError) and error.party == "caller"
     assert flow.state is BridgeState.CONNECTED and ("caller-2", CALLER) not in runner.dialled
+
+
+def test_seat_never_answers_fails_without_dialling_the_others() -> None:
+    peers = {SEAT: PeerScript(answer="ignore"), CALLER: PeerScript(), UNIT[0]: PeerScript()}
+    flow, runner = bridge_runner(peers)
+    runner.run()
+    assert flow.state is BridgeState.FAILED and flow.end_reason == "unreachable:dispatcher"
+    assert runner.dialled == [("dispatcher-1", SEAT)]
+    assert flow.ended_at is not None and (flow.ended_at - T0).total_seconds() == 20.0
