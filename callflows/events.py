@@ -34,6 +34,8 @@ class EndReason(enum.StrEnum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     AUTH_FAILED = "auth_failed"
+    INCOMPATIBLE = "incompatible"
+    REJECTED = "rejected"
     FAILED = "failed"
 
 

@@ -269,3 +269,14 @@ def test_bad_settings_are_refused() -> None:
         BridgeSettings(dial_stages=((Role.CALLER,), (Role.UNIT,)))
     with pytest.raises(CallflowConfigError):
         BridgeFlow("b", {Role.CALLER: []}, T0)
+
+
+@pytest.mark.parametrize(
+    "reason", ["declined", "not_found", "unreachable", "timeout", "rejected", "incompatible", "odd"]
+)
+def test_any_failure_but_auth_moves_to_next_number(reason: str) -> None:
+    flow, _ = new_bridge()
+    flow.handle(LegAnswered("dispatcher-1"), at(1))
+    cmds = flow.handle(LegEnded("unit-1", reason, None), at(2))
+    assert dials(cmds) == [("unit-2", UNIT_LIST[1])]
+    assert flow.snapshot().party(Role.UNIT).attempts[0].result == reason
