@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from api.problems import install_problem_handlers
 from api.routers import admin, events, health
+from api.routers import rosters as rosters_router
+from api.routers import units as units_router
 from api.service import Service
 from api.settings import Settings
 
@@ -42,4 +44,6 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(events.router)
+    app.include_router(units_router.router)
+    app.include_router(rosters_router.router)
     return app

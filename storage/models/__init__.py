@@ -1,5 +1,6 @@
 """All linkcall models, imported here so metadata (and Alembic) sees every table."""
 
 from storage.models.auth import ApiToken, AuditEntry
+from storage.models.registry import DutyCheck, RegistryNotification, Roster, Unit  # noqa: F401
 
 __all__ = ["ApiToken", "AuditEntry"]

@@ -1,0 +1,233 @@
+"""Rosters as spreadsheets (CSV and XLSX), the form units already keep them in.
+
+One row per person: the duty leader (角色 值班领导) and each staff member (角色 值班人员).
+Headers are Chinese; the English aliases are accepted on import:
+
+    单位编码 unit_code | 周次 week | 角色 role | 姓名 name | 电话 phone
+    顺序 order (optional) | 班次 shift (optional) | 备注 notes (optional)
+
+`班次` is `1-5 08:00-18:00` (ISO weekdays then hours), `6,7`, `18:00-08:00` or empty (all week).
+Import is all or nothing: `parse_sheet` returns either the rosters or every row's errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from api.duty import InvalidWeek, format_shift, parse_shift_text, parse_week
+from api.numbers import NumberError, parse_dialable
+from api.schemas.registry import NumberRules
+from storage.registry import RosterValues, RosterVersion, StaffEntry
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("unit_code", "单位编码"),
+    ("week", "周次"),
+    ("role", "角色"),
+    ("name", "姓名"),
+    ("phone", "电话"),
+    ("order", "顺序"),
+    ("shift", "班次"),
+    ("notes", "备注"),
+)
+REQUIRED = ("unit_code", "week", "role", "name", "phone")
+LEADER, STAFF = "值班领导", "值班人员"
+_ROLES = {"值班领导": "leader", "领导": "leader", "leader": "leader"} | {
+    "值班人员": "staff",
+    "人员": "staff",
+    "staff": "staff",
+}
+_HEADER = {zh: key for key, zh in COLUMNS} | {key: key for key, _ in COLUMNS}
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """What is wrong with one sheet row (row 1 is the header)."""
+
+    row: int
+    field: str | None
+    message: str
+
+
+@dataclass
+class _Group:
+    first_row: int
+    leader: tuple[str, str] | None = None
+    staff: list[StaffEntry] = field(default_factory=list)
+    notes: str | None = None
+    leader_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedRoster:
+    """One roster read from a sheet, ready to store as a new version."""
+
+    unit_code: str
+    week: str
+    values: RosterValues
+
+
+def read_table(data: bytes) -> list[list[str]]:
+    """The cells of a CSV (UTF-8, with or without BOM; GB18030 tolerated) or XLSX upload."""
+    if data[:2] == b"PK":
+        return _read_xlsx(data)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("gb18030")
+    return [[c.strip() for c in row] for row in csv.reader(io.StringIO(text))]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _read_xlsx(data: bytes) -> list[list[str]]:
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        sheet = book.worksheets[0]
+        return [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
+
+
+def parse_sheet(
+    table: Sequence[Sequence[str]], known_units: set[str], rules: NumberRules
+) -> tuple[list[ImportedRoster], list[RowError]]:
+    """Rosters grouped by unit and week, or the errors of every bad row (then no rosters)."""
+    if not table:
+        return [], [RowError(1, None, "the sheet is empty")]
+    columns = [_HEADER.get(h.strip().lower(), _HEADER.get(h.strip())) for h in table[0]]
+    missing = [f"{zh}/{key}" for key, zh in COLUMNS if key in REQUIRED and key not in columns]
+    if missing:
+        return [], [RowError(1, None, f"missing columns: {', '.join(missing)}")]
+    errors: list[RowError] = []
+    groups: dict[tuple[str, str], _Group] = {}
+    for number, cells in enumerate(table[1:], start=2):
+        row = {c: (cells[i] if i < len(cells) else "") for i, c in enumerate(columns) if c}
+        if not any(row.values()):
+            continue
+        _parse_row(number, row, known_units, rules, groups, errors)
+    if errors:
+        return [], sorted(errors, key=lambda e: e.row)
+    rosters = []
+    for (unit, week), g in groups.items():
+        if g.leader_rows != 1:
+            errors.append(RowError(g.first_row, "角色/role", f"{unit} {week}: needs one leader"))
+        elif not g.staff:
+            errors.append(RowError(g.first_row, "角色/role", f"{unit} {week}: needs staff"))
+        elif g.leader is not None:
+            values = RosterValues(g.leader[0], g.leader[1], tuple(g.staff), g.notes)
+            rosters.append(ImportedRoster(unit, week, values))
+    if errors:
+        return [], errors
+    return rosters, []
+
+
+def _parse_row(
+    number: int,
+    row: dict[str, str],
+    known_units: set[str],
+    rules: NumberRules,
+    groups: dict[tuple[str, str], _Group],
+    errors: list[RowError],
+) -> None:
+    def fail(col: str, message: str) -> None:
+        errors.append(RowError(number, f"{dict(COLUMNS)[col]}/{col}", message))
+
+    before = len(errors)
+    unit = row.get("unit_code", "")
+    if unit not in known_units:
+        fail("unit_code", f"unknown unit {unit!r}")
+    week = ""
+    try:
+        week = parse_week(row.get("week", ""))
+    except InvalidWeek as exc:
+        fail("week", str(exc))
+    role = _ROLES.get(row.get("role", "").strip().lower())
+    if role is None:
+        fail("role", f"role must be {LEADER}/leader or {STAFF}/staff")
+    name = row.get("name", "")
+    if not name:
+        fail("name", "the name is empty")
+    phone = ""
+    try:
+        phone = parse_dialable(
+            row.get("phone", ""), rules.region, extensions_pattern=rules.extensions_pattern
+        ).canonical
+    except NumberError as exc:
+        fail("phone", exc.reason)
+    order_text, order = row.get("order", ""), 0
+    if order_text and not order_text.isdigit():
+        fail("order", "the order must be a whole number")
+    elif order_text:
+        order = int(order_text)
+    shift = None
+    try:
+        shift = parse_shift_text(row.get("shift", ""))
+    except ValueError as exc:
+        fail("shift", str(exc))
+    if len(errors) > before:
+        return
+    group = groups.setdefault((unit, week), _Group(first_row=number))
+    if row.get("notes"):
+        group.notes = row["notes"]
+    if role == "leader":
+        group.leader, group.leader_rows = (name, phone), group.leader_rows + 1
+    else:
+        group.staff.append(StaffEntry(name, phone, order or len(group.staff) + 1, shift))
+
+
+def roster_rows(rosters: Iterable[RosterVersion]) -> list[list[str]]:
+    """The sheet (header first) for rosters: leader row, then staff by order."""
+    rows = [[zh for _, zh in COLUMNS]]
+    for r in rosters:
+        rows.append(
+            [r.unit_code, r.week, LEADER, r.leader_name, r.leader_phone, "", "", r.notes or ""]
+        )
+        for s in sorted(r.staff, key=lambda s: s.order):
+            rows.append(
+                [
+                    r.unit_code,
+                    r.week,
+                    STAFF,
+                    s.name,
+                    s.phone,
+                    str(s.order),
+                    format_shift(s.shift),
+                    "",
+                ]
+            )
+    return rows
+
+
+def to_csv(rows: list[list[str]]) -> bytes:
+    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows(rows)
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def to_xlsx(rows: list[list[str]], title: str) -> bytes:
+    """A one-sheet workbook; every cell is text (numbers keep their + and leading 0)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = title[:31]
+    for row in rows:
+        sheet.append(row)
+    for column in sheet.columns:
+        for cell in column:
+            cell.number_format = "@"
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()

@@ -1,0 +1,110 @@
+"""Rosters across units: who has not reported, bulk import and export (CSV / XLSX)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import Response
+
+from api.auth import AdminDep, DispatcherDep
+from api.deps import ServiceDep, SessionDep
+from api.duty import coming_week, week_of
+from api.problems import Problem
+from api.roster_io import parse_sheet, read_table, roster_rows, to_csv, to_xlsx
+from api.routers.units import checked_week, number_rules
+from api.schemas.registry import ImportResult, MissingOut, UnitOut
+from storage import audit
+from storage import registry as repo
+from storage.base import utcnow
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/rosters", tags=["duty registry"])
+
+MAX_UPLOAD = 5 * 1024 * 1024
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/missing", response_model=MissingOut, summary="Active units with no roster for a week")
+def get_missing(
+    session: SessionDep,
+    service: ServiceDep,
+    _principal: DispatcherDep,
+    week: Annotated[str | None, Query(description="ISO week; default: the coming week")] = None,
+) -> MissingOut:
+    target = checked_week(week) if week else coming_week(utcnow(), service.settings.zone)
+    return MissingOut(
+        week=target, units=[UnitOut.of(u) for u in repo.units_missing_roster(session, target)]
+    )
+
+
+@router.post(
+    "/import",
+    response_model=ImportResult,
+    status_code=201,
+    summary="Import rosters from CSV or XLSX; all rows or none",
+)
+async def import_rosters(
+    file: Annotated[UploadFile, File(description="CSV (UTF-8) or XLSX, one row per person")],
+    session: SessionDep,
+    service: ServiceDep,
+    principal: AdminDep,
+) -> ImportResult:
+    data = await file.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        raise Problem(413, "Upload too large", f"at most {MAX_UPLOAD} bytes", kind="too-large")
+    try:
+        table = read_table(data)
+    except Exception as exc:  # openpyxl/csv raise many kinds for a damaged upload
+        raise Problem(
+            422, "Unreadable sheet", f"not a CSV or XLSX file: {exc}", kind="validation"
+        ) from exc
+    known = {u.code for u in repo.list_units(session)}
+    rosters, errors = parse_sheet(table, known, number_rules(service.settings))
+    if errors:
+        raise Problem(
+            422,
+            "Import refused",
+            f"{len(errors)} problem(s); nothing was imported",
+            kind="validation",
+            errors=[{"row": e.row, "field": e.field, "message": e.message} for e in errors],
+        )
+    stored = []
+    for r in rosters:
+        version = repo.add_roster_version(
+            session, r.unit_code, r.week, r.values, submitted_by=principal.name
+        )
+        audit.record(
+            session,
+            principal,
+            "roster.import",
+            "roster",
+            f"{r.unit_code}/{r.week}",
+            detail={"version": version.version, "file": file.filename or ""},
+        )
+        stored.append(f"{r.unit_code}/{r.week}")
+    log.info("imported %d roster(s) from %s", len(stored), file.filename)
+    return ImportResult(imported=len(stored), rosters=stored)
+
+
+@router.get(
+    "/export",
+    summary="The rosters that count for a week, as CSV or XLSX",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}},
+)
+def export_rosters(
+    session: SessionDep,
+    service: ServiceDep,
+    _principal: DispatcherDep,
+    week: Annotated[str | None, Query(description="ISO week; default: this week")] = None,
+    format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
+) -> Response:
+    target = checked_week(week) if week else week_of(utcnow(), service.settings.zone)
+    rows = roster_rows(repo.latest_rosters_for_week(session, target))
+    filename = f"rosters-{target}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "xlsx":
+        return Response(to_xlsx(rows, target), media_type=XLSX_TYPE, headers=headers)
+    return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)

@@ -1,0 +1,232 @@
+"""Units, their weekly rosters, dial lists and duty checks (the duty-phone registry)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.auth import AdminDep, DispatcherDep, PrincipalDep, ensure_unit_scope
+from api.deps import ServiceDep, SessionDep
+from api.duty import InvalidWeek, dial_list, parse_week, week_of
+from api.numbers import NumberError, parse_number
+from api.problems import Problem
+from api.schemas.registry import (
+    UNIT_CODE,
+    DialEntryOut,
+    DialListOut,
+    DutyCheckOut,
+    NumberRules,
+    RosterIn,
+    RosterOut,
+    RosterVersionOut,
+    UnitIn,
+    UnitOut,
+    invalid_numbers,
+    roster_values,
+)
+from api.settings import Settings
+from storage import audit
+from storage import registry as repo
+from storage.base import utcnow
+from storage.models.auth import Role
+from storage.models.registry import UnitKind
+from telephony.privacy import mask_number
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/units", tags=["duty registry"])
+
+CodePath = Annotated[str, Path(pattern=UNIT_CODE, description="unit code, e.g. L01")]
+WeekPath = Annotated[str, Path(description="ISO week in the county's zone, e.g. 2026-W49")]
+
+
+def number_rules(settings: Settings) -> NumberRules:
+    """The number rules configured for this county."""
+    return NumberRules(region=settings.phone_region, extensions_pattern=settings.extensions_pattern)
+
+
+def checked_week(week: str, field: str = "week") -> str:
+    """The canonical ISO week, or a 422 problem naming the field."""
+    try:
+        return parse_week(week)
+    except InvalidWeek as exc:
+        err = {"field": field, "message": str(exc), "type": "iso_week"}
+        raise Problem(422, "Invalid week", str(exc), kind="validation", errors=[err]) from exc
+
+
+def display_number(number: str, rules: NumberRules) -> str:
+    """How people write a stored number (the stored form when it no longer parses)."""
+    try:
+        return parse_number(
+            number, rules.region, extensions_pattern=rules.extensions_pattern
+        ).display
+    except NumberError:
+        return number
+
+
+def _may_read_unit(principal: PrincipalDep, code: str) -> None:
+    if principal.role is Role.UNIT:
+        ensure_unit_scope(principal, code)
+
+
+@router.post("", response_model=UnitOut, status_code=201, summary="Add a unit (admin)")
+def create_unit(
+    body: UnitIn, session: SessionDep, service: ServiceDep, principal: AdminDep
+) -> UnitOut:
+    fallback = None
+    if body.fallback_number:
+        rules = number_rules(service.settings)
+        try:
+            fallback = parse_number(
+                body.fallback_number,
+                rules.region,
+                extensions_pattern=rules.extensions_pattern,
+                field="fallback_number",
+            ).canonical
+        except NumberError as exc:
+            raise invalid_numbers(
+                [{"field": "fallback_number", "message": exc.reason, "type": "phone_number"}]
+            ) from exc
+    unit = repo.create_unit(
+        session,
+        code=body.code,
+        name=body.name.strip(),
+        kind=body.kind,
+        fallback_number=fallback,
+        active=body.active,
+    )
+    audit.record(session, principal, "unit.create", "unit", unit.code, detail={"name": unit.name})
+    return UnitOut.of(unit)
+
+
+@router.get("", response_model=list[UnitOut], summary="List units")
+def list_units(
+    session: SessionDep,
+    _principal: DispatcherDep,
+    kind: UnitKind | None = None,
+    active_only: bool = False,
+) -> list[UnitOut]:
+    return [UnitOut.of(u) for u in repo.list_units(session, kind=kind, active_only=active_only)]
+
+
+@router.get("/{code}", response_model=UnitOut, summary="One unit")
+def get_unit(code: CodePath, session: SessionDep, principal: PrincipalDep) -> UnitOut:
+    _may_read_unit(principal, code)
+    return UnitOut.of(repo.get_unit(session, code))
+
+
+@router.put(
+    "/{code}/rosters/{week}",
+    response_model=RosterOut,
+    status_code=201,
+    summary="Submit the unit's roster for a week (a new version)",
+)
+def put_roster(
+    code: CodePath,
+    week: WeekPath,
+    body: RosterIn,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: PrincipalDep,
+) -> RosterOut:
+    ensure_unit_scope(principal, code)
+    canonical = checked_week(week)
+    repo.get_unit(session, code)  # 404 before validating numbers
+    values = roster_values(body, number_rules(service.settings))
+    stored = repo.add_roster_version(session, code, canonical, values, submitted_by=principal.name)
+    audit.record(
+        session,
+        principal,
+        "roster.submit",
+        "roster",
+        f"{code}/{canonical}",
+        detail={"version": stored.version, "staff": len(stored.staff)},
+    )
+    log.info(
+        "roster %s %s v%d by %s (leader %s)",
+        code,
+        canonical,
+        stored.version,
+        principal.name,
+        mask_number(stored.leader_phone),
+    )
+    return RosterOut(**RosterVersionOut.of(stored).model_dump())
+
+
+@router.get(
+    "/{code}/rosters/{week}", response_model=RosterOut, summary="The roster that counts for a week"
+)
+def get_roster(
+    code: CodePath,
+    week: WeekPath,
+    session: SessionDep,
+    principal: PrincipalDep,
+    history: bool = False,
+) -> RosterOut:
+    _may_read_unit(principal, code)
+    canonical = checked_week(week)
+    versions = repo.roster_history(session, code, canonical)
+    if not versions:
+        raise Problem(
+            404, "No roster", f"unit {code} has not reported for {canonical}", kind="not-found"
+        )
+    out = RosterOut(**RosterVersionOut.of(versions[-1]).model_dump())
+    if history:
+        out.history = [RosterVersionOut.of(v) for v in versions]
+    return out
+
+
+@router.get(
+    "/{code}/dial-list",
+    response_model=DialListOut,
+    summary="Who to call for the unit at a time: staff on duty, the leader, the fallback",
+)
+def get_dial_list(
+    code: CodePath,
+    session: SessionDep,
+    service: ServiceDep,
+    _principal: DispatcherDep,
+    at: Annotated[datetime | None, Query(description="ISO time; default now")] = None,
+) -> DialListOut:
+    when = at or utcnow()
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=service.settings.zone)  # a wall-clock time in the county
+    zone = service.settings.zone
+    unit = repo.get_unit(session, code)
+    week = week_of(when, zone)
+    roster = repo.latest_roster(session, code, week)
+    rules = number_rules(service.settings)
+    entries = []
+    for i, e in enumerate(dial_list(roster, unit.fallback_number, when, zone), start=1):
+        entries.append(
+            DialEntryOut(
+                position=i,
+                number=e.number,
+                display=display_number(e.number, rules),
+                role=e.role,
+                name=e.name,
+                order=e.order,
+            )
+        )
+    return DialListOut(
+        unit_code=code,
+        at=when,
+        week=week,
+        roster_version=roster.version if roster else None,
+        entries=entries,
+    )
+
+
+@router.get(
+    "/{code}/duty-checks", response_model=list[DutyCheckOut], summary="查岗 results, newest first"
+)
+def get_duty_checks(
+    code: CodePath,
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DutyCheckOut]:
+    _may_read_unit(principal, code)
+    return [DutyCheckOut.of(d) for d in repo.list_duty_checks(session, code, limit=limit)]
