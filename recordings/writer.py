@@ -135,7 +135,8 @@ class RecordingWriter:
         self._held_ticks = 0  # ticks in memory, not yet on disk
         self._gap_ticks = 0  # ticks dropped in the current gap, not yet sealed as silence
         self._lost_ticks = 0  # all ticks ever dropped because the memory bound was reached
-        self._misfits = 0
+        self._misfits = 0  # frames of the wrong length (padded or cut)
+        self._late_writes = 0  # write() calls after finalise (ignored)
         self._closed = False
         self._last_fsync = monotonic()
         self._state = WriterState.RECORDING
@@ -208,8 +209,8 @@ class RecordingWriter:
         self._gap_ticks = 0
 
     def _write_after_close(self) -> None:
-        self._misfits += 1
-        if self._misfits < 2:
+        self._late_writes += 1
+        if self._late_writes == 1:
             log.warning("recording %s: write() after finalise ignored", self.recording_id)
 
     # -- flushing -----------------------------------------------------------------------------
