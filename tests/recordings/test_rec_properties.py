@@ -8,6 +8,7 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -54,37 +55,33 @@ def test_tracks_hold_exactly_the_call_audio(plan: list[tuple[frozenset[int], boo
             raise OSError(errno.ENOSPC, "No space left on device")
         return REAL_PWRITE(fd, data, offset)
 
-    original = wavfile.pwrite
-    wavfile.pwrite = pwrite
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            writer = RecordingWriter(
-                Path(tmp), "prop", clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)
-            )
-            expected: dict[str, list[bytes]] = {"mixed": []}
-            for tick, (present, flush, disk_full) in enumerate(plan):
-                parties = {ROLES[i]: frame(i, tick) for i in sorted(present)}
-                mixed = frame(5, tick)
-                writer.write(mixed, parties)
-                expected["mixed"].append(mixed)
-                for role in list(expected):
-                    if role != "mixed" and role not in parties:
-                        expected[role].append(bytes(320))
-                for role, f in parties.items():
-                    expected.setdefault(role, [bytes(320)] * tick).append(f)
-                if flush:
-                    failing[0] = disk_full
-                    try:
-                        writer.flush()
-                    except OSError as exc:
-                        raise AssertionError("raw OSError escaped the writer") from exc
-                    except RecordingWriteError:
-                        assert disk_full, "flush failed although the disk had space"
-                    failing[0] = False
-            info = writer.finalise()
-            assert info.lost_s == 0
-            assert sorted(info.tracks) == sorted(expected)
-            for role, frames in expected.items():
-                assert read_wav(info.tracks[role].path).tobytes() == b"".join(frames), role
-    finally:
-        wavfile.pwrite = original
+    with (
+        mock.patch.object(wavfile, "pwrite", side_effect=pwrite),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        writer = RecordingWriter(Path(tmp), "prop", clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+        expected: dict[str, list[bytes]] = {"mixed": []}
+        for tick, (present, flush, disk_full) in enumerate(plan):
+            parties = {ROLES[i]: frame(i, tick) for i in sorted(present)}
+            mixed = frame(5, tick)
+            writer.write(mixed, parties)
+            expected["mixed"].append(mixed)
+            for role in list(expected):
+                if role != "mixed" and role not in parties:
+                    expected[role].append(bytes(320))
+            for role, f in parties.items():
+                expected.setdefault(role, [bytes(320)] * tick).append(f)
+            if flush:
+                failing[0] = disk_full
+                try:
+                    writer.flush()
+                except OSError as exc:
+                    raise AssertionError("raw OSError escaped the writer") from exc
+                except RecordingWriteError:
+                    assert disk_full, "flush failed although the disk had space"
+                failing[0] = False
+        info = writer.finalise()
+        assert info.lost_s == 0
+        assert sorted(info.tracks) == sorted(expected)
+        for role, frames in expected.items():
+            assert read_wav(info.tracks[role].path).tobytes() == b"".join(frames), role
