@@ -41,14 +41,12 @@ def make_tone_wav(
         freqs = [float(f) for f in freq_hz]
     n = int(seconds * rate)
     peak = 32767 * amplitude
-    samples = array.array("h", bytes(2 * n))
-    if freqs:
-        steps = [2 * math.pi * f / rate for f in freqs]
-        for i in range(n):
-            v = 0.0
-            for step in steps:
-                v += math.sin(step * i)
-            samples[i] = max(-32768, min(32767, round(peak * v)))
+    if freqs and all(f == int(f) for f in freqs):
+        # integer frequencies repeat exactly every second: compute one, repeat it
+        one = _sines(freqs, rate, min(n, rate), peak)
+        samples = (one * (n // len(one) + 1))[:n]
+    else:
+        samples = _sines(freqs, rate, n, peak)
     if sys.byteorder == "big":
         samples.byteswap()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +56,18 @@ def make_tone_wav(
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return path
+
+
+def _sines(freqs: list[float], rate: int, n: int, peak: float) -> array.array[int]:
+    samples = array.array("h", bytes(2 * n))
+    if freqs:
+        steps = [2 * math.pi * f / rate for f in freqs]
+        for i in range(n):
+            v = 0.0
+            for step in steps:
+                v += math.sin(step * i)
+            samples[i] = max(-32768, min(32767, round(peak * v)))
+    return samples
 
 
 def make_ulaw_raw(

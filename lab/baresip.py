@@ -57,7 +57,7 @@ class BaresipPhone:
         sip_port: int | None = None,
         rtp_ports: ports.RtpRange | None = None,
         domain: str | None = None,
-        tone_seconds: float = 120.0,
+        tone_seconds: float = 300.0,
         tone_amplitude: float = 0.3,
     ) -> None:
         if transport not in ("udp", "tcp"):

@@ -213,6 +213,14 @@ class Kamailio:
             raise
         return re.findall(r"Address:\s*(\S+)", out)
 
+    def unregister(self, user: str) -> None:
+        """Drop every binding of ``user`` (e.g. stale ones left by a killed phone)."""
+        try:
+            self.kamcmd("ul.rm", "location", f"s:{user}")
+        except ProcessError as e:
+            if "not found" not in str(e).lower():
+                raise
+
     def registered(self, user: str) -> bool:
         return bool(self.contacts(user))
 

@@ -134,6 +134,8 @@ def phone_factory(
         if kamailio is None or kamailio is True:
             kamailio = request.getfixturevalue("kamailio")
         if isinstance(kamailio, Kamailio):
+            # a module-scoped Kamailio may still hold a binding of an earlier test's phone
+            kamailio.unregister(user)
             reg_host: str | None = HOST
             reg_port: int | None = kamailio.udp_port
             kwargs.setdefault("domain", kamailio.domain)
