@@ -295,6 +295,7 @@ class ServerInviteTransaction(Transaction):
     def __init__(self, request: SipRequest, *, reliable: bool, timers: TimerConfig) -> None:
         super().__init__(reliable=reliable, timers=timers, key=server_key(request))
         self.request = request
+        self.source: Address | None = None  # where the request came from (for TCP replies)
         self.last_response: SipResponse | None = None
         self._set_state(State.PROCEEDING)
 
@@ -361,6 +362,7 @@ class ServerNonInviteTransaction(Transaction):
     def __init__(self, request: SipRequest, *, reliable: bool, timers: TimerConfig) -> None:
         super().__init__(reliable=reliable, timers=timers, key=server_key(request))
         self.request = request
+        self.source: Address | None = None
         self.last_response: SipResponse | None = None
         self._set_state(State.TRYING)
 

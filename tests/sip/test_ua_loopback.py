@@ -1,0 +1,243 @@
+"""Two of our own user agents on loopback sockets: the call-control paths, end to end.
+
+No fakes: real UDP/TCP sockets on 127.0.0.1, real transactions, short RFC timers where the test
+needs a timeout to happen. The lab tests (Kamailio, baresip, SIPp, pyVoIP) prove interop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from lab.ports import sip_port
+from telephony.sip.leg import (
+    Answered,
+    Dtmf,
+    Ended,
+    EndReason,
+    LegEvent,
+    LegState,
+    MediaChanged,
+    Ringing,
+)
+from telephony.sip.transaction import TimerConfig
+from telephony.sip.ua import UAConfig, UserAgent
+from telephony.types import Codec
+
+FAST = TimerConfig(t1=0.05, t2=0.4, t4=0.5)
+
+
+def pair_config(port_a: int, port_b: int, transport: str = "udp") -> tuple[UAConfig, UAConfig]:
+    a = UAConfig(
+        listen_host="127.0.0.1",
+        listen_port=port_a,
+        registrar=None,
+        user="1000",
+        password="x",
+        transport=transport,
+        trunk_peer=("127.0.0.1", port_b),
+        timers=FAST,  # type: ignore[arg-type]
+    )
+    b = UAConfig(
+        listen_host="127.0.0.1",
+        listen_port=port_b,
+        registrar=None,
+        user="2001",
+        password="x",
+        transport=transport,
+        trunk_peer=("127.0.0.1", port_a),
+        timers=FAST,  # type: ignore[arg-type]
+        inbound_answer_timeout=5.0,
+    )
+    return a, b
+
+
+@pytest.fixture(params=["udp", "tcp"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[UserAgent, UserAgent]]:
+    ca, cb = pair_config(sip_port(), sip_port(), request.param)
+    a, b = UserAgent(ca), UserAgent(cb)
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def next_event(
+    leg_events: asyncio.Queue[LegEvent], kind: type, within: float = 5.0
+) -> LegEvent:
+    """The next event of type `kind` on a leg (earlier events of other kinds are skipped)."""
+    async with asyncio.timeout(within):
+        while True:
+            ev = await leg_events.get()
+            if isinstance(ev, kind):
+                return ev
+
+
+async def test_call_answered_media_and_bye_from_caller(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+    assert leg.state is LegState.DIALING
+    inbound = await asyncio.wait_for(b.incoming.get(), 5)
+    assert inbound.remote_number == "1000" and inbound.direction == "inbound"
+    await inbound.ring()
+    await next_event(leg.events, Ringing)
+    assert leg.state is LegState.RINGING
+    await inbound.answer(("127.0.0.1", 40100))
+    assert await leg.wait_answered(5)
+    assert leg.media is not None and inbound.media is not None
+    assert (leg.media.remote_host, leg.media.remote_port) == ("127.0.0.1", 40100)
+    assert (inbound.media.remote_port, inbound.media.codec) == (40000, Codec.PCMU)
+    assert leg.media.dtmf_payload_type == 101
+    await leg.send_info_dtmf("5")
+    ev = await next_event(inbound.events, Dtmf)
+    assert isinstance(ev, Dtmf) and ev.digit.digit == "5" and ev.digit.source == "info"
+    await leg.hangup()
+    assert leg.end_reason is EndReason.NORMAL_LOCAL
+    assert await inbound.wait_ended(5)
+    assert inbound.end_reason is EndReason.NORMAL_REMOTE
+
+
+async def test_bye_from_callee(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+    inbound = await asyncio.wait_for(b.incoming.get(), 5)
+    await inbound.answer(("127.0.0.1", 40100))
+    assert await leg.wait_answered(5)
+    await inbound.hangup()
+    assert await leg.wait_ended(5)
+    assert leg.end_reason is EndReason.NORMAL_REMOTE
+    assert inbound.end_reason is EndReason.NORMAL_LOCAL
+
+
+@pytest.mark.parametrize(
+    "code, reason", [(486, EndReason.BUSY), (603, EndReason.DECLINED), (404, EndReason.NOT_FOUND)]
+)
+async def test_rejections_map_to_reasons(
+    pair: tuple[UserAgent, UserAgent], code: int, reason: EndReason
+) -> None:
+    a, b = pair
+    leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+    inbound = await asyncio.wait_for(b.incoming.get(), 5)
+    await inbound.reject(code)
+    assert await leg.wait_ended(5)
+    assert (leg.end_reason, leg.sip_status) == (reason, code)
+    ev = await next_event(leg.events, Ended)
+    assert ev == Ended(reason, code)
+
+
+async def test_caller_cancels_callee_sees_cancelled(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+    inbound = await asyncio.wait_for(b.incoming.get(), 5)
+    await inbound.ring()
+    await next_event(leg.events, Ringing)
+    await leg.hangup()
+    assert leg.end_reason is EndReason.CANCELLED and leg.sip_status == 487
+    assert await inbound.wait_ended(5)
+    assert (inbound.end_reason, inbound.sip_status) == (EndReason.CANCELLED, 487)
+
+
+async def test_ring_timeout_cancels_with_reason_timeout(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=0.5)
+    inbound = await asyncio.wait_for(b.incoming.get(), 5)
+    await inbound.ring()
+    assert await leg.wait_ended(5)
+    assert leg.end_reason is EndReason.TIMEOUT
+    assert await inbound.wait_ended(5)
+    assert inbound.end_reason is EndReason.CANCELLED
+
+
+async def test_unreachable_peer() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a port that never answers
+    silent.bind(("127.0.0.1", 0))
+    cfg = UAConfig(
+        listen_host="127.0.0.1",
+        listen_port=sip_port(),
+        registrar=None,
+        user="1000",
+        password="x",
+        trunk_peer=silent.getsockname(),
+        timers=FAST,
+    )
+    ua = UserAgent(cfg)
+    await ua.start()
+    try:
+        leg = await ua.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=30)
+        assert await leg.wait_ended(10)  # timer B = 64*T1 = 3.2 s here
+        assert leg.end_reason is EndReason.UNREACHABLE
+        assert silent.recv(65535).startswith(b"INVITE ")
+    finally:
+        await ua.stop()
+        silent.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["20\r\n01", "2001 ", "a b", "2001@evil", "<sip:x@y>", "sip:x@y?Via=z", "", "1" * 65, "20#1"],
+)
+async def test_unsafe_targets_are_refused_before_sending(target: str) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    cfg = UAConfig(
+        listen_host="127.0.0.1",
+        listen_port=sip_port(),
+        registrar=None,
+        user="1000",
+        password="x",
+        trunk_peer=silent.getsockname(),
+    )
+    ua = UserAgent(cfg)
+    await ua.start()
+    try:
+        with pytest.raises(ValueError):
+            await ua.dial(target, local_media=("127.0.0.1", 40000), ring_timeout=5)
+        with pytest.raises(ValueError):
+            await ua.dial(
+                "2001", local_media=("127.0.0.1", 40000), ring_timeout=5, caller_id="x\r\nVia: y"
+            )
+        await asyncio.sleep(0.05)
+        with pytest.raises(BlockingIOError):
+            silent.recv(65535)
+        assert not ua.calls
+    finally:
+        await ua.stop()
+        silent.close()
+
+
+async def test_hold_and_resume_by_reinvite(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+    inbound = await asyncio.wait_for(b.incoming.get(), 5)
+    await inbound.answer(("127.0.0.1", 40100))
+    assert await leg.wait_answered(5)
+    assert await inbound.hold() == 200
+    ev = await next_event(leg.events, MediaChanged)
+    assert isinstance(ev, MediaChanged) and ev.held
+    assert leg.media is not None and leg.media.direction.value == "recvonly"
+    assert inbound.media is not None and inbound.media.direction.value == "sendonly"
+    assert await inbound.resume() == 200
+    ev = await next_event(leg.events, MediaChanged)
+    assert isinstance(ev, MediaChanged) and not ev.held
+    await leg.hangup()
+
+
+async def test_stop_hangs_up_answered_calls(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+    inbound = await asyncio.wait_for(b.incoming.get(), 5)
+    await inbound.answer(("127.0.0.1", 40100))
+    assert await leg.wait_answered(5)
+    await a.stop()
+    assert leg.end_reason is EndReason.NORMAL_LOCAL
+    assert await inbound.wait_ended(5)
+    assert inbound.end_reason is EndReason.NORMAL_REMOTE
+    ev = await next_event(inbound.events, Answered)
+    assert isinstance(ev, Answered)
