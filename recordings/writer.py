@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,26 +38,13 @@ from recordings.errors import (
     RecordingWriteError,
 )
 from recordings.info import RecordingInfo
+from recordings.track import Gap, TrackFile
 
 log = logging.getLogger(__name__)
 
 FRAME = wavfile.FRAME_BYTES
 TICKS_PER_SECOND = 50
 _SILENCE = bytes(FRAME)
-_ZEROS_VIEW = memoryview(bytes(wavfile.BYTES_PER_SECOND))
-
-Segment = bytes | bytearray | int  # audio bytes, or a count of bytes of silence
-
-
-class _Gap(int):
-    """Bytes of silence standing in for audio dropped while the disk was failing."""
-
-
-def _rest(seg: Segment, done: int) -> Segment:
-    """What is left of a backlog segment after `done` bytes of it reached the disk."""
-    if isinstance(seg, _Gap):
-        return _Gap(seg - done)
-    return seg - done if isinstance(seg, int) else seg[done:]
 
 
 def _utcnow() -> datetime:
@@ -72,22 +57,6 @@ class WriterState(enum.Enum):
     RECORDING = "recording"
     FAILING = "failing"  # the last flush failed; audio is held in memory
     FINALISED = "finalised"
-
-
-class _Track:
-    """One track's buffers and file. `buf`/`sealed` belong to write(), `backlog` to flush()."""
-
-    __slots__ = ("backlog", "buf", "fd", "path", "role", "sealed", "silenced", "written")
-
-    def __init__(self, role: str, path: Path, leading_silence_bytes: int) -> None:
-        self.role = role
-        self.path = path
-        self.buf = bytearray()
-        self.sealed: list[Segment] = [leading_silence_bytes] if leading_silence_bytes else []
-        self.backlog: deque[Segment] = deque()
-        self.fd: int | None = None
-        self.written = 0  # audio bytes on disk after the header
-        self.silenced = 0  # of which silence standing in for dropped audio (gaps)
 
 
 class RecordingWriter:
@@ -128,9 +97,9 @@ class RecordingWriter:
             ) from exc
         self._lock = threading.Lock()  # guards buffers between write() and flush()
         self._flush_lock = threading.Lock()  # one flush or finalise at a time
-        self._mixed = _Track(layout.MIXED, self.directory / "mixed.wav", 0)
-        self._parties: dict[str, _Track] = {}
-        self._all: list[_Track] = [self._mixed]
+        self._mixed = TrackFile(layout.MIXED, self.directory / "mixed.wav", 0)
+        self._parties: dict[str, TrackFile] = {}
+        self._all: list[TrackFile] = [self._mixed]
         self._ticks = 0
         self._held_ticks = 0  # ticks in memory, not yet on disk
         self._gap_ticks = 0  # ticks dropped in the current gap, not yet sealed as silence
@@ -186,7 +155,7 @@ class RecordingWriter:
             if role in self._parties:
                 continue
             layout.check_role(role)
-            track = _Track(role, self.directory / f"{role}.wav", (self._ticks - 1) * FRAME)
+            track = TrackFile(role, self.directory / f"{role}.wav", (self._ticks - 1) * FRAME)
             track.buf += frame if len(frame) == FRAME else self._fit(frame)
             self._parties[role] = track
             self._all.append(track)
@@ -204,7 +173,7 @@ class RecordingWriter:
             if track.buf:
                 track.sealed.append(track.buf)
                 track.buf = bytearray()
-            track.sealed.append(_Gap(silence))
+            track.sealed.append(Gap(silence))
         self._lost_ticks += self._gap_ticks
         self._gap_ticks = 0
 
@@ -243,7 +212,7 @@ class RecordingWriter:
                 )
             self._flush_locked()
 
-    def _take(self) -> tuple[list[_Track], int]:
+    def _take(self) -> tuple[list[TrackFile], int]:
         """Move every buffer to its track's backlog; return the tracks and the ticks held."""
         with self._lock:
             for track in self._all:
@@ -260,7 +229,7 @@ class RecordingWriter:
         first_error: OSError | None = None
         for track in tracks:  # every track gets what fits, even if another one failed
             try:
-                self._drain(track)
+                track.drain()
             except OSError as exc:
                 first_error = first_error or exc
         try:
@@ -278,52 +247,12 @@ class RecordingWriter:
             self._state = WriterState.RECORDING
             self.error = None
 
-    def _drain(self, track: _Track) -> None:
-        """Write the track's backlog at the end of its file; the header follows in any case."""
-        fd = self._open(track)
-        try:
-            while track.backlog:
-                seg = track.backlog[0]
-                data = _ZEROS_VIEW[: min(seg, len(_ZEROS_VIEW))] if isinstance(seg, int) else seg
-                try:
-                    wavfile.write_at(fd, data, wavfile.HEADER_BYTES + track.written)
-                except OSError as exc:
-                    done = int(getattr(exc, "written", 0))
-                    track.written += done
-                    track.silenced += done if isinstance(seg, _Gap) else 0
-                    track.backlog[0] = _rest(seg, done)
-                    raise
-                track.written += len(data)
-                track.silenced += len(data) if isinstance(seg, _Gap) else 0
-                rest = _rest(seg, len(data))
-                if rest:
-                    track.backlog[0] = rest
-                else:
-                    track.backlog.popleft()
-        finally:
-            wavfile.write_sizes(fd, track.written)
-
-    @staticmethod
-    def _open(track: _Track) -> int:
-        """Create the track's file with an empty header, once; a failed creation leaves none."""
-        if track.fd is None:
-            fd = os.open(track.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                wavfile.write_at(fd, wavfile.build_header(0), 0)
-            except OSError:
-                os.close(fd)
-                track.path.unlink()
-                raise
-            track.fd = fd
-        return track.fd
-
-    def _maybe_fsync(self, tracks: list[_Track], *, force: bool) -> None:
+    def _maybe_fsync(self, tracks: list[TrackFile], *, force: bool) -> None:
         now = self._monotonic()
         interval = self._fsync_interval_s
         if force or (interval is not None and now - self._last_fsync >= interval):
             for track in tracks:
-                if track.fd is not None:
-                    os.fdatasync(track.fd)
+                track.fdatasync()
             self._last_fsync = now
 
     def _fail(self, exc: OSError) -> None:
@@ -375,7 +304,7 @@ class RecordingWriter:
                 missing = max(expected - (t.written - t.silenced) for t in self._all)
             self._state = WriterState.FINALISED
             try:
-                self._close_files(force_fsync=True)
+                self._close_files()
                 info = layout.seal(
                     self.directory,
                     recording_id=self.recording_id,
@@ -400,21 +329,14 @@ class RecordingWriter:
         )
         return info
 
-    def _close_files(self, *, force_fsync: bool) -> None:
-        """fsync and close every track file; a track that never reached disk is created empty."""
+    def _close_files(self) -> None:
+        """fdatasync and close every track file; raise the first OSError after trying all."""
         first_error: OSError | None = None
         for track in self._all:
             try:
-                fd = self._open(track)
-                wavfile.write_sizes(fd, track.written)
-                if force_fsync:
-                    os.fdatasync(fd)
+                track.close(fsync=True)
             except OSError as exc:
                 log.error("recording %s: closing %s: %s", self.recording_id, track.path, exc)
                 first_error = first_error or exc
-            finally:
-                if track.fd is not None:
-                    os.close(track.fd)
-                    track.fd = None
         if first_error is not None:
             raise first_error
