@@ -12,6 +12,7 @@ from api.problems import install_problem_handlers
 from api.routers import admin, events, health
 from api.routers import rosters as rosters_router
 from api.routers import units as units_router
+from api.scheduler import Scheduler
 from api.service import Service
 from api.settings import Settings
 
@@ -22,6 +23,10 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     """Build the app. The lifespan starts what the service owns and stops it on shutdown."""
     settings = settings or Settings()
     svc = service or Service.build(settings)
+    if not any(c.name == "scheduler" for c in svc.components):
+        svc.components.append(
+            Scheduler(database_url=settings.resolved_database_url, timezone=settings.timezone)
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

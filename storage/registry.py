@@ -281,7 +281,7 @@ def latest_rosters_for_week(session: Session, week: str) -> list[RosterVersion]:
         .where(Roster.week == week)
         .order_by(Unit.code)
     )
-    return [_roster_version(row, code) for row, code in session.execute(stmt).tuples()]
+    return [_roster_version(row, code) for row, code in session.execute(stmt)]
 
 
 def units_missing_roster(session: Session, week: str) -> list[UnitInfo]:
@@ -381,5 +381,5 @@ def list_notifications(
         stmt = stmt.where(RegistryNotification.kind == kind)
     return [
         Notification(n.id, n.kind, code, n.week, n.message, n.created_at)
-        for n, code in session.execute(stmt).tuples()
+        for n, code in session.execute(stmt)
     ]

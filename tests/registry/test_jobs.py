@@ -1,0 +1,184 @@
+"""The weekly reminder at its configured local time, and duty-check storage at the caller seam."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.jobs.duty_check import CallResult, NoDutyPhone, run_duty_check
+from api.scheduler import REMINDER_JOB_ID, ReminderSchedule, Scheduler
+from storage import registry as repo
+from storage.engine import make_engine, make_session_factory, session_scope
+from storage.models.registry import DutyCheckOutcome, UnitKind
+from storage.registry import RosterValues, StaffEntry
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def factory(migrated_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(migrated_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _roster(phone: str = "+8613800000001") -> RosterValues:
+    return RosterValues("王局长", "+8613900000001", (StaffEntry("张三", phone, 1),), None)
+
+
+def _setup(factory: sessionmaker[Session]) -> None:
+    with session_scope(factory) as s:
+        for code, active in (("A", True), ("B", True), ("C", True), ("Z", False)):
+            repo.create_unit(
+                s,
+                code=code,
+                name=f"单位{code}",
+                kind=UnitKind.LINKAGE,
+                fallback_number="+868334210000",
+                active=active,
+            )
+        repo.add_roster_version(s, "A", "2026-W50", _roster(), submitted_by="A")
+        repo.add_roster_version(s, "B", "2026-W49", _roster(), submitted_by="B")  # this week only
+        repo.add_roster_version(s, "A", "2027-W01", _roster(), submitted_by="A")
+
+
+async def test_reminder_fires_friday_15_local_and_lists_exactly_the_missing_units(
+    migrated_url: str, factory: sessionmaker[Session]
+) -> None:
+    _setup(factory)
+    clock_now = [datetime(2026, 12, 2, 10, 0, tzinfo=SH)]  # Wednesday of 2026-W49
+    scheduler = Scheduler(
+        database_url=migrated_url, timezone="Asia/Shanghai", clock=lambda: clock_now[0]
+    )
+    await scheduler.start()
+    try:
+        assert REMINDER_JOB_ID in scheduler.job_ids()
+        assert scheduler.health().ok
+        fire = scheduler.next_fire_time(REMINDER_JOB_ID)
+        assert fire == datetime(2026, 12, 4, 15, 0, tzinfo=SH)  # Friday 15:00 in Shanghai
+        assert fire is not None and fire.astimezone(UTC).hour == 7
+        # One minute before, it still fires at 15:00 the same day; at 15:00 the next is a week on.
+        assert scheduler.next_fire_time(REMINDER_JOB_ID, fire - timedelta(minutes=1)) == fire
+        assert scheduler.next_fire_time(
+            REMINDER_JOB_ID, fire + timedelta(seconds=1)
+        ) == fire + timedelta(days=7)
+
+        clock_now[0] = fire
+        assert scheduler.run_job(REMINDER_JOB_ID) == ["B", "C"]  # Z is inactive, A reported
+        assert scheduler.run_job(REMINDER_JOB_ID) == ["B", "C"]  # a rerun repeats no reminder
+        with session_scope(factory) as s:
+            notes = repo.list_notifications(s, kind="roster_missing")
+        assert [(n.unit_code, n.week, n.created_at) for n in notes] == [
+            ("B", "2026-W50", fire),
+            ("C", "2026-W50", fire),
+        ]
+        assert (
+            "尚未报备 2026-W50" in notes[0].message and "has not been reported" in notes[0].message
+        )
+
+        # Across the year end: Wednesday 30 Dec 2026 (W53) -> Friday 1 Jan 2027 -> 2027-W01.
+        fire = scheduler.next_fire_time(REMINDER_JOB_ID, datetime(2026, 12, 30, 9, tzinfo=SH))
+        assert fire == datetime(2027, 1, 1, 15, tzinfo=SH)
+        assert scheduler.run_job(REMINDER_JOB_ID, now=fire) == ["B", "C"]
+        with session_scope(factory) as s:
+            assert [n.unit_code for n in repo.list_notifications(s, week="2027-W01")] == ["B", "C"]
+    finally:
+        await scheduler.stop()
+    assert not scheduler.health().ok
+
+
+async def test_reminder_time_is_configurable(migrated_url: str) -> None:
+    scheduler = Scheduler(
+        database_url=migrated_url,
+        timezone="Asia/Shanghai",
+        reminder=ReminderSchedule(day_of_week="thu", hour=9, minute=30),
+    )
+    await scheduler.start()
+    try:
+        after = datetime(2026, 12, 2, 10, 0, tzinfo=SH)
+        assert scheduler.next_fire_time(REMINDER_JOB_ID, after) == datetime(
+            2026, 12, 3, 9, 30, tzinfo=SH
+        )
+    finally:
+        await scheduler.stop()
+
+
+class FakeCaller:
+    """The seam the SIP user agent will fill: records calls, answers with a scripted result."""
+
+    def __init__(self, result: CallResult | Exception) -> None:
+        self.result = result
+        self.calls: list[tuple[str, str, float]] = []
+
+    async def call(
+        self, number: str, *, prompt: str, expect_key: str, timeout_s: float
+    ) -> CallResult:
+        self.calls.append((number, expect_key, timeout_s))
+        assert "按1" in prompt
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+async def test_duty_checks_are_stored_and_listed_per_unit(reg: Any) -> None:
+    now, week = datetime(2026, 12, 2, 10, tzinfo=SH), "2026-W49"
+    body = {
+        "leader": {"name": "王局长", "phone": "13900000001"},
+        "staff": [{"name": "张三", "phone": "13812345678"}],
+    }
+    assert (
+        reg.client.put(
+            f"/api/v1/units/U01/rosters/{week}", json=body, headers=reg.auth("unit")
+        ).status_code
+        == 201
+    )
+    results = [
+        CallResult(DutyCheckOutcome.PASSED, key="1"),
+        CallResult(DutyCheckOutcome.PASSED, key="5"),  # answered but the wrong key: not a pass
+        CallResult(DutyCheckOutcome.NO_ANSWER, detail="480 after 30 s"),
+        RuntimeError("media engine down"),
+    ]
+    callers = []
+    for i, result in enumerate(results):
+        caller = FakeCaller(result)
+        callers.append(caller)
+        tick = now + timedelta(minutes=i)
+        await run_duty_check(
+            reg.session_factory, caller, "U01", zone=SH, clock=lambda t=tick: t, timeout_s=5
+        )
+    assert all(c.calls == [("+8613812345678", "1", 5)] for c in callers)
+
+    r = reg.client.get("/api/v1/units/U01/duty-checks", headers=reg.auth("supervisor"))
+    assert r.status_code == 200
+    got = [(d["outcome"], d["key_pressed"], d["person"]) for d in r.json()]
+    assert got == [
+        ("failed", None, "张三"),
+        ("no_answer", None, "张三"),
+        ("no_key", "5", "张三"),
+        ("pass", "1", "张三"),
+    ]
+    assert r.json()[0]["detail"] == "call failed: RuntimeError"
+    assert (
+        reg.client.get("/api/v1/units/U01/duty-checks", headers=reg.auth("unit")).status_code == 200
+    )
+    assert (
+        reg.client.get("/api/v1/units/U01/duty-checks", headers=reg.auth("unit2")).status_code
+        == 403
+    )
+    assert reg.client.get("/api/v1/units/U02/duty-checks", headers=reg.auth("admin")).json() == []
+
+
+async def test_a_unit_without_any_number_cannot_be_checked(factory: sessionmaker[Session]) -> None:
+    with session_scope(factory) as s:
+        repo.create_unit(s, code="N", name="无号码", kind=UnitKind.TOWNSHIP, fallback_number=None)
+    with pytest.raises(NoDutyPhone):
+        await run_duty_check(
+            factory, FakeCaller(CallResult(DutyCheckOutcome.PASSED, "1")), "N", zone=SH
+        )
+    with session_scope(factory) as s:
+        assert repo.list_duty_checks(s, "N") == []
