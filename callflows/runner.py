@@ -1,0 +1,430 @@
+"""The runner: executes a flow's commands against the SIP user agent, the media engine and a
+recorder, and feeds what happens back to the flow as events.
+
+One runner per flow, all on the service's event loop. Events (from legs, timers, prompts, digits
+and API requests) go through one queue and are handled one at a time, in order; the commands a
+flow returns are executed in order before the next event is taken. The runner owns every task,
+timer, endpoint and recording it starts and releases them all when the flow is over, also when
+it is cancelled (service shutdown) or a command fails.
+
+See docs/callflows.md ("The runner contract").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from callflows import commands as c
+from callflows.errors import EventError
+from callflows.events import (
+    DtmfReceived,
+    Event,
+    LegAnswered,
+    LegEnded,
+    LegRinging,
+    PlaybackFinished,
+    TimerFired,
+)
+from recordings import RecordingFlusher, RecordingInfo, RecordingWriter
+from recordings.errors import RecordingError
+from telephony.media.conference import Conference
+from telephony.media.endpoint import RtpEndpoint
+from telephony.media.engine import MediaEngine
+from telephony.media.playback import PlaybackOutcome
+from telephony.privacy import mask_number
+from telephony.sip import leg as sipleg
+from telephony.sip.errors import SipError
+from telephony.sip.ua import UserAgent
+
+log = logging.getLogger(__name__)
+
+DIAL_MARGIN_S = 5.0  # the UA's own ring timeout backs up the flow's ring timer
+SETTLE_S = 10.0  # after the flow finished: how long to wait for the legs' final echoes
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunnerHooks(Protocol):
+    """Where the runner reports what the rest of the service stores and shows."""
+
+    def on_save(self, snapshot: object) -> None: ...
+
+    def on_notify(self, note: c.Notify) -> None: ...
+
+    def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None: ...
+
+    def on_recording_started(self, recording_id: str, directory: Path) -> None: ...
+
+    def on_recording_finished(self, recording_id: str, info: RecordingInfo | None,
+                              error: str | None) -> None: ...
+
+
+class NullHooks:
+    """Hooks that keep nothing (tests of the runner alone)."""
+
+    def on_save(self, snapshot: object) -> None:
+        return None
+
+    def on_notify(self, note: c.Notify) -> None:
+        return None
+
+    def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None:
+        return None
+
+    def on_recording_started(self, recording_id: str, directory: Path) -> None:
+        return None
+
+    def on_recording_finished(self, recording_id: str, info: RecordingInfo | None,
+                              error: str | None) -> None:
+        return None
+
+
+@dataclass
+class _Binding:
+    """What one flow leg is on the wire."""
+
+    leg_id: str
+    role: str
+    sip: sipleg.Leg | None = None
+    endpoint: RtpEndpoint | None = None
+    conference: Conference | None = None
+    ended: bool = False
+    released: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@dataclass
+class _Recording:
+    recording_id: str
+    writer: RecordingWriter
+    conference: Conference
+
+
+class FlowRunner:
+    """Runs one flow to its end on the real stack."""
+
+    def __init__(
+        self,
+        flow: c.Flow,
+        *,
+        ua: UserAgent,
+        media: MediaEngine,
+        hooks: RunnerHooks | None = None,
+        prompts: Mapping[str, Path] | None = None,
+        recordings_root: Path | None = None,
+        recording_id: str | None = None,
+        flusher: RecordingFlusher | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.flow = flow
+        self.ua = ua
+        self.media = media
+        self.hooks: RunnerHooks = hooks or NullHooks()
+        self.prompts = dict(prompts or {})
+        self.recordings_root = recordings_root
+        self.recording_id = recording_id or flow.flow_id
+        self.flusher = flusher
+        self.clock = clock
+        self._queue: asyncio.Queue[tuple[Event, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._legs: dict[str, _Binding] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._conferences: dict[str, Conference] = {}
+        self._recording: _Recording | None = None
+        self._stopped_prompts: set[int] = set()
+        self._done = asyncio.Event()
+
+    # -- public ---------------------------------------------------------------------------------
+    def adopt(self, leg_id: str, role: str, sip: sipleg.Leg) -> None:
+        """Hand the runner an existing SIP leg (an inbound call) under the flow's leg id."""
+        binding = self._legs.setdefault(leg_id, _Binding(leg_id, role))
+        binding.sip = sip
+        self.hooks.on_leg(leg_id, role, sip.call_id)
+        binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{leg_id}"))
+
+    async def request(self, event: Event, timeout: float = 10.0) -> None:
+        """Feed an API request; the flow's EventError (if any) is raised here."""
+        if self._done.is_set():
+            raise RuntimeError("flow is over")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, fut))
+        async with asyncio.timeout(timeout):
+            await fut
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    async def wait(self) -> None:
+        await self._done.wait()
+
+    async def run(self) -> None:
+        """Start the flow and run it until it is over and every leg has settled."""
+        try:
+            await self._execute(self.flow.start(self.clock()))
+            while not (self.flow.finished and self._all_legs_ended()):
+                timeout = SETTLE_S if self.flow.finished else None
+                try:
+                    async with asyncio.timeout(timeout):
+                        event, fut = await self._queue.get()
+                except TimeoutError:
+                    log.warning("flow %s: legs did not settle in %.0f s", self.flow.flow_id,
+                                SETTLE_S)
+                    break
+                await self._handle(event, fut)
+        finally:
+            await self._cleanup()
+            self._done.set()
+
+    # -- events -----------------------------------------------------------------------------------
+    def _put(self, event: Event) -> None:
+        self._queue.put_nowait((event, None))
+
+    async def _handle(self, event: Event, fut: asyncio.Future[None] | None) -> None:
+        try:
+            cmds = self.flow.handle(event, self.clock())
+        except EventError as exc:
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+            else:
+                log.error("flow %s rejected %s: %s", self.flow.flow_id, event, exc)
+            return
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        await self._execute(cmds)
+
+    def _all_legs_ended(self) -> bool:
+        return all(b.ended or b.sip is None for b in self._legs.values())
+
+    # -- commands -------------------------------------------------------------------------------
+    async def _execute(self, cmds: list[c.Command]) -> None:
+        for cmd in cmds:
+            try:
+                await self._run_command(cmd)
+            except (SipError, OSError, ValueError, RecordingError) as exc:
+                log.error("flow %s: %s failed: %s", self.flow.flow_id, type(cmd).__name__, exc)
+                leg_id = getattr(cmd, "leg_id", None)
+                if leg_id is not None and isinstance(cmd, c.Dial | c.Answer):
+                    self._put(LegEnded(leg_id, "failed", None))
+
+    async def _run_command(self, cmd: c.Command) -> None:  # noqa: C901 - one dispatch table
+        match cmd:
+            case c.Dial():
+                await self._dial(cmd)
+            case c.Answer(leg_id=leg_id):
+                await self._answer(leg_id)
+            case c.Reject(leg_id=leg_id, sip_status=status):
+                sip = self._sip(leg_id)
+                if sip is not None and not sip.ended:
+                    await sip.reject(status)
+            case c.CancelDial(leg_id=leg_id) | c.Hangup(leg_id=leg_id):
+                sip = self._sip(leg_id)
+                if sip is not None and not sip.ended:
+                    await sip.hangup()
+            case c.Join(leg_id=leg_id, conference_id=conf_id):
+                self._join(leg_id, conf_id)
+            case c.Mute(leg_id=leg_id) | c.Unmute(leg_id=leg_id):
+                self._mix_op(leg_id, lambda conf, ep: conf.mute(ep, isinstance(cmd, c.Mute)))
+            case c.Hold(leg_id=leg_id) | c.Unhold(leg_id=leg_id):
+                self._mix_op(leg_id, lambda conf, ep: conf.hold(ep, isinstance(cmd, c.Hold)))
+            case c.Play():
+                self._play(cmd)
+            case c.StopPlayback(leg_id=leg_id):
+                binding = self._legs.get(leg_id)
+                if binding is not None and binding.endpoint is not None:
+                    self._stopped_prompts.add(id(binding.endpoint))
+                    binding.endpoint.stop_playback()
+            case c.StartTimer(timer_id=tid, seconds=secs):
+                self._cancel_timer(tid)
+                loop = asyncio.get_running_loop()
+                self._timers[tid] = loop.call_later(secs, self._fire, tid)
+            case c.CancelTimer(timer_id=tid):
+                self._cancel_timer(tid)
+            case c.StartRecording(conference_id=conf_id):
+                self._start_recording(conf_id)
+            case c.StopRecording():
+                await self._stop_recording()
+            case c.Save(snapshot=snapshot):
+                self.hooks.on_save(snapshot)
+            case c.Notify():
+                self.hooks.on_notify(cmd)
+
+    async def _dial(self, cmd: c.Dial) -> None:
+        binding = _Binding(cmd.leg_id, cmd.role)
+        self._legs[cmd.leg_id] = binding
+        binding.endpoint = await self.media.open_endpoint(f"{self.flow.flow_id}:{cmd.leg_id}")
+        self._watch_digits(binding)
+        sip = await self.ua.dial(
+            cmd.number,
+            local_media=(self.media.host, binding.endpoint.local_port),
+            ring_timeout=cmd.ring_timeout_s + DIAL_MARGIN_S,
+        )
+        binding.sip = sip
+        log.info("flow %s: dialling %s as %s", self.flow.flow_id, mask_number(cmd.number),
+                 cmd.leg_id)
+        self.hooks.on_leg(cmd.leg_id, cmd.role, sip.call_id)
+        binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{cmd.leg_id}"))
+
+    async def _answer(self, leg_id: str) -> None:
+        binding = self._legs[leg_id]
+        if binding.sip is None:
+            raise ValueError(f"leg {leg_id} has no SIP call to answer")
+        if binding.endpoint is None:
+            binding.endpoint = await self.media.open_endpoint(f"{self.flow.flow_id}:{leg_id}")
+            self._watch_digits(binding)
+        await binding.sip.answer((self.media.host, binding.endpoint.local_port))
+        if binding.sip.media is not None:
+            binding.endpoint.configure(binding.sip.media)
+
+    def _join(self, leg_id: str, conf_id: str) -> None:
+        binding = self._legs[leg_id]
+        if binding.endpoint is None or binding.conference is not None:
+            return
+        conf = self._conferences.get(conf_id)
+        if conf is None:
+            conf = self.media.create_conference(f"{self.flow.flow_id}:{conf_id}")
+            self._conferences[conf_id] = conf
+        conf.add(binding.endpoint, binding.role)
+        binding.conference = conf
+
+    def _mix_op(self, leg_id: str, op: Callable[[Conference, RtpEndpoint], None]) -> None:
+        binding = self._legs.get(leg_id)
+        if binding is None or binding.conference is None or binding.endpoint is None:
+            log.warning("flow %s: %s is not in a conference", self.flow.flow_id, leg_id)
+            return
+        op(binding.conference, binding.endpoint)
+
+    def _play(self, cmd: c.Play) -> None:
+        binding = self._legs.get(cmd.leg_id)
+        if binding is None or binding.endpoint is None:
+            raise ValueError(f"leg {cmd.leg_id} has no media to play to")
+        path = self.prompts.get(cmd.prompt_key)
+        if path is None:
+            raise ValueError(f"no prompt file for {cmd.prompt_key!r}")
+        endpoint = binding.endpoint
+        self._stopped_prompts.discard(id(endpoint))
+        handle = endpoint.play(path, interrupt_on_dtmf=cmd.interruptible)
+
+        async def finished() -> None:
+            outcome = await handle
+            if outcome is PlaybackOutcome.COMPLETED and id(endpoint) not in self._stopped_prompts:
+                self._put(PlaybackFinished(cmd.leg_id, cmd.prompt_key))
+
+        binding.tasks.append(self._spawn(finished(), f"play-{cmd.leg_id}"))
+
+    def _fire(self, timer_id: str) -> None:
+        self._timers.pop(timer_id, None)
+        self._put(TimerFired(timer_id))
+
+    def _cancel_timer(self, timer_id: str) -> None:
+        handle = self._timers.pop(timer_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _start_recording(self, conf_id: str) -> None:
+        if self._recording is not None or self.recordings_root is None:
+            return
+        conf = self._conferences.get(conf_id)
+        if conf is None:
+            conf = self.media.create_conference(f"{self.flow.flow_id}:{conf_id}")
+            self._conferences[conf_id] = conf
+        writer = RecordingWriter(self.recordings_root, self.recording_id)
+        conf.add_tap(writer)
+        if self.flusher is not None:
+            self.flusher.add(writer)
+        self._recording = _Recording(self.recording_id, writer, conf)
+        self.hooks.on_recording_started(self.recording_id, writer.directory)
+
+    async def _stop_recording(self) -> None:
+        rec, self._recording = self._recording, None
+        if rec is None:
+            return
+        rec.conference.remove_tap(rec.writer)
+        if self.flusher is not None:
+            self.flusher.remove(rec.writer)
+        try:
+            info = await asyncio.to_thread(rec.writer.finalise)
+        except RecordingError as exc:
+            log.error("recording %s could not be finalised: %s", rec.recording_id, exc)
+            self.hooks.on_recording_finished(rec.recording_id, None, str(exc))
+            return
+        error = str(rec.writer.error) if rec.writer.error is not None else None
+        self.hooks.on_recording_finished(rec.recording_id, info, error)
+
+    # -- watchers -----------------------------------------------------------------------------------
+    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+
+    def _sip(self, leg_id: str) -> sipleg.Leg | None:
+        binding = self._legs.get(leg_id)
+        return binding.sip if binding is not None else None
+
+    def _watch_digits(self, binding: _Binding) -> None:
+        endpoint = binding.endpoint
+        assert endpoint is not None
+
+        async def digits() -> None:
+            async for d in endpoint.digits:
+                self._put(DtmfReceived(binding.leg_id, d.digit))
+
+        binding.tasks.append(self._spawn(digits(), f"dtmf-{binding.leg_id}"))
+
+    async def _watch_leg(self, binding: _Binding, sip: sipleg.Leg) -> None:
+        async for ev in sip:
+            match ev:
+                case sipleg.Ringing():
+                    self._put(LegRinging(binding.leg_id))
+                case sipleg.Answered(media=media):
+                    if media is not None and binding.endpoint is not None:
+                        binding.endpoint.configure(media)
+                    self._put(LegAnswered(binding.leg_id))
+                case sipleg.MediaChanged(media=media):
+                    if binding.endpoint is not None:
+                        binding.endpoint.configure(media)
+                case sipleg.Dtmf(digit=digit):
+                    if binding.endpoint is not None:
+                        binding.endpoint.inject_dtmf(digit)
+                case sipleg.Ended(reason=reason, sip_status=status):
+                    binding.ended = True
+                    await self._release(binding)
+                    self._put(LegEnded(binding.leg_id, reason.value, status))
+                    return
+
+    async def _release(self, binding: _Binding) -> None:
+        """Take an ended leg out of its conference and close its media (once)."""
+        if binding.released:
+            return
+        binding.released = True
+        if binding.conference is not None and binding.endpoint is not None:
+            binding.conference.remove(binding.endpoint)
+            binding.conference = None
+        if binding.endpoint is not None:
+            await binding.endpoint.close()
+
+    async def _cleanup(self) -> None:
+        for tid in list(self._timers):
+            self._cancel_timer(tid)
+        for binding in self._legs.values():
+            if binding.sip is not None and not binding.sip.ended:
+                with contextlib.suppress(SipError, TimeoutError):
+                    async with asyncio.timeout(5.0):
+                        await binding.sip.hangup()
+        await self._stop_recording()
+        current = asyncio.current_task()
+        for binding in self._legs.values():
+            for task in binding.tasks:
+                if task is not current:
+                    task.cancel()
+            for task in binding.tasks:
+                if task is not current:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await self._release(binding)
