@@ -64,8 +64,9 @@ class RunnerHooks(Protocol):
 
     def on_recording_started(self, recording_id: str, directory: Path) -> None: ...
 
-    def on_recording_finished(self, recording_id: str, info: RecordingInfo | None,
-                              error: str | None) -> None: ...
+    def on_recording_finished(
+        self, recording_id: str, info: RecordingInfo | None, error: str | None
+    ) -> None: ...
 
 
 class NullHooks:
@@ -83,8 +84,9 @@ class NullHooks:
     def on_recording_started(self, recording_id: str, directory: Path) -> None:
         return None
 
-    def on_recording_finished(self, recording_id: str, info: RecordingInfo | None,
-                              error: str | None) -> None:
+    def on_recording_finished(
+        self, recording_id: str, info: RecordingInfo | None, error: str | None
+    ) -> None:
         return None
 
 
@@ -176,8 +178,9 @@ class FlowRunner:
                     async with asyncio.timeout(timeout):
                         event, fut = await self._queue.get()
                 except TimeoutError:
-                    log.warning("flow %s: legs did not settle in %.0f s", self.flow.flow_id,
-                                SETTLE_S)
+                    log.warning(
+                        "flow %s: legs did not settle in %.0f s", self.flow.flow_id, SETTLE_S
+                    )
                     break
                 await self._handle(event, fut)
         finally:
@@ -215,7 +218,7 @@ class FlowRunner:
                 if leg_id is not None and isinstance(cmd, c.Dial | c.Answer):
                     self._put(LegEnded(leg_id, "failed", None))
 
-    async def _run_command(self, cmd: c.Command) -> None:  # noqa: C901 - one dispatch table
+    async def _run_command(self, cmd: c.Command) -> None:
         match cmd:
             case c.Dial():
                 await self._dial(cmd)
@@ -268,8 +271,9 @@ class FlowRunner:
             ring_timeout=cmd.ring_timeout_s + DIAL_MARGIN_S,
         )
         binding.sip = sip
-        log.info("flow %s: dialling %s as %s", self.flow.flow_id, mask_number(cmd.number),
-                 cmd.leg_id)
+        log.info(
+            "flow %s: dialling %s as %s", self.flow.flow_id, mask_number(cmd.number), cmd.leg_id
+        )
         self.hooks.on_leg(cmd.leg_id, cmd.role, sip.call_id)
         binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{cmd.leg_id}"))
 
@@ -359,7 +363,7 @@ class FlowRunner:
         error = str(rec.writer.error) if rec.writer.error is not None else None
         self.hooks.on_recording_finished(rec.recording_id, info, error)
 
-    # -- watchers -----------------------------------------------------------------------------------
+    # -- watchers -------------------------------------------------------------------------
     def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
 

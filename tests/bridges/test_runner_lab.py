@@ -42,18 +42,27 @@ class RecordingHooks(NullHooks):
     def on_save(self, snapshot: object) -> None:
         self.snapshots.append(snapshot)
 
-    def on_recording_finished(self, recording_id: str, info: RecordingInfo | None,
-                              error: str | None) -> None:
+    def on_recording_finished(
+        self, recording_id: str, info: RecordingInfo | None, error: str | None
+    ) -> None:
         self.finished.append((recording_id, info, error))
 
 
 @pytest.fixture
-async def stack(kamailio: Kamailio, lab_users: dict[str, str]) -> AsyncIterator[
-        tuple[UserAgent, MediaEngine]]:
+async def stack(
+    kamailio: Kamailio, lab_users: dict[str, str]
+) -> AsyncIterator[tuple[UserAgent, MediaEngine]]:
     rtp = ports.rtp_range(200)
-    ua = UserAgent(UAConfig(listen_host="127.0.0.1", listen_port=ports.sip_port(),
-                            registrar=("127.0.0.1", kamailio.udp_port), user="1000",
-                            password=lab_users["1000"], domain=kamailio.domain))
+    ua = UserAgent(
+        UAConfig(
+            listen_host="127.0.0.1",
+            listen_port=ports.sip_port(),
+            registrar=("127.0.0.1", kamailio.udp_port),
+            user="1000",
+            password=lab_users["1000"],
+            domain=kamailio.domain,
+        )
+    )
     media = MediaEngine("127.0.0.1", (rtp.lo, rtp.hi))
     await media.start()
     await ua.start()
@@ -78,7 +87,8 @@ def _phones(factory: Callable[..., BaresipPhone]) -> dict[Role, BaresipPhone]:
 
 
 async def test_three_way_bridge_each_hears_the_other_two_and_is_recorded(
-    stack: tuple[UserAgent, MediaEngine], phone_factory: Callable[..., BaresipPhone],
+    stack: tuple[UserAgent, MediaEngine],
+    phone_factory: Callable[..., BaresipPhone],
     tmp_path: Path,
 ) -> None:
     ua, media = stack
@@ -105,7 +115,7 @@ async def test_three_way_bridge_each_hears_the_other_two_and_is_recorded(
             else:
                 assert levels[hz] > HEARD_MIN_DB, f"{role} does not hear {other}: {levels}"
 
-    (rec_id, info, error), = hooks.finished
+    ((_rec_id, info, error),) = hooks.finished
     assert error is None and info is not None
     assert set(info.tracks) == {"mixed", "caller", "dispatcher", "unit"}
     mixed = tone_report(info.tracks["mixed"].path, TONES.values(), start=1.0)
@@ -119,7 +129,8 @@ async def test_three_way_bridge_each_hears_the_other_two_and_is_recorded(
 
 
 async def test_dispatcher_leaves_and_caller_and_unit_still_hear_each_other(
-    stack: tuple[UserAgent, MediaEngine], phone_factory: Callable[..., BaresipPhone],
+    stack: tuple[UserAgent, MediaEngine],
+    phone_factory: Callable[..., BaresipPhone],
     tmp_path: Path,
 ) -> None:
     ua, media = stack
