@@ -66,7 +66,7 @@ class ClientHandle:
         self.tx = tx
         self.events: asyncio.Queue[ClientEvent] = asyncio.Queue()
 
-    async def final(self, timeout: float) -> ClientEvent:  # noqa: ASYNC109 (the API takes a deadline)
+    async def final(self, timeout: float) -> ClientEvent:
         """Wait for the final response (or failure), skipping provisional ones."""
         async with asyncio.timeout(timeout):
             while True:

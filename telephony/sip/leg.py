@@ -176,7 +176,7 @@ class Leg:
         return self.state == LegState.ENDED
 
     # -- waits -----------------------------------------------------------------------------
-    async def wait_answered(self, timeout: float) -> bool:  # noqa: ASYNC109 (the API takes a deadline)
+    async def wait_answered(self, timeout: float) -> bool:
         """True once answered; False if the leg ended first or `timeout` passed."""
         waiters = [
             asyncio.ensure_future(self._answered.wait()),
@@ -189,7 +189,7 @@ class Leg:
                 w.cancel()
         return self._answered.is_set()
 
-    async def wait_ended(self, timeout: float) -> bool:  # noqa: ASYNC109 (the API takes a deadline)
+    async def wait_ended(self, timeout: float) -> bool:
         """True once the leg has ended; False if `timeout` passed first."""
         try:
             async with asyncio.timeout(timeout):
