@@ -1,0 +1,142 @@
+"""Calls, their legs and dial attempts, and recordings (issue 5).
+
+A call is any conversation the service carries: an inbound call, a bridged three-way call, a
+callback survey or a duty check. Every call gets a recording. States and reasons are plain
+strings from the call flows (callflows.events.EndReason values), so the database can be read
+without the code.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storage.base import Base, new_id, utcnow
+
+
+def _enum(cls: type[enum.Enum], length: int = 20) -> Enum:
+    return Enum(
+        cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e]
+    )
+
+
+class CallKind(enum.StrEnum):
+    """What the call is for."""
+
+    INBOUND = "inbound"
+    BRIDGE = "bridge"
+    CALLBACK = "callback"
+    DUTY_CHECK = "duty_check"
+
+
+class CallState(enum.StrEnum):
+    """A call's life: dialing → connected → ended, or failed before it ever connected."""
+
+    DIALING = "dialing"
+    CONNECTED = "connected"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+class RecordingState(enum.StrEnum):
+    """A recording's life."""
+
+    RECORDING = "recording"
+    FINALISED = "finalised"
+    INTERRUPTED = "interrupted"  # finalised by crash recovery
+    FAILED = "failed"  # the writer failed (e.g. disk full); see `error`
+
+
+class Call(Base):
+    """One call the service carried."""
+
+    __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_created_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[CallKind] = mapped_column(_enum(CallKind))
+    state: Mapped[CallState] = mapped_column(_enum(CallState), default=CallState.DIALING)
+    incident_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    unit_code: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None, unique=True)
+    created_by: Mapped[str] = mapped_column(String(200), default="system")
+    node: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    connected_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    end_reason: Mapped[str | None] = mapped_column(String(60), default=None)
+    interrupted: Mapped[bool] = mapped_column(default=False)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    legs: Mapped[list[Leg]] = relationship(
+        back_populates="call", order_by="Leg.id", cascade="all, delete-orphan"
+    )
+    attempts: Mapped[list[Attempt]] = relationship(
+        order_by="Attempt.id", cascade="all, delete-orphan"
+    )
+    recording: Mapped[Recording | None] = relationship(back_populates="call", uselist=False)
+
+
+class Leg(Base):
+    """One party of a call (caller, dispatcher, unit, or the callee of a callback)."""
+
+    __tablename__ = "call_legs"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    number: Mapped[str | None] = mapped_column(String(40), default=None)
+    state: Mapped[str] = mapped_column(String(20), default="idle")
+    direction: Mapped[str] = mapped_column(String(10), default="outbound")
+    sip_call_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    muted: Mapped[bool] = mapped_column(default=False)
+    held: Mapped[bool] = mapped_column(default=False)
+    connected_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    end_reason: Mapped[str | None] = mapped_column(String(60), default=None)
+
+    call: Mapped[Call] = relationship(back_populates="legs")
+
+
+class Attempt(Base):
+    """One number dialled for a party, and how it went."""
+
+    __tablename__ = "call_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    leg_key: Mapped[str] = mapped_column(String(40))
+    number: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str | None] = mapped_column(String(200), default=None)
+    result: Mapped[str | None] = mapped_column(String(30), default=None)
+    sip_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Recording(Base):
+    """The recording of one call: where its files are and what they hashed to."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="RESTRICT"), unique=True)
+    state: Mapped[RecordingState] = mapped_column(
+        _enum(RecordingState), default=RecordingState.RECORDING
+    )
+    directory: Mapped[str] = mapped_column(String(500))
+    tracks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    size_bytes: Mapped[int | None] = mapped_column(Integer, default=None)
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finalised_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    health: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    call: Mapped[Call] = relationship(back_populates="recording")
