@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 Send = Callable[[SipRequest], Awaitable[ClientEvent]]
 BuildRegister = Callable[[int], SipRequest]
 BuildOptions = Callable[[], SipRequest]
+PROBE_TIMEOUT = 2.0  # a registrar that does not answer OPTIONS within this is taken as down
 
 
 def challenge_of(resp: SipResponse) -> tuple[Challenge, str]:
@@ -166,5 +167,10 @@ class Registration:
                 backoff = min(backoff * 2, 30.0)
 
     async def _probe(self) -> bool:
-        ev = await self._send(self._build_options())
+        """OPTIONS to the registrar; down when no final answer within PROBE_TIMEOUT."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                ev = await self._send(self._build_options())
+        except TimeoutError:
+            return False
         return not isinstance(ev, TransactionFailed)

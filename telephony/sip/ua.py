@@ -176,7 +176,7 @@ class UserAgent(CallControl):
                 async with asyncio.timeout(5.0):
                     await self.registration.register(expires=0)
             except (RegistrationError, TimeoutError) as exc:
-                logger.warning("unregister failed: %s", exc)
+                logger.warning("unregister failed: %r", exc)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -186,7 +186,7 @@ class UserAgent(CallControl):
         self._started = False
 
     async def abort(self) -> None:
-        """Close everything at once, telling no peer (no BYE, no unregister): a crash, on purpose."""
+        """Close everything at once, telling no peer (no BYE, no unregister): a deliberate crash."""
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
