@@ -22,7 +22,7 @@ from storage import registry as repo
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.registry import DutyCheckOutcome
-from storage.registry import DutyCheckRecord
+from storage.registry import DutyCheckRecord, RosterVersion, UnitInfo
 from telephony.privacy import mask_number
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,11 @@ def set_caller(caller: DutyCheckCaller | None) -> None:
     _caller = caller
 
 
+def caller_installed() -> bool:
+    """True once telephony has installed a caller (duty checks can run)."""
+    return _caller is not None
+
+
 async def run_duty_check(
     session_factory: sessionmaker[Session],
     caller: DutyCheckCaller,
@@ -79,9 +84,8 @@ async def run_duty_check(
     """Call the first number of the unit's dial list now and store the outcome."""
     started = clock()
     week = week_of(started, zone)
-    with session_scope(session_factory) as session:
-        unit = repo.get_unit(session, unit_code)
-        roster = repo.latest_roster(session, unit_code, week)
+    # Database work runs in a thread: the event loop keeps serving calls and requests.
+    unit, roster = await asyncio.to_thread(_lookup, session_factory, unit_code, week)
     entries = dial_list(roster, unit.fallback_number, started, zone)
     if not entries:
         raise NoDutyPhone(f"unit {unit_code} has no duty phone for {week}")
@@ -92,21 +96,32 @@ async def run_duty_check(
     if outcome is DutyCheckOutcome.PASSED and result.key != EXPECTED_KEY:
         outcome = DutyCheckOutcome.NO_KEY
     finished = clock()
-    with session_scope(session_factory) as session:
-        record = repo.record_duty_check(
-            session,
-            unit_code,
-            week=week,
-            number=target.number,
-            person=target.name,
-            outcome=outcome,
-            key_pressed=result.key,
-            detail=result.detail,
-            started_at=started,
-            finished_at=finished,
-        )
+
+    def store() -> DutyCheckRecord:
+        with session_scope(session_factory) as session:
+            return repo.record_duty_check(
+                session,
+                unit_code,
+                week=week,
+                number=target.number,
+                person=target.name,
+                outcome=outcome,
+                key_pressed=result.key,
+                detail=result.detail,
+                started_at=started,
+                finished_at=finished,
+            )
+
+    record = await asyncio.to_thread(store)
     log.info("duty check %s: %s", unit_code, outcome.value)
     return record
+
+
+def _lookup(
+    session_factory: sessionmaker[Session], unit_code: str, week: str
+) -> tuple[UnitInfo, RosterVersion | None]:
+    with session_scope(session_factory) as session:
+        return repo.get_unit(session, unit_code), repo.latest_roster(session, unit_code, week)
 
 
 async def _call(caller: DutyCheckCaller, number: str, timeout_s: float) -> CallResult:

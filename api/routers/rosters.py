@@ -14,7 +14,7 @@ from api.duty import coming_week, week_of
 from api.problems import Problem
 from api.roster_io import parse_sheet, read_table, roster_rows, to_csv, to_xlsx
 from api.routers.units import checked_week, number_rules
-from api.schemas.registry import ImportResult, MissingOut, UnitOut
+from api.schemas.registry import ImportResult, MissingOut, NotificationOut, UnitOut
 from storage import audit
 from storage import registry as repo
 from storage.base import utcnow
@@ -37,6 +37,30 @@ def get_missing(
     return MissingOut(
         week=target, units=[UnitOut.of(u) for u in repo.units_missing_roster(session, target)]
     )
+
+
+@router.get(
+    "/reminders",
+    response_model=list[NotificationOut],
+    summary="Reminders raised by the weekly job (units that had not reported)",
+)
+def get_reminders(
+    session: SessionDep,
+    _principal: DispatcherDep,
+    week: Annotated[str | None, Query(description="ISO week the reminders are about")] = None,
+) -> list[NotificationOut]:
+    target = checked_week(week) if week else None
+    return [
+        NotificationOut(
+            id=n.id,
+            kind=n.kind,
+            unit_code=n.unit_code,
+            week=n.week,
+            message=n.message,
+            created_at=n.created_at,
+        )
+        for n in repo.list_notifications(session, week=target)
+    ]
 
 
 @router.post(

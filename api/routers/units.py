@@ -8,16 +8,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.auth import AdminDep, DispatcherDep, PrincipalDep, ensure_unit_scope
+from api.auth import AdminDep, DispatcherDep, PrincipalDep, SupervisorDep, ensure_unit_scope
 from api.deps import ServiceDep, SessionDep
 from api.duty import InvalidWeek, dial_list, parse_week, week_of
+from api.jobs.duty_check import caller_installed
 from api.numbers import NumberError, parse_number
 from api.problems import Problem
+from api.scheduler import Scheduler
 from api.schemas.registry import (
     UNIT_CODE,
     DialEntryOut,
     DialListOut,
     DutyCheckOut,
+    DutyCheckScheduled,
     NumberRules,
     RosterIn,
     RosterOut,
@@ -230,3 +233,26 @@ def get_duty_checks(
 ) -> list[DutyCheckOut]:
     _may_read_unit(principal, code)
     return [DutyCheckOut.of(d) for d in repo.list_duty_checks(session, code, limit=limit)]
+
+
+@router.post(
+    "/{code}/duty-checks",
+    response_model=DutyCheckScheduled,
+    status_code=202,
+    summary="Start a 查岗 call to the unit's on-duty phone now (result listed when done)",
+)
+def post_duty_check(
+    code: CodePath, session: SessionDep, service: ServiceDep, principal: SupervisorDep
+) -> DutyCheckScheduled:
+    repo.get_unit(session, code)
+    scheduler = next((c for c in service.components if isinstance(c, Scheduler)), None)
+    if scheduler is None or not scheduler.health().ok or not caller_installed():
+        raise Problem(
+            503,
+            "Duty checks unavailable",
+            "the scheduler or the telephony caller is not running",
+            kind="unavailable",
+        )
+    job_id = scheduler.schedule_duty_check(code, utcnow())
+    audit.record(session, principal, "duty_check.start", "unit", code, detail={"job": job_id})
+    return DutyCheckScheduled(unit_code=code, job_id=job_id)

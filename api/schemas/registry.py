@@ -249,6 +249,20 @@ class DutyCheckOut(BaseModel):
         )
 
 
+class DutyCheckScheduled(BaseModel):
+    unit_code: str
+    job_id: str
+
+
+class NotificationOut(BaseModel):
+    id: int
+    kind: str
+    unit_code: str
+    week: str
+    message: str
+    created_at: datetime
+
+
 class ImportRowError(BaseModel):
     row: int = Field(description="1-based row in the sheet, the header being row 1")
     field: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.jobs.duty_check import CallResult, NoDutyPhone, run_duty_check
+from api.jobs.duty_check import CallResult, NoDutyPhone, run_duty_check, set_caller
 from api.scheduler import REMINDER_JOB_ID, ReminderSchedule, Scheduler
 from storage import registry as repo
 from storage.engine import make_engine, make_session_factory, session_scope
@@ -182,3 +183,47 @@ async def test_a_unit_without_any_number_cannot_be_checked(factory: sessionmaker
         )
     with session_scope(factory) as s:
         assert repo.list_duty_checks(s, "N") == []
+
+
+def test_a_supervisor_starts_a_duty_check_that_the_running_scheduler_performs(reg: Any) -> None:
+    url = "/api/v1/units/U01/duty-checks"
+    r = reg.client.post(url, headers=reg.auth("supervisor"))
+    assert r.status_code == 503  # no telephony caller installed yet
+    assert r.headers["content-type"] == "application/problem+json"
+    caller = FakeCaller(CallResult(DutyCheckOutcome.PASSED, key="1"))
+    set_caller(caller)
+    try:
+        assert reg.client.post(url, headers=reg.auth("dispatcher")).status_code == 403
+        assert (
+            reg.client.post("/api/v1/units/NOPE/duty-checks", headers=reg.auth("admin")).status_code
+            == 404
+        )
+        r = reg.client.post(url, headers=reg.auth("supervisor"))
+        assert r.status_code == 202, r.text
+        assert r.json()["job_id"].startswith("registry.duty_check:U01:")
+        deadline = time.monotonic() + 10
+        checks: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not checks:
+            checks = reg.client.get(url, headers=reg.auth("supervisor")).json()
+            time.sleep(0.05)
+    finally:
+        set_caller(None)
+    # No roster this week: the unit's fallback number is what gets checked.
+    assert [(c["outcome"], c["number"]) for c in checks] == [("pass", "+868334210001")]
+    assert caller.calls and caller.calls[0][0] == "+868334210001"
+
+
+def test_reminders_raised_by_the_job_are_listed(reg: Any) -> None:
+    from api.jobs.reminder import remind_missing_rosters
+
+    fire = datetime(2026, 12, 4, 15, tzinfo=SH)
+    with session_scope(reg.session_factory) as s:
+        remind_missing_rosters(s, fire, SH)
+    r = reg.client.get("/api/v1/rosters/reminders?week=2026-W50", headers=reg.auth("dispatcher"))
+    assert r.status_code == 200
+    assert [(n["unit_code"], n["kind"]) for n in r.json()] == [
+        ("T01", "roster_missing"),
+        ("U01", "roster_missing"),
+        ("U02", "roster_missing"),
+    ]
+    assert "玉津镇" in r.json()[0]["message"]
