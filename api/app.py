@@ -10,7 +10,9 @@ from fastapi import FastAPI
 
 from api.problems import install_problem_handlers
 from api.routers import admin, events, health
+from api.routers import incidents as incidents_router
 from api.routers import rosters as rosters_router
+from api.routers import surveys as surveys_router
 from api.routers import units as units_router
 from api.scheduler import Scheduler
 from api.service import Service
@@ -51,4 +53,6 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.include_router(events.router)
     app.include_router(units_router.router)
     app.include_router(rosters_router.router)
+    app.include_router(incidents_router.router)
+    app.include_router(surveys_router.router)
     return app

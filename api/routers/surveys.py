@@ -1,0 +1,140 @@
+"""Callback surveys (回访): schedule one, read them, satisfaction statistics (CSV too).
+
+Dispatchers, supervisors and admins schedule and read surveys; statistics are for
+supervisors and admins. The dispatcher job (api/jobs/surveys.py) places the calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from api.auth import DispatcherDep, SupervisorDep
+from api.deps import ServiceDep, SessionDep
+from api.numbers import NumberError, parse_dialable
+from api.problems import Problem
+from api.schemas.surveys import SurveyIn, SurveyOut, SurveyStats, stats_csv, summarise
+from api.survey_settings import SurveySettings
+from storage import audit
+from storage import surveys as repo
+from storage.base import utcnow
+from storage.models.incidents import IncidentCategory
+from storage.models.surveys import SurveyStatus
+from telephony.privacy import mask_number
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/surveys", tags=["callback surveys"])
+
+
+def get_survey_settings(request: Request) -> SurveySettings:
+    """The app's survey settings (LINKCALL_SURVEY_*; tests may set app.state.survey_settings)."""
+    settings: SurveySettings | None = getattr(request.app.state, "survey_settings", None)
+    if settings is None:
+        settings = SurveySettings()
+        request.app.state.survey_settings = settings
+    return settings
+
+
+@router.post("", response_model=SurveyOut, status_code=201, summary="Schedule a survey")
+def create_survey(
+    body: SurveyIn,
+    request: Request,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: DispatcherDep,
+) -> SurveyOut:
+    settings = service.settings
+    try:
+        number = parse_dialable(
+            body.number, settings.phone_region,
+            extensions_pattern=settings.extensions_pattern, field="number",
+        )  # fmt: skip
+    except NumberError as exc:
+        err = {"field": "number", "message": exc.reason, "type": "phone_number"}
+        raise Problem(
+            422, "Invalid request", f"number: {exc.reason}", kind="validation", errors=[err]
+        ) from exc
+    if body.not_before is not None and body.not_before.tzinfo is None:
+        err = {"field": "not_before", "message": "give a time zone offset", "type": "datetime"}
+        raise Problem(422, "Invalid request", "not_before: naive", kind="validation", errors=[err])
+    schedule = get_survey_settings(request).schedule(settings.timezone)
+    now = utcnow()
+    earliest = max(now, body.not_before) if body.not_before else now
+    info = repo.create_survey(
+        session,
+        number=number.canonical,
+        incident_id=body.incident_id,
+        not_before=earliest,
+        first_attempt_at=schedule.hours.next_opening(earliest),
+        created_by=principal.name,
+        now=now,
+    )
+    audit.record(session, principal, "survey.create", "survey", info.id)
+    log.info("survey %s scheduled for %s by %s", info.id, mask_number(info.number), principal.name)
+    return SurveyOut.of(info)
+
+
+@router.get("", response_model=list[SurveyOut], summary="List surveys (created in [from, to))")
+def list_surveys(
+    session: SessionDep,
+    _principal: DispatcherDep,
+    status: SurveyStatus | None = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    incident_id: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[SurveyOut]:
+    rows = repo.list_surveys(
+        session, status=status, created_from=from_, created_to=to, incident_id=incident_id,
+        limit=limit, offset=offset,
+    )  # fmt: skip
+    return [SurveyOut.of(s) for s in rows]
+
+
+@router.get(
+    "/stats",
+    response_model=SurveyStats,
+    summary="Satisfaction statistics of surveys finished in [from, to)",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def stats(
+    request: Request,
+    session: SessionDep,
+    _principal: SupervisorDep,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    unit: Annotated[str | None, Query(max_length=40)] = None,
+    category: IncidentCategory | None = None,
+    format: Literal["json", "csv"] = "json",
+) -> SurveyStats | Response:
+    answers = list(dict.fromkeys(get_survey_settings(request).key_map.values()))
+    cells = repo.finished_counts(
+        session, finished_from=from_, finished_to=to, unit_code=unit, category=category
+    )
+    result = summarise(
+        cells, answers, period_from=from_, period_to=to, unit=unit, category=category
+    )
+    if format == "csv":
+        return Response(
+            stats_csv(result, answers),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="survey-stats.csv"'},
+        )
+    return result
+
+
+@router.get("/{survey_id}", response_model=SurveyOut, summary="One survey with its attempts")
+def get_survey(survey_id: str, session: SessionDep, _principal: DispatcherDep) -> SurveyOut:
+    return SurveyOut.of(repo.get_survey(session, survey_id))
+
+
+@router.post("/{survey_id}/cancel", response_model=SurveyOut, summary="Cancel a pending survey")
+def cancel_survey(survey_id: str, session: SessionDep, principal: DispatcherDep) -> SurveyOut:
+    info = repo.cancel_survey(session, survey_id)
+    audit.record(session, principal, "survey.cancel", "survey", survey_id)
+    return SurveyOut.of(info)
