@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.logs import configure_logging
 from api.numbers import NumberError, parse_number
 from api.settings import Settings
-from storage import migrate
+from storage import audit, migrate
 from storage import registry as repo
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.errors import Conflict
@@ -84,6 +84,7 @@ def units_add(
         number = _fallback(fallback, settings)
         with session_scope(factory) as session:
             repo.create_unit(session, code=code, name=name, kind=kind, fallback_number=number)
+            audit.record(session, None, "unit.create", "unit", code, client="cli")
     except (NumberError, Conflict) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -131,6 +132,8 @@ def units_import(path: Path) -> None:
         raise typer.Exit(2)
     with session_scope(factory) as session:
         created = sum(repo.upsert_unit(session, u) for u in units)
+        for u in units:
+            audit.record(session, None, "unit.import", "unit", u.code, client="cli")
     typer.echo(f"imported {len(units)} unit(s): {created} new, {len(units) - created} updated")
 
 

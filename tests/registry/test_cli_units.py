@@ -59,3 +59,21 @@ def test_add_import_export_and_list(runner: CliRunner, tmp_path: Path) -> None:
     assert r.exit_code == 0 and "0 new, 2 updated" in r.output
     listed = runner.invoke(units_app, ["list", "--kind", "township"]).stdout
     assert "T01" in listed and "L02" not in listed
+
+
+def test_cli_changes_are_audited(runner: CliRunner, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from storage.engine import make_engine, make_session_factory
+    from storage.models.auth import AuditEntry
+
+    assert runner.invoke(units_app, ["add", "L03", "县自来水公司"]).exit_code == 0
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'linkcall.sqlite3'}")
+    try:
+        with make_session_factory(engine)() as s:
+            rows = s.execute(
+                select(AuditEntry.action, AuditEntry.resource_id, AuditEntry.actor)
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("unit.create", "L03", "system")]
