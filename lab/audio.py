@@ -99,6 +99,26 @@ def make_ulaw_raw(
     return path
 
 
+def wav_complete(wav: Path) -> bool:
+    """True when the WAV's RIFF and data chunk sizes match the file (writer closed it)."""
+    try:
+        with wav.open("rb") as f:
+            head = f.read(4096)
+            size = wav.stat().st_size
+    except OSError:
+        return False
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return False
+    riff = int.from_bytes(head[4:8], "little")
+    pos = 12
+    while pos + 8 <= len(head):
+        cid, clen = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if cid == b"data":
+            return riff == size - 8 and clen == size - pos - 8
+        pos += 8 + clen + (clen & 1)
+    return False
+
+
 def wav_duration(wav: Path) -> float:
     with wave.open(str(wav), "rb") as w:
         return w.getnframes() / float(w.getframerate())

@@ -5,7 +5,8 @@ Each ``BaresipPhone`` has its own config directory (``WORKDIR/phone-USER``), SIP
 control port (``sip_port + 5``). Its microphone is a WAV (a generated tone, silence, or
 a given file) played by the ``aufile`` source; the ``sndfile`` filter records what it
 sent (``dump-*-enc.wav``) and what it heard (``dump-*-dec.wav``) per call into
-``WORKDIR/phone-USER/rec``. The player is ``aubridge`` with no paired source, so nothing
+``WORKDIR/phone-USER/rec``; the WAV header is final when the call has ended
+(``wait_closed`` waits for it). The player is ``aubridge`` with no paired source, so nothing
 spins a CPU.
 
 Control is ctrl_tcp (netstring-framed JSON). One persistent connection is kept; a reader
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lab import ports
-from lab.audio import make_tone_wav
+from lab.audio import make_tone_wav, wav_complete
 from lab.baresip_ctrl import BaresipError, CtrlClient, Event
 from lab.process import ManagedProcess, ProcessError, wait_until
 
@@ -175,7 +176,11 @@ class BaresipPhone:
             raise ProcessError("baresip not installed (apt-get install baresip-core)")
         self.write_config()
         self._proc = ManagedProcess(
-            f"baresip-{self.user}", ["baresip", "-f", self.dir], self.log_path, cwd=self.dir
+            f"baresip-{self.user}",
+            ["baresip", "-f", self.dir],
+            self.log_path,
+            cwd=self.dir,
+            die_with_parent="KILL",  # on TERM it would wait for its un-REGISTER
         )
         self._proc.start()
         try:
@@ -264,11 +269,20 @@ class BaresipPhone:
 
         Returns the event index from which this call's events can be awaited.
         """
+        self._avoid_recording_clash()
         since = self.event_count()
         if not uri.startswith("sip:") and self.registers:
             uri = f"sip:{uri}@{self.domain}:{self.registrar_port}"
         self.command("dial", uri)
         return since
+
+    def _avoid_recording_clash(self) -> None:
+        # sndfile names recordings by the wall-clock second (local time) a call's audio
+        # starts: a second call starting within the same second would overwrite the first
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime(now))
+        if any(self.rec_dir.glob(f"dump-{stamp}-*.wav")):
+            time.sleep(1.0 - (now % 1.0) + 0.01)
 
     def accept(self) -> None:
         self.command("accept")
@@ -301,7 +315,20 @@ class BaresipPhone:
         return self.wait_event("CALL_ESTABLISHED", timeout, since)
 
     def wait_closed(self, timeout: float = 10.0, since: int = 0) -> Event:
-        return self.wait_event("CALL_CLOSED", timeout, since)
+        """Wait for CALL_CLOSED, then (up to 2 s) for the recordings' WAV headers."""
+        ev = self.wait_event("CALL_CLOSED", timeout, since)
+        self.wait_recordings_complete(2.0)
+        return ev
+
+    def wait_recordings_complete(self, timeout: float = 2.0) -> bool:
+        """Wait until every recording's WAV header is final (its call has ended)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if all(wav_complete(p) for p in self.rec_dir.glob("dump-*.wav")):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def wait_incoming(self, timeout: float = 10.0, since: int = 0) -> Event:
         return self.wait_event("CALL_INCOMING", timeout, since)
@@ -309,11 +336,11 @@ class BaresipPhone:
     # ---- recordings ----
     def received_recordings(self) -> list[Path]:
         """WAVs of what this phone heard, one per call, oldest first."""
-        return sorted(self.rec_dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+        return sorted(self.rec_dir.glob("dump-*-dec.wav"))  # names hold the start time
 
     def sent_recordings(self) -> list[Path]:
         """WAVs of what this phone sent, one per call, oldest first."""
-        return sorted(self.rec_dir.glob("dump-*-enc.wav"), key=lambda p: p.stat().st_mtime)
+        return sorted(self.rec_dir.glob("dump-*-enc.wav"))
 
     def __enter__(self) -> BaresipPhone:
         self.start()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +51,7 @@ class ManagedProcess:
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
         stdin_devnull: bool = True,
+        die_with_parent: str | None = "TERM",
     ) -> None:
         self.name = name
         self.argv = [os.fspath(a) for a in argv]
@@ -56,6 +59,7 @@ class ManagedProcess:
         self.cwd = cwd
         self.env = dict(env) if env is not None else None
         self.stdin_devnull = stdin_devnull
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -71,7 +75,7 @@ class ManagedProcess:
         if self.env is not None:
             env = {**os.environ, **self.env}
         self._proc = subprocess.Popen(
-            self.argv,
+            self._guarded_argv(),
             cwd=self.cwd,
             env=env,
             stdin=subprocess.DEVNULL if self.stdin_devnull else None,
@@ -79,6 +83,22 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: pgid == pid
         )
+
+    def _guarded_argv(self) -> list[str]:
+        """``argv``, run through ``setpriv --pdeathsig`` when possible.
+
+        The child then gets ``die_with_parent`` when the thread that started it dies, so
+        a test run killed without cleanup (SIGKILL, timeout) leaves no peer behind. Only
+        from the main thread: a worker thread (``asyncio.to_thread``) may end while the
+        process should live on.
+        """
+        if (
+            self.die_with_parent is None
+            or threading.current_thread() is not threading.main_thread()
+            or shutil.which("setpriv") is None
+        ):
+            return self.argv
+        return ["setpriv", f"--pdeathsig={self.die_with_parent}", "--", *self.argv]
 
     @property
     def pid(self) -> int | None:

@@ -228,7 +228,11 @@ class Sipp:
             raise ProcessError("sipp not installed (apt-get install sip-tester)")
         self.render()
         self._proc = ManagedProcess(
-            f"sipp-{self.template.stem}", self.argv(), self.log_path, cwd=self.workdir
+            f"sipp-{self.template.stem}",
+            self.argv(),
+            self.log_path,
+            cwd=self.workdir,
+            die_with_parent="KILL",
         )
         self._proc.start()
         if self.remote is None:
