@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.orm import Session
+
+from storage import registry as repo
 from storage.registry import RosterVersion, Shift
 
 _WEEK = re.compile(r"^(?P<year>\d{4})-?W(?P<week>\d{2})$")
@@ -118,6 +121,18 @@ def dial_list(
             seen.add(entry.number)
             unique.append(entry)
     return unique
+
+
+def unit_dial_list(
+    session: Session, unit_code: str, at: datetime, zone: ZoneInfo
+) -> list[DialEntry]:
+    """The unit's dial list at `at`, read through the repository (NotFound: unknown unit).
+
+    What the bridge's unit leg and the duty check dial, in order.
+    """
+    unit = repo.get_unit(session, unit_code)
+    roster = repo.latest_roster(session, unit_code, week_of(at, zone))
+    return dial_list(roster, unit.fallback_number, at, zone)
 
 
 _SHIFT = re.compile(

@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.duty import dial_list, week_of
+from api.duty import DialEntry, unit_dial_list, week_of
 from storage import registry as repo
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.registry import DutyCheckOutcome
-from storage.registry import DutyCheckRecord, RosterVersion, UnitInfo
+from storage.registry import DutyCheckRecord
 from telephony.privacy import mask_number
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ async def run_duty_check(
     started = clock()
     week = week_of(started, zone)
     # Database work runs in a thread: the event loop keeps serving calls and requests.
-    unit, roster = await asyncio.to_thread(_lookup, session_factory, unit_code, week)
-    entries = dial_list(roster, unit.fallback_number, started, zone)
+    entries = await asyncio.to_thread(_lookup, session_factory, unit_code, started, zone)
     if not entries:
         raise NoDutyPhone(f"unit {unit_code} has no duty phone for {week}")
     target = entries[0]
@@ -118,10 +117,10 @@ async def run_duty_check(
 
 
 def _lookup(
-    session_factory: sessionmaker[Session], unit_code: str, week: str
-) -> tuple[UnitInfo, RosterVersion | None]:
+    session_factory: sessionmaker[Session], unit_code: str, at: datetime, zone: ZoneInfo
+) -> list[DialEntry]:
     with session_scope(session_factory) as session:
-        return repo.get_unit(session, unit_code), repo.latest_roster(session, unit_code, week)
+        return unit_dial_list(session, unit_code, at, zone)
 
 
 async def _call(caller: DutyCheckCaller, number: str, timeout_s: float) -> CallResult:
