@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from lab.kamailio import Kamailio
+from lab.kamailio import CONFIG, Kamailio
 from lab.sipprobe import SipProbe
 
 pytestmark = pytest.mark.integration
@@ -144,3 +146,28 @@ def test_trunk_peer_is_trusted_and_trunk_numbers_routed(
     with probe(k) as p:
         r = p.request("INVITE", k.aor("2009"), from_user="3001")
         assert r.status == 407  # the same request from anywhere else is challenged
+
+
+@pytest.mark.parametrize(
+    "defines",
+    [
+        [],  # the container's defaults: no kamailio-local.cfg, no users file
+        [
+            "SIP_UDP_PORT=15070",
+            "WITH_TCP",
+            'SIP_DOMAIN="pbx.example"',
+            "INVITE_AUTH_401",
+            "WITH_TRUNK",
+            'TRUNK_REGEX="^9"',
+            'TRUNK_DST="sip:10.0.0.5:5060"',
+        ],
+    ],
+)
+def test_config_is_valid_with_command_line_defines(tmp_path: Path, defines: list[str]) -> None:
+    argv = ["kamailio", "-c", "-f", str(CONFIG)]
+    for d in defines:
+        argv += ["-A", d]
+    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    if defines:
+        assert "127.0.0.1 [127.0.0.1]:15070" in res.stdout + res.stderr
