@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.calls import CallManager
 from api.problems import install_problem_handlers
-from api.routers import admin, events, health
+from api.routers import admin, bridges, calls, events, health, recordings
 from api.routers import incidents as incidents_router
 from api.routers import rosters as rosters_router
 from api.routers import surveys as surveys_router
@@ -17,6 +18,7 @@ from api.routers import units as units_router
 from api.scheduler import Scheduler
 from api.service import Service
 from api.settings import Settings
+from api.telephony import Telephony
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         svc.components.append(
             Scheduler(database_url=settings.resolved_database_url, timezone=settings.timezone)
         )
+    if not any(c.name == "sip" for c in svc.components):
+        telephony = Telephony(settings)
+        svc.components.append(telephony)
+        svc.components.append(CallManager(svc, telephony, node=settings.node_name or None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,6 +57,9 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(events.router)
+    app.include_router(bridges.router)
+    app.include_router(calls.router)
+    app.include_router(recordings.router)
     app.include_router(units_router.router)
     app.include_router(rosters_router.router)
     app.include_router(incidents_router.router)

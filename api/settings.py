@@ -54,6 +54,15 @@ class Settings(BaseSettings):
         default=r"^[1-9][0-9]{2,5}$", description="internal extensions the dial policy allows"
     )
     log_level: str = Field(default="INFO")
+    ring_timeout_dispatcher_s: float = Field(default=20.0, gt=0, le=300)
+    ring_timeout_caller_s: float = Field(default=40.0, gt=0, le=300)
+    ring_timeout_unit_s: float = Field(
+        default=25.0, gt=0, le=300, description="per number of the unit's dial list"
+    )
+    bridge_dial_deadline_s: float = Field(
+        default=180.0, gt=0, le=1800, description="a bridge never dials longer than this"
+    )
+    node_name: str = Field(default="", description="this node's name (default: the hostname)")
 
     @classmethod
     def settings_customise_sources(

@@ -144,7 +144,7 @@ class FlowRunner:
         self._stopped_prompts: set[int] = set()
         self._done = asyncio.Event()
 
-    # -- public ---------------------------------------------------------------------------------
+    # -- public --
     def adopt(self, leg_id: str, role: str, sip: sipleg.Leg) -> None:
         """Hand the runner an existing SIP leg (an inbound call) under the flow's leg id."""
         binding = self._legs.setdefault(leg_id, _Binding(leg_id, role))
@@ -187,7 +187,7 @@ class FlowRunner:
             await self._cleanup()
             self._done.set()
 
-    # -- events -----------------------------------------------------------------------------------
+    # -- events --
     def _put(self, event: Event) -> None:
         self._queue.put_nowait((event, None))
 
@@ -207,7 +207,7 @@ class FlowRunner:
     def _all_legs_ended(self) -> bool:
         return all(b.ended or b.sip is None for b in self._legs.values())
 
-    # -- commands -------------------------------------------------------------------------------
+    # -- commands --
     async def _execute(self, cmds: list[c.Command]) -> None:
         for cmd in cmds:
             try:
@@ -363,7 +363,7 @@ class FlowRunner:
         error = str(rec.writer.error) if rec.writer.error is not None else None
         self.hooks.on_recording_finished(rec.recording_id, info, error)
 
-    # -- watchers -------------------------------------------------------------------------
+    # -- watchers --
     def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
 

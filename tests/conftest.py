@@ -7,6 +7,7 @@ with a visible notice — except under CI (CI=true), where it is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -69,6 +70,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
+def service_settings(tmp_path: Path, **overrides: object) -> object:
+    """Settings for a service under test: its own data dir, free SIP and RTP ports, and (unless
+    overridden) a trunk peer nobody answers at, so telephony counts as configured."""
+    from api.settings import Settings
+    from lab import ports
+
+    rtp = ports.rtp_range(100)
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "sip_listen": f"127.0.0.1:{ports.sip_port()}",
+        "sip_trunk_peer": "127.0.0.1:9",
+        "rtp_ports": f"{rtp.lo}-{rtp.hi}",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def migrated_url(db_url: str) -> str:
     """A database URL at the code's head revision."""
@@ -96,13 +114,12 @@ def api(tmp_path: Path) -> Iterator[ApiHarness]:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.settings import Settings
     from storage.engine import session_scope
     from storage.models.auth import Role
     from storage.tokens import create_token
 
-    settings = Settings(data_dir=tmp_path / "data")
-    app = create_app(settings)
+    settings = service_settings(tmp_path)
+    app = create_app(settings)  # type: ignore[arg-type]
     with TestClient(app, raise_server_exceptions=False) as client:
         factory = app.state.service.session_factory
         tokens: dict[str, str] = {}
@@ -126,9 +143,9 @@ class LiveService:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
 
-@pytest.fixture
-def live_api(tmp_path: Path) -> Iterator[LiveService]:
-    """A real HTTP server (for streaming responses and browsers); stopped at teardown."""
+@contextlib.contextmanager
+def run_live_app(settings: object) -> Iterator[LiveService]:
+    """Serve create_app(settings) with a real uvicorn in a thread; tokens for each role."""
     import socket
     import threading
     import time
@@ -136,31 +153,38 @@ def live_api(tmp_path: Path) -> Iterator[LiveService]:
     import uvicorn
 
     from api.app import create_app
-    from api.settings import Settings
     from storage.engine import session_scope
     from storage.models.auth import Role
     from storage.tokens import create_token
 
-    app = create_app(Settings(data_dir=tmp_path / "data"))
+    app = create_app(settings)  # type: ignore[arg-type]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name="live-api", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            pytest.fail("live API server did not start")
-        time.sleep(0.05)
-    tokens: dict[str, str] = {}
-    with session_scope(app.state.service.session_factory) as sess:
-        for role in (Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN):
-            tokens[role.value] = create_token(sess, name=role.value, role=role, unit_code=None)
     try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail("live API server did not start")
+            time.sleep(0.05)
+        tokens: dict[str, str] = {}
+        with session_scope(app.state.service.session_factory) as sess:
+            for role in (Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN):
+                tokens[role.value] = create_token(sess, name=role.value, role=role, unit_code=None)
+            tokens["unit"] = create_token(sess, name="unit U01", role=Role.UNIT, unit_code="U01")
         yield LiveService(f"http://127.0.0.1:{port}", app, tokens)
     finally:
         server.should_exit = True
-        thread.join(15)
+        thread.join(30)
+
+
+@pytest.fixture
+def live_api(tmp_path: Path) -> Iterator[LiveService]:
+    """A real HTTP server (for streaming responses and browsers); stopped at teardown."""
+    with run_live_app(service_settings(tmp_path)) as live:
+        yield live

@@ -1,0 +1,224 @@
+"""Writing calls, legs, attempts and recordings to the database (synchronous; the call manager
+runs these in its database thread so the event loop and the media tick never wait on SQL)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from callflows.bridge import BridgeSnapshot
+from recordings import RecordingInfo, check
+from storage.base import utcnow
+from storage.engine import session_scope
+from storage.models.calls import (
+    Attempt,
+    Call,
+    CallKind,
+    CallState,
+    Leg,
+    Recording,
+    RecordingState,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """What is known of a call before anything is dialled."""
+
+    kind: CallKind
+    created_by: str
+    node: str
+    idempotency_key: str | None = None
+    incident_id: str | None = None
+    unit_code: str | None = None
+    request: dict[str, Any] | None = None
+    parties: tuple[tuple[str, str | None], ...] = ()  # (role, first number)
+    labels: dict[str, str] | None = None  # number -> who answers it (duty list)
+
+
+def insert_call(factory: sessionmaker[Session], new: NewCall) -> str:
+    """Store a new call with one leg row per party; returns its id."""
+    with session_scope(factory) as s:
+        call = Call(
+            kind=new.kind,
+            created_by=new.created_by,
+            node=new.node,
+            idempotency_key=new.idempotency_key,
+            incident_id=new.incident_id,
+            unit_code=new.unit_code,
+            request=new.request or {},
+        )
+        for role, number in new.parties:
+            call.legs.append(Leg(role=role, number=number, state="waiting"))
+        s.add(call)
+        s.flush()
+        return call.id
+
+
+def find_by_idempotency_key(factory: sessionmaker[Session], key: str) -> str | None:
+    """The id of the call created with this Idempotency-Key, if any."""
+    with session_scope(factory) as s:
+        return s.scalar(select(Call.id).where(Call.idempotency_key == key))
+
+
+def save_bridge_snapshot(
+    factory: sessionmaker[Session], call_id: str, snap: BridgeSnapshot, labels: dict[str, str]
+) -> None:
+    """Mirror the flow's snapshot into the call, leg and attempt rows."""
+    with session_scope(factory) as s:
+        call = s.get(Call, call_id)
+        if call is None:
+            log.error("snapshot for unknown call %s", call_id)
+            return
+        call.state = CallState(snap.state.value)
+        call.connected_at = snap.connected_at
+        call.ended_at = snap.ended_at
+        call.end_reason = snap.end_reason
+        legs = {leg.role: leg for leg in call.legs}
+        attempts = {a.leg_key: a for a in call.attempts}
+        for party in snap.parties:
+            leg = legs.get(party.role.value)
+            if leg is None:
+                if party.state.value == "absent":
+                    continue
+                leg = Leg(role=party.role.value)
+                call.legs.append(leg)
+            leg.number = party.number or leg.number
+            leg.state = party.state.value
+            leg.muted, leg.held = party.muted, party.held
+            leg.connected_at, leg.ended_at = party.connected_at, party.ended_at
+            leg.end_reason = party.end_reason
+            for att in party.attempts:
+                row = attempts.get(att.leg_id)
+                if row is None:
+                    row = Attempt(
+                        role=party.role.value,
+                        leg_key=att.leg_id,
+                        number=att.number,
+                        label=labels.get(att.number),
+                        started_at=att.started_at,
+                    )
+                    call.attempts.append(row)
+                    attempts[att.leg_id] = row
+                row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+
+
+def set_sip_call_id(factory: sessionmaker[Session], call_id: str, role: str, sip_id: str) -> None:
+    """Remember the SIP Call-ID of a party's current leg (for tracing with the PBX)."""
+    with session_scope(factory) as s:
+        leg = s.scalar(select(Leg).where(Leg.call_id == call_id, Leg.role == role))
+        if leg is not None:
+            leg.sip_call_id = sip_id
+
+
+def recording_started(
+    factory: sessionmaker[Session], call_id: str, recording_id: str, directory: str
+) -> None:
+    """A recording began: its row exists from the first second, so a crash cannot hide it."""
+    with session_scope(factory) as s:
+        s.add(Recording(id=recording_id, call_id=call_id, directory=directory))
+
+
+def _track_json(info: RecordingInfo, root: Path) -> dict[str, Any]:
+    return {
+        role: {
+            "file": str(t.path.relative_to(root)),
+            "sha256": t.sha256,
+            "size_bytes": t.size_bytes,
+            "duration_s": round(t.duration_s, 3),
+            "rms_dbfs": None if t.rms <= 0 else round(t.rms_dbfs, 1),
+        }
+        for role, t in info.tracks.items()
+    }
+
+
+def recording_finished(
+    factory: sessionmaker[Session],
+    recording_id: str,
+    root: Path,
+    info: RecordingInfo | None,
+    error: str | None,
+) -> None:
+    """Store the sealed recording (hashes, sizes, duration) and its health."""
+    with session_scope(factory) as s:
+        rec = s.get(Recording, recording_id)
+        if rec is None:
+            log.error("finished recording %s has no row", recording_id)
+            return
+        rec.finalised_at = utcnow()
+        rec.error = error
+        if info is None:
+            rec.state = RecordingState.FAILED
+            return
+        apply_info(rec, info, root)
+        expected = _call_seconds(rec.call)
+        report = check(info, expected)
+        rec.health = {
+            "ok": report.ok,
+            "findings": [
+                {"problem": f.problem.value, "track": f.track, "detail": f.detail}
+                for f in report.findings
+            ],
+        }
+
+
+def apply_info(rec: Recording, info: RecordingInfo, root: Path) -> None:
+    """Copy a sealed recording's figures into its row."""
+    rec.state = RecordingState.INTERRUPTED if info.interrupted else RecordingState.FINALISED
+    rec.sha256 = info.manifest_sha256
+    rec.size_bytes = sum(t.size_bytes for t in info.tracks.values())
+    rec.duration_s = round(info.duration_s, 3)
+    rec.tracks = _track_json(info, root)
+    if info.lost_s:
+        rec.error = (rec.error or "") + f" lost {info.lost_s:.1f} s of audio"
+
+
+def _call_seconds(call: Call) -> float | None:
+    if call.connected_at is None or call.ended_at is None:
+        return None
+    return (call.ended_at - call.connected_at).total_seconds()
+
+
+def mark_interrupted(
+    factory: sessionmaker[Session],
+    node: str,
+    recovered: list[RecordingInfo],
+    root: Path,
+    now: datetime,
+) -> list[str]:
+    """After a crash: calls this node left open are ended "interrupted"; recovered recordings are
+    stored. Returns the ids of the calls marked."""
+    marked: list[str] = []
+    with session_scope(factory) as s:
+        by_id = {info.recording_id: info for info in recovered}
+        for rec in s.scalars(select(Recording).where(Recording.id.in_(list(by_id)))):
+            apply_info(rec, by_id[rec.id], root)
+            rec.finalised_at = now
+        open_calls = s.scalars(
+            select(Call).where(
+                Call.node == node, Call.state.in_([CallState.DIALING, CallState.CONNECTED])
+            )
+        )
+        for call in open_calls:
+            info = by_id.get(call.recording.id) if call.recording is not None else None
+            call.ended_at = info.ended_at if info is not None else now
+            call.state = CallState.ENDED if call.connected_at else CallState.FAILED
+            call.end_reason, call.interrupted = "interrupted", True
+            for leg in call.legs:
+                if leg.ended_at is None:
+                    leg.ended_at, leg.end_reason = call.ended_at, "interrupted"
+                    if leg.state in ("connected", "dialing", "waiting"):
+                        leg.state = "left"
+            if call.recording is not None and call.recording.state is RecordingState.RECORDING:
+                call.recording.state = RecordingState.FAILED
+                call.recording.error = "no audio found after the crash"
+            marked.append(call.id)
+    return marked

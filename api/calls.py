@@ -1,0 +1,314 @@
+"""The call manager: creates bridged calls, runs their flows, keeps the database and the event
+stream in step, and recovers what a crash left behind. A component of the service.
+
+Database writes go through one worker thread, in order, so neither the event loop (where the
+20 ms media tick runs) nor a flow ever waits on SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from api import call_store
+from api.service import Health, Service
+from api.telephony import Telephony
+from callflows import commands as c
+from callflows.bridge import BridgeFlow, BridgeSettings, BridgeSnapshot
+from callflows.events import Event, Role
+from callflows.runner import FlowRunner
+from recordings import RecordingFlusher, RecordingInfo, RecordingWriter, recover
+from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
+from storage.base import utcnow
+from storage.models.calls import CallKind
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+STOP_TIMEOUT_S = 15.0
+
+
+class CallNotActive(LookupError):
+    """The call is not (or no longer) carried by this process."""
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeRequest:
+    """A validated request for a three-way call: dial lists per role (already policy-checked)."""
+
+    dial_lists: dict[Role, list[str]]
+    created_by: str
+    labels: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    incident_id: str | None = None
+    unit_code: str | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+class _BridgeHooks:
+    """Runner hooks of one bridge: persist, publish."""
+
+    def __init__(self, manager: CallManager, call_id: str, labels: dict[str, str]) -> None:
+        self.m = manager
+        self.call_id = call_id
+        self.labels = labels
+        self._last: BridgeSnapshot | None = None
+
+    def on_save(self, snapshot: object) -> None:
+        assert isinstance(snapshot, BridgeSnapshot)
+        self.m.db(
+            call_store.save_bridge_snapshot, self.m.factory, self.call_id, snapshot, self.labels
+        )
+        self._publish_changes(snapshot)
+        self._last = snapshot
+
+    def _publish_changes(self, snap: BridgeSnapshot) -> None:
+        bus = self.m.service.events
+        if self._last is None or self._last.state is not snap.state:
+            bus.publish(
+                "call.state",
+                {
+                    "call_id": self.call_id,
+                    "kind": "bridge",
+                    "state": snap.state.value,
+                    "end_reason": snap.end_reason,
+                },
+            )
+        before = {p.role: p for p in self._last.parties} if self._last else {}
+        for party in snap.parties:
+            old = before.get(party.role)
+            seen = (old.state, old.muted, old.held, len(old.attempts)) if old else None
+            if seen != (party.state, party.muted, party.held, len(party.attempts)):
+                bus.publish(
+                    "leg.state",
+                    {
+                        "call_id": self.call_id,
+                        "role": party.role.value,
+                        "state": party.state.value,
+                        "muted": party.muted,
+                        "held": party.held,
+                        "attempts": len(party.attempts),
+                        "end_reason": party.end_reason,
+                    },
+                )
+
+    def on_notify(self, note: c.Notify) -> None:
+        self.m.service.events.publish(
+            "call.note",
+            {
+                "call_id": self.call_id,
+                "topic": note.topic,
+                "role": note.role,
+                "detail": note.detail,
+            },
+        )
+
+    def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None:
+        self.m.db(call_store.set_sip_call_id, self.m.factory, self.call_id, role, sip_call_id)
+
+    def on_recording_started(self, recording_id: str, directory: Path) -> None:
+        rel = str(directory.relative_to(self.m.recordings_root))
+        self.m.db(call_store.recording_started, self.m.factory, self.call_id, recording_id, rel)
+        self.m.service.events.publish(
+            "recording.started", {"call_id": self.call_id, "recording_id": recording_id}
+        )
+
+    def on_recording_finished(
+        self, recording_id: str, info: RecordingInfo | None, error: str | None
+    ) -> None:
+        self.m.db(
+            call_store.recording_finished,
+            self.m.factory,
+            recording_id,
+            self.m.recordings_root,
+            info,
+            error,
+        )
+        self.m.service.events.publish(
+            "recording.finished",
+            {
+                "call_id": self.call_id,
+                "recording_id": recording_id,
+                "sha256": info.manifest_sha256 if info else None,
+                "error": error,
+            },
+        )
+
+
+class CallManager:
+    """Owns every flow runner of this process."""
+
+    name = "calls"
+
+    def __init__(self, service: Service, telephony: Telephony, *, node: str | None = None) -> None:
+        self.service = service
+        self.telephony = telephony
+        self.factory = service.session_factory
+        self.node = node or socket.gethostname()
+        self.recordings_root = service.settings.recordings_dir.resolve()
+        self.runners: dict[str, FlowRunner] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calls-db")
+        self.flusher = RecordingFlusher(self._on_write_error)
+        self._recovered: list[str] = []
+        self._write_errors = 0
+
+    # -- component --
+    async def start(self) -> None:
+        self.recordings_root.mkdir(parents=True, exist_ok=True)
+        try:
+            infos = await asyncio.to_thread(recover, self.recordings_root)
+        except RecoveryError as exc:
+            log.error("some recordings could not be recovered: %s", exc)
+            infos = list(exc.recovered)
+        self._recovered = await self._run_db(
+            call_store.mark_interrupted,
+            self.factory,
+            self.node,
+            infos,
+            self.recordings_root,
+            utcnow(),
+        )
+        if self._recovered:
+            log.warning(
+                "%d call(s) were interrupted by a restart and are marked so", len(self._recovered)
+            )
+        self.flusher.start()
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=STOP_TIMEOUT_S)
+        await self.flusher.stop()
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=STOP_TIMEOUT_S)
+        self._executor.shutdown(wait=True)
+
+    def health(self) -> Health:
+        detail = f"{len(self.runners)} active call(s)"
+        if self._write_errors:
+            return Health(False, f"{detail}; {self._write_errors} recording write error(s)")
+        return Health(True, detail)
+
+    # -- database thread --
+    def db(self, fn: Callable[..., object], *args: object) -> None:
+        """Queue a write; it runs after every write queued before it."""
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._pending.add(fut)
+        fut.add_done_callback(self._written)
+
+    def _written(self, fut: asyncio.Future[Any]) -> None:
+        self._pending.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("call record write failed", exc_info=fut.exception())
+
+    async def _run_db(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def flushed(self) -> None:
+        """Wait until every queued write is done (tests, shutdown)."""
+        await self._run_db(lambda: None)
+
+    # -- bridges --
+    async def create_bridge(self, req: BridgeRequest) -> tuple[str, bool]:
+        """Start a bridge; returns (call id, created). A known Idempotency-Key dials nothing."""
+        if req.idempotency_key:
+            existing = await self._run_db(
+                call_store.find_by_idempotency_key, self.factory, req.idempotency_key
+            )
+            if existing is not None:
+                return existing, False
+        new = call_store.NewCall(
+            kind=CallKind.BRIDGE,
+            created_by=req.created_by,
+            node=self.node,
+            idempotency_key=req.idempotency_key,
+            incident_id=req.incident_id,
+            unit_code=req.unit_code,
+            request=req.request,
+            parties=tuple(
+                (r.value, nums[0] if nums else None) for r, nums in req.dial_lists.items()
+            ),
+        )
+        try:
+            call_id = await self._run_db(call_store.insert_call, self.factory, new)
+        except Exception:
+            if req.idempotency_key:  # a concurrent request with the same key won the insert
+                existing = await self._run_db(
+                    call_store.find_by_idempotency_key, self.factory, req.idempotency_key
+                )
+                if existing is not None:
+                    return existing, False
+            raise
+        flow = BridgeFlow(call_id, dict(req.dial_lists), utcnow(), self.bridge_settings())
+        self._start_runner(call_id, flow, _BridgeHooks(self, call_id, req.labels))
+        return call_id, True
+
+    def _start_runner(self, call_id: str, flow: c.Flow, hooks: _BridgeHooks) -> None:
+        tel = self.telephony
+        runner = FlowRunner(
+            flow,
+            ua=tel.ua,
+            media=tel.media,
+            hooks=hooks,
+            recordings_root=self.recordings_root,
+            recording_id=call_id,
+            flusher=self.flusher,
+        )
+        self.runners[call_id] = runner
+        task = asyncio.get_running_loop().create_task(
+            self._run(call_id, runner), name=f"call-{call_id}"
+        )
+        self._tasks[call_id] = task
+
+    async def _run(self, call_id: str, runner: FlowRunner) -> None:
+        try:
+            await runner.run()
+        except Exception:
+            log.exception("call %s: runner failed", call_id)
+        finally:
+            self.runners.pop(call_id, None)
+            self._tasks.pop(call_id, None)
+
+    def bridge_settings(self) -> BridgeSettings:
+        """Dial timeouts from the service settings."""
+        st = self.service.settings
+        return BridgeSettings(
+            ring_timeouts_s={
+                Role.DISPATCHER: st.ring_timeout_dispatcher_s,
+                Role.CALLER: st.ring_timeout_caller_s,
+                Role.UNIT: st.ring_timeout_unit_s,
+            },
+            dial_deadline_s=st.bridge_dial_deadline_s,
+        )
+
+    async def request(self, call_id: str, event: Event) -> None:
+        """Pass an API request to a running call (the flow's EventError comes back)."""
+        runner = self.runners.get(call_id)
+        if runner is None or runner.finished:
+            raise CallNotActive(call_id)
+        await runner.request(event)
+
+    # -- recordings --
+    def _on_write_error(self, writer: RecordingWriter, err: RecordingWriteError) -> None:
+        self._write_errors += 1
+        log.error("recording %s: write failed: %s", writer.recording_id, err)
+        self.service.events.publish(
+            "recording.error", {"recording_id": writer.recording_id, "error": str(err)}
+        )
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no call runs (tests)."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.wait(list(self._tasks.values()))
+        with contextlib.suppress(RecordingError):
+            await self.flushed()

@@ -1,0 +1,334 @@
+"""Three-way bridged calls: create, read, control (issue 5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from api import audit_ctx
+from api.auth import DispatcherDep
+from api.calls import BridgeRequest, CallManager, CallNotActive
+from api.deps import ServiceDep, SessionDep
+from api.duty import dial_list, week_of
+from api.numbers import NumberError, PhoneNumber, parse_dialable
+from api.problems import Problem
+from api.settings import Settings
+from callflows.errors import EventError
+from callflows.events import (
+    EndBridge,
+    Event,
+    HangupParty,
+    HoldParty,
+    MuteParty,
+    RedialParty,
+    Role,
+    UnholdParty,
+    UnmuteParty,
+)
+from storage import registry as repo
+from storage.base import utcnow
+from storage.errors import NotFound
+from storage.models.calls import Call, CallKind
+
+router = APIRouter(prefix="/api/v1/bridges", tags=["bridges"])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NumberRef(_Strict):
+    number: str = Field(min_length=1, max_length=40, examples=["13812345678"])
+
+
+class CallRef(_Strict):
+    call_id: str = Field(min_length=1, max_length=64)
+
+
+class UnitRef(_Strict):
+    unit_code: str = Field(min_length=1, max_length=40)
+
+
+class BridgeIn(_Strict):
+    caller: NumberRef | CallRef
+    dispatcher: NumberRef
+    unit: UnitRef | NumberRef
+    incident_id: str | None = Field(default=None, max_length=32)
+
+
+class AttemptOut(BaseModel):
+    number: str
+    label: str | None
+    result: str | None
+    sip_status: int | None
+    started_at: datetime
+    ended_at: datetime | None
+
+
+class LegOut(BaseModel):
+    role: str
+    number: str | None
+    state: str
+    muted: bool
+    held: bool
+    attempts: list[AttemptOut]
+    connected_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class BridgeOut(BaseModel):
+    id: str
+    state: str
+    legs: list[LegOut]
+    recording_id: str | None
+    incident_id: str | None
+    unit_code: str | None
+    created_at: datetime
+    connected_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    interrupted: bool
+
+
+def bridge_out(call: Call) -> BridgeOut:
+    """The API view of a bridge row."""
+    legs = []
+    for leg in call.legs:
+        attempts = [
+            AttemptOut(
+                number=a.number,
+                label=a.label,
+                result=a.result,
+                sip_status=a.sip_status,
+                started_at=a.started_at,
+                ended_at=a.ended_at,
+            )
+            for a in call.attempts
+            if a.role == leg.role
+        ]
+        legs.append(
+            LegOut(
+                role=leg.role,
+                number=leg.number,
+                state=leg.state,
+                muted=leg.muted,
+                held=leg.held,
+                attempts=attempts,
+                connected_at=leg.connected_at,
+                ended_at=leg.ended_at,
+                end_reason=leg.end_reason,
+            )
+        )
+    return BridgeOut(
+        id=call.id,
+        state=call.state.value,
+        legs=legs,
+        recording_id=call.recording.id if call.recording else None,
+        incident_id=call.incident_id,
+        unit_code=call.unit_code,
+        created_at=call.created_at,
+        connected_at=call.connected_at,
+        ended_at=call.ended_at,
+        end_reason=call.end_reason,
+        interrupted=call.interrupted,
+    )
+
+
+def _manager(service: ServiceDep) -> CallManager:
+    manager = next((c for c in service.components if isinstance(c, CallManager)), None)
+    if manager is None or not manager.telephony.health().ok:
+        detail = (
+            "telephony is not configured" if manager is None else manager.telephony.health().detail
+        )
+        raise Problem(503, "Telephony unavailable", detail, kind="telephony-unavailable")
+    return manager
+
+
+def _dialable(raw: str, field: str, settings: Settings) -> PhoneNumber:
+    try:
+        return parse_dialable(
+            raw, settings.phone_region, extensions_pattern=settings.extensions_pattern, field=field
+        )
+    except NumberError as exc:
+        err = {"field": field, "message": str(exc), "type": type(exc).__name__}
+        raise Problem(
+            422, "Number refused", f"{field}: {exc}", kind="validation", errors=[err]
+        ) from exc
+
+
+def _unit_dial_list(
+    session: Session, code: str, settings: Settings
+) -> tuple[list[str], dict[str, str]]:
+    try:
+        unit = repo.get_unit(session, code)
+    except NotFound as exc:
+        err = {"field": "unit.unit_code", "message": f"unknown unit {code!r}", "type": "unknown"}
+        raise Problem(
+            422, "Unknown unit", f"unit {code!r} does not exist", kind="validation", errors=[err]
+        ) from exc
+    now = utcnow()
+    roster = repo.latest_roster(session, code, week_of(now, settings.zone))
+    numbers: list[str] = []
+    labels: dict[str, str] = {}
+    for i, entry in enumerate(dial_list(roster, unit.fallback_number, now, settings.zone)):
+        number = _dialable(entry.number, f"unit.dial_list[{i}]", settings).dial
+        numbers.append(number)
+        labels[number] = f"{entry.role}: {entry.name}"
+    if not numbers:
+        raise Problem(
+            422,
+            "No number for the unit",
+            f"unit {code!r} has no roster this week and no fallback number",
+            kind="validation",
+        )
+    return numbers, labels
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=BridgeOut,
+    summary="Bridge caller, dispatcher and a unit's on-duty phone into one call",
+)
+async def create_bridge(
+    body: BridgeIn,
+    request: Request,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: DispatcherDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    settings = service.settings
+    if isinstance(body.caller, CallRef):
+        raise Problem(
+            422,
+            "Unknown call",
+            f"call {body.caller.call_id!r} is not an active inbound call of this service",
+            kind="validation",
+            errors=[
+                {"field": "caller.call_id", "message": "no such active call", "type": "unknown"}
+            ],
+        )
+    caller = _dialable(body.caller.number, "caller.number", settings).dial
+    dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
+    labels: dict[str, str] = {}
+    unit_code: str | None = None
+    if isinstance(body.unit, UnitRef):
+        unit_code = body.unit.unit_code
+        unit_numbers, labels = _unit_dial_list(session, unit_code, settings)
+    else:
+        unit_numbers = [_dialable(body.unit.number, "unit.number", settings).dial]
+    manager = _manager(service)
+    call_id, created = await manager.create_bridge(
+        BridgeRequest(
+            dial_lists={
+                Role.CALLER: [caller],
+                Role.DISPATCHER: [dispatcher],
+                Role.UNIT: unit_numbers,
+            },
+            created_by=principal.name,
+            labels=labels,
+            idempotency_key=idempotency_key,
+            incident_id=body.incident_id,
+            unit_code=unit_code,
+            request=body.model_dump(mode="json"),
+        )
+    )
+    await manager.flushed()
+    if created:
+        audit_ctx.record(
+            session,
+            request,
+            principal,
+            "bridge.create",
+            "call",
+            call_id,
+            {"unit_code": unit_code, "incident_id": body.incident_id},
+        )
+    call = _get_call(session, call_id)
+    status = 202 if created else 200
+    return JSONResponse(
+        bridge_out(call).model_dump(mode="json"),
+        status_code=status,
+        headers={"Location": f"/api/v1/bridges/{call_id}"},
+    )
+
+
+def _get_call(session: Session, call_id: str) -> Call:
+    session.expire_all()
+    call = session.get(Call, call_id)
+    if call is None or call.kind is not CallKind.BRIDGE:
+        raise NotFound("bridge", call_id)
+    return call
+
+
+@router.get("/{bridge_id}", response_model=BridgeOut, summary="A bridge with its legs")
+def get_bridge(bridge_id: str, session: SessionDep, _principal: DispatcherDep) -> BridgeOut:
+    return bridge_out(_get_call(session, bridge_id))
+
+
+LegAction = Literal["hangup", "redial", "mute", "unmute", "hold", "unhold"]
+_ACTIONS: dict[
+    str, type[HangupParty | RedialParty | MuteParty | UnmuteParty | HoldParty | UnholdParty]
+] = {
+    "hangup": HangupParty,
+    "redial": RedialParty,
+    "mute": MuteParty,
+    "unmute": UnmuteParty,
+    "hold": HoldParty,
+    "unhold": UnholdParty,
+}
+
+
+async def _control(bridge_id: str, event: Event, session: Session, service: ServiceDep) -> None:
+    _get_call(session, bridge_id)
+    manager = _manager(service)
+    try:
+        await manager.request(bridge_id, event)
+    except CallNotActive as exc:
+        raise Problem(
+            409, "Bridge is over", f"bridge {bridge_id} is no longer active", kind="conflict"
+        ) from exc
+    except EventError as exc:
+        raise Problem(exc.status_hint, "Not possible now", str(exc), kind="conflict") from exc
+    await manager.flushed()
+
+
+@router.post(
+    "/{bridge_id}/legs/{role}/{action}",
+    response_model=BridgeOut,
+    summary="Hang up, redial, mute, unmute, hold or unhold one party",
+)
+async def control_leg(
+    bridge_id: str,
+    role: Annotated[Role, Path()],
+    action: Annotated[LegAction, Path()],
+    request: Request,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: DispatcherDep,
+) -> BridgeOut:
+    await _control(bridge_id, _ACTIONS[action](role), session, service)
+    audit_ctx.record(
+        session, request, principal, f"bridge.leg.{action}", "call", bridge_id, {"role": role.value}
+    )
+    return bridge_out(_get_call(session, bridge_id))
+
+
+@router.post("/{bridge_id}/end", response_model=BridgeOut, summary="End the bridge for everyone")
+async def end_bridge(
+    bridge_id: str,
+    request: Request,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: DispatcherDep,
+) -> BridgeOut:
+    await _control(bridge_id, EndBridge(), session, service)
+    audit_ctx.record(session, request, principal, "bridge.end", "call", bridge_id, {})
+    return bridge_out(_get_call(session, bridge_id))

@@ -1,0 +1,95 @@
+"""A running linkcall service registered to the lab's Kamailio, with a busy SIPp trunk peer.
+
+Numbers 3xxx go from Kamailio to a SIPp rejecter answering 486 Busy Here; 2xxx are baresip phones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from lab import ports
+from lab.baresip import BaresipPhone
+from lab.kamailio import Kamailio
+from lab.sipp import Sipp
+from tests.conftest import LiveService, run_live_app, service_settings
+
+BUSY_NUMBER = "3001"
+
+
+@dataclass
+class BridgeLab:
+    """The service (HTTP), its Kamailio and a busy trunk peer."""
+
+    live: LiveService
+    kamailio: Kamailio
+    http: httpx.Client
+    phone_factory: Callable[..., BaresipPhone]
+
+    def phone(self, user: str, **kw: Any) -> BaresipPhone:
+        """A baresip phone registered to this lab's Kamailio."""
+        return self.phone_factory(user, kamailio=self.kamailio, **kw)
+
+    def post(self, path: str, role: str = "dispatcher", **kw: Any) -> httpx.Response:
+        return self.http.post(path, headers={**self.live.auth(role), **kw.pop("headers", {})}, **kw)
+
+    def get(self, path: str, role: str = "dispatcher", **kw: Any) -> httpx.Response:
+        return self.http.get(path, headers={**self.live.auth(role), **kw.pop("headers", {})}, **kw)
+
+    def wait_bridge(
+        self, bridge_id: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            body = self.get(f"/api/v1/bridges/{bridge_id}").json()
+            if pred(body):
+                return body
+            time.sleep(0.2)
+        raise AssertionError(f"bridge never got there: {body}")
+
+
+def leg(body: dict[str, Any], role: str) -> dict[str, Any]:
+    return next(x for x in body["legs"] if x["role"] == role)
+
+
+@pytest.fixture
+def bridge_lab(
+    tmp_path: Path,
+    kamailio_factory: Callable[..., Kamailio],
+    lab_users: dict[str, str],
+    phone_factory: Callable[..., BaresipPhone],
+) -> Iterator[BridgeLab]:
+    sipp_port = ports.sip_port()
+    rejecter = Sipp.rejecter(tmp_path / "busy", code=486, port=sipp_port)
+    kam = kamailio_factory(trunk_regex="^3[0-9]{3}$", trunk_target=("127.0.0.1", sipp_port))
+    rejecter.start()
+    settings = service_settings(
+        tmp_path,
+        sip_registrar=f"127.0.0.1:{kam.udp_port}",
+        sip_trunk_peer="",
+        sip_user="1000",
+        sip_password=lab_users["1000"],
+        ring_timeout_unit_s=4.0,
+        ring_timeout_caller_s=15.0,
+        ring_timeout_dispatcher_s=15.0,
+    )
+    try:
+        with (
+            run_live_app(settings) as live,
+            httpx.Client(base_url=live.base_url, timeout=30) as http,
+        ):
+            lab = BridgeLab(live, kam, http, phone_factory)
+            deadline = time.monotonic() + 15
+            while not kam.registered("1000"):
+                assert time.monotonic() < deadline, "service never registered"
+                time.sleep(0.2)
+            yield lab
+    finally:
+        rejecter.stop()

@@ -1,0 +1,231 @@
+"""Issue 5 through the API: real phones (caller 400 Hz, dispatcher 1000 Hz, unit 1800 Hz)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from lab.audio import tone_report
+from lab.baresip import BaresipPhone
+from tests.bridges.conftest import BUSY_NUMBER, BridgeLab, leg
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TONES = {"caller": 400.0, "dispatcher": 1000.0, "unit": 1800.0}
+USERS = {"caller": "2001", "dispatcher": "2002", "unit": "2003"}
+HEARD_MIN_DB = -30.0
+SILENT_MAX_DB = -50.0
+
+
+def _phones(lab: BridgeLab) -> dict[str, BaresipPhone]:
+    return {r: lab.phone(USERS[r], tone_hz=TONES[r]) for r in TONES}
+
+
+def _connected(body: dict) -> bool:  # type: ignore[type-arg]
+    return body["state"] == "connected" and all(x["state"] == "connected" for x in body["legs"])
+
+
+def _ended(body: dict) -> bool:  # type: ignore[type-arg]
+    return body["state"] in ("ended", "failed") and body["recording_id"] is not None
+
+
+def _bridge(lab: BridgeLab, unit: dict[str, str], **kw: object) -> dict:  # type: ignore[type-arg]
+    resp = lab.post(
+        "/api/v1/bridges",
+        json={
+            "caller": {"number": USERS["caller"]},
+            "dispatcher": {"number": USERS["dispatcher"]},
+            "unit": unit,
+        },
+        **kw,
+    )
+    assert resp.status_code == 202, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def _download(lab: BridgeLab, rec_id: str, track: str, dest: Path) -> Path:
+    resp = lab.get(f"/api/v1/recordings/{rec_id}/audio", params={"track": track}, role="supervisor")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "audio/wav"
+    path = dest / f"{track}.wav"
+    path.write_bytes(resp.content)
+    return path
+
+
+def test_bridge_connects_three_phones_each_hears_the_others_and_the_recording_proves_it(
+    bridge_lab: BridgeLab, tmp_path: Path
+) -> None:
+    phones = _phones(bridge_lab)
+    created = _bridge(bridge_lab, {"number": USERS["unit"]})
+    assert created["state"] == "dialing"
+    bridge_lab.wait_bridge(created["id"], _connected)
+    time.sleep(4.0)
+    assert bridge_lab.post(f"/api/v1/bridges/{created['id']}/end").status_code == 200
+    body = bridge_lab.wait_bridge(created["id"], _ended)
+    assert body["state"] == "ended"
+
+    for role, phone in phones.items():
+        levels = tone_report(phone.received_recordings()[-1], TONES.values(), start=1.0)
+        for other, hz in TONES.items():
+            if other == role:
+                assert levels[hz] < SILENT_MAX_DB, f"{role} hears itself: {levels}"
+            else:
+                assert levels[hz] > HEARD_MIN_DB, f"{role} misses {other}: {levels}"
+
+    deadline = time.monotonic() + 10
+    while True:
+        meta = bridge_lab.get(f"/api/v1/recordings/{body['recording_id']}").json()
+        if meta["state"] == "finalised" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert meta["state"] == "finalised", meta
+    assert meta["health"]["ok"], meta["health"]
+    assert set(meta["tracks"]) == {"mixed", "caller", "dispatcher", "unit"}
+    mixed = _download(bridge_lab, meta["id"], "mixed", tmp_path)
+    assert all(v > HEARD_MIN_DB for v in tone_report(mixed, TONES.values(), start=1.0).values())
+    for role, hz in TONES.items():
+        track = _download(bridge_lab, meta["id"], role, tmp_path)
+        assert hashlib.sha256(track.read_bytes()).hexdigest() == meta["tracks"][role]["sha256"]
+        assert tone_report(track, [hz], start=1.0)[hz] > HEARD_MIN_DB
+    audit = bridge_lab.get(
+        "/api/v1/audit", role="supervisor", params={"resource_type": "recording"}
+    ).json()
+    assert sum(1 for a in audit if a["action"] == "recording.audio") == 4
+
+
+def test_unit_busy_then_no_answer_then_the_leader_answers(
+    bridge_lab: BridgeLab,
+) -> None:
+    _phones(bridge_lab)
+    silent = bridge_lab.phone("2005", tone_hz=600.0, auto_answer=False)
+    assert (
+        bridge_lab.post(
+            "/api/v1/units",
+            role="admin",
+            json={"code": "L07", "name": "县供电公司", "kind": "linkage"},
+        ).status_code
+        == 201
+    )
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    iso = datetime.now(ZoneInfo("Asia/Shanghai")).isocalendar()
+    roster = {
+        "leader": {"name": "王队长", "phone": USERS["unit"]},
+        "staff": [
+            {"name": "张三", "phone": BUSY_NUMBER, "order": 1},
+            {"name": "李四", "phone": "2005", "order": 2},
+        ],
+    }
+    resp = bridge_lab.http.put(
+        f"/api/v1/units/L07/rosters/{iso.year}-W{iso.week:02d}",
+        json=roster,
+        headers=bridge_lab.live.auth("admin"),
+    )
+    assert resp.status_code in (200, 201), resp.text
+
+    created = _bridge(bridge_lab, {"unit_code": "L07"})
+    body = bridge_lab.wait_bridge(created["id"], _connected, timeout=40)
+    attempts = leg(body, "unit")["attempts"]
+    assert [a["number"] for a in attempts] == [BUSY_NUMBER, "2005", USERS["unit"]]
+    assert attempts[0]["result"] == "busy" and attempts[0]["sip_status"] == 486
+    assert attempts[1]["result"] in ("timeout", "no_answer", "cancelled"), attempts[1]
+    assert attempts[2]["result"] == "answered", attempts[2]
+    assert attempts[0]["label"] and "张三" in attempts[0]["label"]
+    assert silent.call_count() == 0  # the unanswered phone stopped ringing
+    bridge_lab.post(f"/api/v1/bridges/{created['id']}/end")
+    bridge_lab.wait_bridge(created["id"], _ended)
+
+
+def test_dispatcher_leaves_hold_and_mute_do_what_they_say(
+    bridge_lab: BridgeLab,
+) -> None:
+    phones = _phones(bridge_lab)
+    bid = _bridge(bridge_lab, {"number": USERS["unit"]})["id"]
+    bridge_lab.wait_bridge(bid, _connected)
+    marks: dict[str, float] = {"start": time.monotonic()}
+    time.sleep(2.0)
+    resp = bridge_lab.post(f"/api/v1/bridges/{bid}/legs/caller/hold")
+    assert resp.status_code == 200 and leg(resp.json(), "caller")["held"] is True
+    marks["hold"] = time.monotonic()
+    time.sleep(2.5)
+    bridge_lab.post(f"/api/v1/bridges/{bid}/legs/caller/unhold")
+    resp = bridge_lab.post(f"/api/v1/bridges/{bid}/legs/unit/mute")
+    assert leg(resp.json(), "unit")["muted"] is True
+    marks["mute"] = time.monotonic()
+    time.sleep(2.5)
+    bridge_lab.post(f"/api/v1/bridges/{bid}/legs/unit/unmute")
+    resp = bridge_lab.post(f"/api/v1/bridges/{bid}/legs/dispatcher/hangup")
+    assert resp.status_code == 200
+    marks["left"] = time.monotonic()
+    time.sleep(2.5)
+    body = bridge_lab.get(f"/api/v1/bridges/{bid}").json()
+    assert body["state"] == "connected" and leg(body, "dispatcher")["state"] == "left"
+    bridge_lab.post(f"/api/v1/bridges/{bid}/end")
+    bridge_lab.wait_bridge(bid, _ended)
+
+    def window(phone: str, a: str, seconds: float = 2.0) -> dict[float, float]:
+        rec = phones[phone].received_recordings()[-1]
+        with wave.open(str(rec)) as w:
+            total = w.getnframes() / w.getframerate()
+        # phones' recordings end when their call ends; align on the end of the caller's call
+        offset = marks[a] - marks["start"]
+        del total
+        return tone_report(rec, TONES.values(), start=offset + 0.5, end=offset + 0.5 + seconds)
+
+    held = window("dispatcher", "hold")  # while the caller is held
+    assert held[TONES["caller"]] < SILENT_MAX_DB, held
+    assert held[TONES["unit"]] > HEARD_MIN_DB, held
+    muted = window("caller", "mute")  # while the unit is muted
+    assert muted[TONES["unit"]] < SILENT_MAX_DB, muted
+    assert muted[TONES["dispatcher"]] > HEARD_MIN_DB, muted
+    after = window("caller", "left")
+    assert after[TONES["unit"]] > HEARD_MIN_DB, after
+    assert after[TONES["dispatcher"]] < SILENT_MAX_DB, after
+
+
+def test_idempotency_key_dials_nothing_new_and_bad_numbers_are_refused(
+    bridge_lab: BridgeLab,
+) -> None:
+    phones = _phones(bridge_lab)
+    headers = {"Idempotency-Key": "incident-42-unit"}
+    first = _bridge(bridge_lab, {"number": USERS["unit"]}, headers=headers)
+    bridge_lab.wait_bridge(first["id"], _connected)
+    again = bridge_lab.post(
+        "/api/v1/bridges",
+        headers=headers,
+        json={
+            "caller": {"number": USERS["caller"]},
+            "dispatcher": {"number": USERS["dispatcher"]},
+            "unit": {"number": USERS["unit"]},
+        },
+    )
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    time.sleep(1.0)
+    assert phones["unit"].call_count() == 1
+    calls = bridge_lab.get("/api/v1/calls").json()
+    assert len(calls) == 1
+    bridge_lab.post(f"/api/v1/bridges/{first['id']}/end")
+    bridge_lab.wait_bridge(first["id"], _ended)
+
+    for field, number in (
+        ("unit", "+44 20 7946 0958"),
+        ("caller", "16800123456"),
+        ("dispatcher", "2002\r\nVia: x"),
+        ("unit", "110"),
+    ):
+        body = {
+            "caller": {"number": "2001"},
+            "dispatcher": {"number": "2002"},
+            "unit": {"number": "2003"},
+        }
+        body[field] = {"number": number}
+        resp = bridge_lab.post("/api/v1/bridges", json=body)
+        assert resp.status_code == 422, (number, resp.text)
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert resp.json()["errors"][0]["field"].startswith(field)
+    assert len(bridge_lab.get("/api/v1/calls").json()) == 1  # nothing dialled
