@@ -55,6 +55,14 @@ def field_problem(field: str, message: str, type_: str) -> Problem:
     return Problem(422, "Invalid request", f"{field}: {message}", kind="validation", errors=[err])
 
 
+def publish(service: ServiceDep, info: IncidentInfo) -> None:
+    """Tell event-stream subscribers (on the service's loop: handlers run in a worker thread)."""
+    data = {"id": info.id, "state": info.state.value, "unit_code": info.unit_code,
+            "category": info.category.value, "rework": info.rework}  # fmt: skip
+    if service.loop is not None:
+        service.loop.call_soon_threadsafe(service.events.publish, f"incident.{info.state}", data)
+
+
 def _readable(session: SessionDep, principal: Principal, incident_id: str) -> IncidentInfo:
     info = repo.get_incident(session, incident_id)
     if principal.role is Role.UNIT:
@@ -98,6 +106,7 @@ def create_incident(
     )
     audit.record(session, principal, "incident.create", "incident", info.id)
     log.info("incident %s from %s (%s)", info.id, mask_number(info.reporter_number), info.category)
+    publish(service, info)
     return IncidentOut.of(info)
 
 
@@ -138,7 +147,11 @@ def timeline(incident_id: str, session: SessionDep, principal: PrincipalDep) -> 
 
 @router.post("/{incident_id}/divert", response_model=IncidentOut, summary="Divert to a unit")
 def divert(
-    incident_id: str, body: DivertIn, session: SessionDep, principal: DispatcherDep
+    incident_id: str,
+    body: DivertIn,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: DispatcherDep,
 ) -> IncidentOut:
     try:
         unit = registry.get_unit(session, body.unit_code)
@@ -150,12 +163,17 @@ def divert(
     )  # fmt: skip
     audit.record(session, principal, "incident.divert", "incident", incident_id,
                  detail={"unit": unit.code})  # fmt: skip
+    publish(service, info)
     return IncidentOut.of(info)
 
 
 @router.post("/{incident_id}/accept", response_model=IncidentOut, summary="The unit accepts")
 def accept(
-    incident_id: str, session: SessionDep, principal: PrincipalDep, body: AcceptIn | None = None
+    incident_id: str,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    body: AcceptIn | None = None,
 ) -> IncidentOut:
     _may_handle(principal, repo.get_incident(session, incident_id))
     info = repo.transition(
@@ -163,6 +181,7 @@ def accept(
         note=body.note if body else None,
     )  # fmt: skip
     audit.record(session, principal, "incident.accept", "incident", incident_id)
+    publish(service, info)
     return IncidentOut.of(info)
 
 
@@ -185,6 +204,7 @@ def close(
     survey_id = None
     if body.survey:
         survey_id = _schedule_survey(session, service, get_survey_settings(request), info, now)
+    publish(service, info)
     return IncidentOut.of(info, survey_id)
 
 

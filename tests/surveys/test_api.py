@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +66,18 @@ def test_lifecycle_timeline_and_survey_on_close(app_api: Any) -> None:
     assert [s["actor"] for s in steps] == ["dispatcher", "dispatcher", "unit U01", "unit U01"]
     again = post(f"/api/v1/incidents/{iid}/accept", headers=api.auth("unit"))
     assert again.status_code == 409
+    bus = api.client.app.state.service.events
+    deadline = time.monotonic() + 5
+    while len([e for e in bus.since(0) if e.type.startswith("incident.")]) < 4:
+        assert time.monotonic() < deadline, [e.type for e in bus.since(0)]
+        time.sleep(0.02)
+    seen = [e.type for e in bus.since(0) if e.data.get("id") == iid]
+    assert seen == [
+        "incident.received",
+        "incident.diverted",
+        "incident.accepted",
+        "incident.closed",
+    ]
 
 
 def test_units_act_only_on_their_own_incidents(app_api: Any) -> None:
