@@ -101,6 +101,8 @@ class SipEndpoint:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
+        # observers of the wire (tracing, capture): called with ("in"|"out", bytes, peer address)
+        self.taps: list[Callable[[str, bytes, Address], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -126,6 +128,8 @@ class SipEndpoint:
         return self.transport is not None and self.transport.reliable
 
     def _enqueue(self, data: bytes, source: Address) -> None:
+        for tap in self.taps:
+            tap("in", data, source)
         try:
             self._inbox.put_nowait((data, source))
         except asyncio.QueueFull:
@@ -136,7 +140,10 @@ class SipEndpoint:
     async def send_raw(self, msg: SipRequest | SipResponse, dest: Address) -> None:
         """Send outside any transaction (ACK for 2xx, stateless replies). Raises TransportError."""
         assert self.transport is not None, "endpoint not started"
-        await self.transport.send(bytes(msg), dest)
+        data = bytes(msg)
+        for tap in self.taps:
+            tap("out", data, dest)
+        await self.transport.send(data, dest)
 
     async def request(self, req: SipRequest, dest: Address) -> ClientHandle:
         """Start a client transaction for `req` (which carries its Via with a fresh branch)."""
