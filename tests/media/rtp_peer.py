@@ -100,10 +100,15 @@ class PacedPeer:
     def send_digit(self, digit: str, duration_ms: int = 100) -> None:
         self._dtmf.append(EventSender(digit, 0, duration_ms))
 
-    async def stop(self) -> None:
+    async def pause(self) -> None:
+        """Stop sending; a later start() is a new stream (new SSRC, sequence, timestamp)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def stop(self) -> None:
+        await self.pause()
         if self.sock is not None:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self.sock.close()

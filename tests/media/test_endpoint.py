@@ -1,0 +1,260 @@
+"""One leg over loopback: symmetric RTP, SSRC changes, DTMF on every path, playback, hold."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import socket
+import wave
+from array import array
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from telephony.media import EndpointClosed, MediaEngine, PlaybackOutcome, Prompt, RtpEndpoint
+from telephony.media.dtmf import TelephoneEvent
+from telephony.media.inband import dtmf_tone
+from telephony.media.rtcp import ReceiverReport, SenderReport, parse_compound
+from telephony.media.rtp import pack_header
+from telephony.types import Codec, Direction, DtmfDigit
+from tests.media.rtp_peer import DTMF_PT, PacedPeer, level_db, tone_pcm
+
+
+async def _leg(
+    engine: MediaEngine, peer: PacedPeer, *, dtmf: bool = True, inband: bool | None = None
+) -> RtpEndpoint:
+    peer.bind()
+    ep = await engine.open_endpoint(peer.name, inband_dtmf=inband)
+    ep.configure(peer.media_for(ep.local_port, dtmf=dtmf))
+    peer.start(("127.0.0.1", ep.local_port))
+    return ep
+
+
+async def _digits(ep: RtpEndpoint, count: int, timeout: float = 5.0) -> list[DtmfDigit]:
+    async with asyncio.timeout(timeout):
+        return [await ep.digits.get() for _ in range(count)]
+
+
+async def test_packets_from_other_addresses_are_ignored(engine: MediaEngine) -> None:
+    peer = PacedPeer("caller", tone_pcm(700))
+    ep = await _leg(engine, peer)
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    intruder.bind(("127.0.0.2", 0))
+    try:
+        for seq in range(20):
+            intruder.sendto(
+                pack_header(0, seq, seq * 160, 99, False) + b"\x00" * 160,
+                ("127.0.0.1", ep.local_port),
+            )
+        await asyncio.sleep(0.5)
+    finally:
+        intruder.close()
+        await peer.stop()
+    stats = ep.stats
+    assert stats.rejected_source == 20
+    assert stats.packets_received == peer.sent or stats.packets_received >= 20
+    assert stats.ssrc_changes == 0
+
+
+async def test_latches_once_to_a_nat_rewritten_port(engine: MediaEngine) -> None:
+    peer = PacedPeer("caller", tone_pcm(700))
+    peer.bind()
+    ep = await engine.open_endpoint("caller")
+    ep.configure(replace(peer.media_for(ep.local_port), remote_port=9))  # SDP says :9
+    peer.start(("127.0.0.1", ep.local_port))
+    await asyncio.sleep(0.4)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    other.sendto(pack_header(0, 1, 1, 5, False) + b"\xff" * 160, ("127.0.0.1", ep.local_port))
+    await asyncio.sleep(0.1)
+    other.close()
+    await peer.stop()
+    assert ep.stats.rejected_source == 1
+    assert len(peer.received) >= 10  # symmetric RTP: we answer where the packets come from
+
+
+async def test_ssrc_change_is_tolerated_and_loss_is_not_invented(engine: MediaEngine) -> None:
+    peer = PacedPeer("a", tone_pcm(700))
+    ep = await _leg(engine, peer)
+    await asyncio.sleep(0.3)
+    await peer.pause()
+    first = peer.sent
+    peer.start(("127.0.0.1", ep.local_port))  # the phone restarts its stream: new SSRC and seq
+    await asyncio.sleep(0.3)
+    heard_before = len(peer.received)
+    await asyncio.sleep(0.2)
+    await peer.stop()
+    stats = ep.stats
+    assert stats.ssrc_changes == 1
+    assert stats.packets_lost == 0
+    assert stats.packets_received == peer.sent and peer.sent > first
+    assert len(peer.received) > heard_before  # and we keep talking to it
+
+
+async def test_rfc4733_info_and_inband_digits_form_one_stream(engine: MediaEngine) -> None:
+    pcm = b"".join(dtmf_tone(d, 100) + bytes(1600 * 2) for d in "47")
+    peer = PacedPeer("caller", pcm + bytes(16000 * 2))
+    ep = await _leg(engine, peer, inband=True)
+    got = await _digits(ep, 2)  # in-band from the audio
+    peer.send_digit("9")  # RFC 4733 ...
+    got += await _digits(ep, 1)
+    ep.inject_dtmf(DtmfDigit("9", "info", got[-1].at + 0.05))  # ... and the same press by INFO
+    ep.inject_dtmf(DtmfDigit("#", "info", got[-1].at + 0.9))
+    got += await _digits(ep, 1)
+    await peer.stop()
+    assert [(d.digit, d.source) for d in got] == [
+        ("4", "inband"),
+        ("7", "inband"),
+        ("9", "rfc4733"),
+        ("#", "info"),
+    ]
+    assert ep.digits.get_nowait() is None
+    assert ep.stats.dtmf_duplicates == 1
+
+
+async def test_inband_detection_is_off_when_rfc4733_was_agreed(engine: MediaEngine) -> None:
+    peer = PacedPeer("caller", dtmf_tone("1", 200) + bytes(8000))
+    ep = await _leg(engine, peer)
+    await asyncio.sleep(0.5)
+    await peer.stop()
+    assert ep.digits.get_nowait() is None
+
+
+async def test_we_send_rfc4733_events_in_the_media_stream(engine: MediaEngine) -> None:
+    peer = PacedPeer("caller", tone_pcm(700))
+    ep = await _leg(engine, peer)
+    await asyncio.sleep(0.1)
+    await ep.send_dtmf("5", duration_ms=100)
+    await ep.send_dtmf("#", duration_ms=60)
+    await asyncio.sleep(0.1)
+    await peer.stop()
+    events = [r.packet for r in peer.received if r.packet.payload_type == DTMF_PT]
+    parsed = [TelephoneEvent.parse(p.payload) for p in events]
+    assert [p.event for p in parsed] == [5] * 7 + [11] * 5
+    assert [p.marker for p in events] == [True] + [False] * 6 + [True] + [False] * 4
+    assert len({p.timestamp for p in events}) == 2
+    assert sum(e.end for e in parsed) == 6
+    audio_ts = [r.packet.timestamp for r in peer.received if r.packet.payload_type == 0]
+    steps = [b - a for a, b in itertools.pairwise(audio_ts)]
+    assert all(step > 0 and step % 160 == 0 for step in steps)  # the clock ran on during events
+    assert sum(steps) == 160 * (len(audio_ts) - 1 + len(events))
+
+
+async def test_prompt_is_heard_and_interrupted_by_a_key(
+    engine: MediaEngine, tmp_path: Path
+) -> None:
+    path = tmp_path / "prompt.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(
+            array(
+                "h",
+                (
+                    round(8000 * math.sin(2 * math.pi * 1000 * (i // 2) / 44100))
+                    for i in range(2 * 44100 * 3)
+                ),
+            ).tobytes()
+        )  # 3 s of 1 kHz, both channels
+    peer = PacedPeer("caller", bytes(320))
+    ep = await _leg(engine, peer)
+    first = ep.play(path)
+    second = ep.play(path)
+    assert len(engine.prompts) == 1  # converted once, shared
+    await asyncio.sleep(0.6)
+    ep.inject_dtmf(DtmfDigit("1", "info", 0.0))
+    assert await first == PlaybackOutcome.INTERRUPTED
+    assert await second == PlaybackOutcome.INTERRUPTED
+    tone = ep.play_tone(440, 200)
+    assert await asyncio.wait_for(tone.wait(), 2) == PlaybackOutcome.COMPLETED
+    await peer.stop()
+    heard = peer.audio()
+    assert level_db(heard, 1000) > -20  # the 44.1 kHz stereo prompt at 8 kHz, in tune
+    assert level_db(heard, 440) > -30
+
+
+async def test_hold_gives_music_and_silences_the_held_leg(engine: MediaEngine) -> None:
+    conf = engine.create_conference("hold", hold_music=Prompt.tone(300, 1000))
+    peers = {r: PacedPeer(r, tone_pcm(f)) for r, f in (("a", 500.0), ("b", 1100.0), ("c", 1900.0))}
+    eps = {}
+    for role, peer in peers.items():
+        eps[role] = await _leg(engine, peer)
+        conf.add(eps[role], role)
+    conf.hold(eps["a"], True)
+    conf.mute(eps["b"], True)
+    await asyncio.sleep(1.0)
+    for peer in peers.values():
+        await peer.stop()
+    a, b, c = (peers[r].audio(skip_s=0.3) for r in "abc")
+    assert level_db(a, 300) > -20 and level_db(a, 1900) < -50  # music only
+    assert level_db(b, 1900) > -20 and level_db(b, 500) < -50  # hears c, not held a
+    assert level_db(c, 1100) < -50 and level_db(c, 500) < -50  # muted b, held a: silence
+
+
+async def test_close_ends_everything_and_frees_the_port(engine: MediaEngine) -> None:
+    peer = PacedPeer("caller", tone_pcm(700))
+    ep = await _leg(engine, peer)
+    handle = ep.play(Prompt.silence(5000))
+    port = ep.local_port
+    await ep.close()
+    assert await handle == PlaybackOutcome.CLOSED
+    with pytest.raises(EndpointClosed):
+        await ep.digits.get()
+    with pytest.raises(EndpointClosed):
+        ep.play(Prompt.silence(20))
+    await peer.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", port))
+
+
+async def test_reinvite_to_sendonly_stops_our_sending(engine: MediaEngine) -> None:
+    peer = PacedPeer("caller", tone_pcm(700))
+    ep = await _leg(engine, peer)
+    await asyncio.sleep(0.2)
+    assert ep.media is not None
+    ep.configure(replace(ep.media, direction=Direction.RECVONLY))
+    before = len(peer.received)
+    await asyncio.sleep(0.3)
+    assert len(peer.received) - before <= 1
+    ep.configure(replace(ep.media, direction=Direction.SENDRECV))
+    await asyncio.sleep(0.2)
+    await peer.stop()
+    assert len(peer.received) - before >= 5
+
+
+async def test_rtcp_sender_reports_reach_the_peer(engine: MediaEngine) -> None:
+    rtcp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer = PacedPeer("caller", tone_pcm(700))
+    peer.bind()
+    rtcp_sock.bind(("127.0.0.1", peer.address[1] + 1))
+    rtcp_sock.settimeout(0)
+    ep = await engine.open_endpoint("caller")
+    ep.configure(peer.media_for(ep.local_port))
+    peer.start(("127.0.0.1", ep.local_port))
+    loop = asyncio.get_running_loop()
+    try:
+        data = await asyncio.wait_for(loop.sock_recv(rtcp_sock, 2048), 7.0)
+        packets = parse_compound(data)
+        sr = packets[0]
+        assert isinstance(sr, SenderReport) and sr.packet_count > 0
+        # we report back about their stream: our RR lands in the leg's stats
+        rr = ReceiverReport(1, (replace(sr.reports[0], ssrc=sr.ssrc, fraction_lost=64),))
+        rtcp_sock.sendto(bytes(rr), ("127.0.0.1", ep.local_port + 1))
+        await asyncio.sleep(0.1)
+    finally:
+        rtcp_sock.close()
+        await peer.stop()
+    assert ep.stats.remote is not None and ep.stats.remote.fraction_lost == 0.25
+
+
+@pytest.mark.parametrize("codec", [Codec.PCMA])
+async def test_pcma_leg_alone_hears_its_prompt_in_pcma(engine: MediaEngine, codec: Codec) -> None:
+    peer = PacedPeer("caller", tone_pcm(700), codec)
+    ep = await _leg(engine, peer)
+    await ep.play_tone(1200, 400)
+    await peer.stop()
+    assert {r.packet.payload_type for r in peer.received} == {8}
+    assert level_db(peer.audio(), 1200) > -20
