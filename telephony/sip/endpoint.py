@@ -226,7 +226,15 @@ class SipEndpoint:
     async def _handle(self, data: bytes, source: Address) -> None:
         result = screen(data, stream=self.reliable)
         if isinstance(result, Rejected):
-            logger.info("dropped malformed message from %s:%s: %s", *source, result.error)
+            # the error text may quote headers (numbers): log its kind and field only
+            err = result.error
+            logger.info(
+                "malformed message from %s:%s: %s (field %s), %s",
+                *source,
+                type(err).__name__,
+                err.field,
+                "answered" if result.response is not None else "dropped",
+            )
             if result.response is not None and self.transport is not None:
                 await self._reply_bytes(result.response, source)
             return
