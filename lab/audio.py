@@ -141,7 +141,10 @@ def band_level_db(
     argv = ["sox", str(wav), "-n"]
     if start or end is not None:
         argv += ["trim", f"{start}"] + ([f"={end}"] if end is not None else [])
-    argv += ["sinc", f"{lo:g}-{hi:g}", "stat"]
+    # a 10 Hz transition band: sox's default (wider than a narrow band) would attenuate
+    # the band centre itself (-1.5 dB for an 80 Hz band)
+    tbw = min(10.0, bandwidth / 4)
+    argv += ["sinc", "-t", f"{tbw:g}", f"{lo:g}-{hi:g}", "stat"]
     res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
     m = re.search(r"RMS\s+amplitude:\s*([0-9.eE+-]+)", res.stderr)
     if res.returncode != 0 or m is None:

@@ -14,10 +14,11 @@ from lab.kamailio import Kamailio
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# Measured on the reference machine: the other party's 0.3-amplitude tone arrives at about
-# -15 dBFS in its band, one's own tone sits at about -70 dBFS (the filter's floor on a
-# clean PCMU stream). The thresholds leave ~10 dB of margin on the loud side and demand
-# a separation of at least 30 dB.
+# Measured on the reference machine (80 Hz bands): the other party's 0.3-amplitude tone
+# arrives at -13.5 dBFS, exactly its level at the source (-13.47 dBFS: PCMU passes it
+# intact); one's own tone reads -67 to -74 dBFS, the G.711 quantisation noise in that band.
+# The thresholds leave ~11 dB of margin on the loud side and demand at least 30 dB of
+# separation; no echo of oneself may come anywhere near speech level.
 OTHER_MIN_DB = -25.0
 OWN_MAX_DB = -50.0
 MIN_SEPARATION_DB = 30.0

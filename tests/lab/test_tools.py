@@ -1,0 +1,117 @@
+"""Lab tooling without SIP peers: ports, managed processes, audio measurement."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from lab import ports
+from lab.audio import (
+    band_level_db,
+    make_tone_wav,
+    make_ulaw_raw,
+    tone_report,
+    total_level_db,
+    wav_complete,
+    wav_duration,
+)
+from lab.process import ManagedProcess, ProcessError
+
+
+def test_sip_blocks_are_distinct_and_free_on_udp_and_tcp() -> None:
+    starts = [ports.sip_port() for _ in range(20)]
+    assert len(set(starts)) == 20
+    assert all(s % ports.SIP_BLOCK == 0 for s in starts)
+    assert all(abs(a - b) >= ports.SIP_BLOCK for a in starts for b in starts if a != b)
+    for start in starts[:3]:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            for p in (start, start + 1, start + 5):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("127.0.0.1", p))
+
+
+def test_sip_block_skips_a_busy_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        # only the block holding the busy port is offered first, then a free one
+        monkeypatch.setattr(ports, "SIP_PORTS", (port - port % 10, port - port % 10 + 10))
+        start = ports.sip_port()
+    assert not start <= port < start + ports.SIP_BLOCK
+
+
+def test_rtp_ranges_are_even_and_disjoint() -> None:
+    ranges = [ports.rtp_range(20) for _ in range(10)]
+    assert all(r.lo % 2 == 0 and len(r) == 20 for r in ranges)
+    flat = [p for r in ranges for p in range(r.lo, r.hi + 1)]
+    assert len(flat) == len(set(flat))
+    with pytest.raises(ValueError):
+        ports.rtp_range(3)
+
+
+def test_managed_process_kills_what_ignores_sigterm(tmp_path: Path) -> None:
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('u' + 'p!', flush=True); time.sleep(60)"
+    )
+    p = ManagedProcess("stubborn", [sys.executable, "-c", code], tmp_path / "p.log")
+    p.start()
+    p.wait_ready(lambda: "up!" in p.log_text(), 10, "'up!'")
+    t0 = time.monotonic()
+    rc = p.stop(timeout=0.5)
+    assert rc == -signal.SIGKILL
+    assert time.monotonic() - t0 < 5
+    assert not p.running()
+    assert p.stop() == rc  # idempotent
+
+
+def test_managed_process_reports_early_exit_with_its_log(tmp_path: Path) -> None:
+    p = ManagedProcess(
+        "quitter",
+        [sys.executable, "-c", "print('bad config'); raise SystemExit(3)"],
+        tmp_path / "q.log",
+    )
+    p.start()
+    with pytest.raises(ProcessError, match="bad config"):
+        p.wait_ready(lambda: False, 10, "readiness")
+    assert p.returncode == 3
+    p.stop()
+
+
+def test_tone_levels_are_measured_in_dbfs(tmp_path: Path) -> None:
+    wav = make_tone_wav(tmp_path / "t.wav", 1000, seconds=2, amplitude=0.5)
+    assert wav_duration(wav) == pytest.approx(2.0)
+    assert wav_complete(wav)
+    with wave.open(str(wav)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+    # a sine of amplitude 0.5 has an RMS of 0.354: -9.0 dBFS
+    assert band_level_db(wav, 1000) == pytest.approx(-9.0, abs=0.5)
+    assert total_level_db(wav) == pytest.approx(-9.0, abs=0.5)
+    assert band_level_db(wav, 400) < -60
+    report = tone_report(
+        make_tone_wav(tmp_path / "two.wav", [400, 1800], 1, amplitude=0.2), [400, 1000, 1800]
+    )
+    assert report[400] == pytest.approx(report[1800], abs=1.0)
+    assert report[1000] < report[400] - 50
+
+
+def test_silence_and_truncated_header(tmp_path: Path) -> None:
+    silent = make_tone_wav(tmp_path / "s.wav", None, seconds=1)
+    assert band_level_db(silent, 1000) <= -100
+    data = silent.read_bytes()
+    open_ended = tmp_path / "open.wav"
+    # a writer that has not closed the file yet: data chunk size still 0
+    open_ended.write_bytes(data[:40] + b"\0\0\0\0" + data[44:])
+    assert not wav_complete(open_ended)
+
+
+def test_ulaw_file_for_sipp(tmp_path: Path) -> None:
+    raw = make_ulaw_raw(tmp_path / "t.ulaw", 1800, seconds=1)
+    assert raw.stat().st_size == 8000
