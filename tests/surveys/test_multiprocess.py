@@ -48,6 +48,12 @@ def workers(migrated_url: str, tmp_path: Path) -> Iterator[Callable[..., subproc
         proc.wait(10)
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM and wait: a worker stops its scheduler and exits 0."""
+    os.kill(proc.pid, signal.SIGTERM)
+    return proc.wait(15)
+
+
 def _seed(factory: sessionmaker[Session]) -> set[str]:
     due = utcnow() - timedelta(seconds=1)
     with session_scope(factory) as s:
@@ -97,6 +103,7 @@ def test_two_processes_dial_each_due_survey_exactly_once(
     assert {pid for _, pid in dials} == {a.pid, b.pid}  # both processes took part
     attempts = _attempts(factory)
     assert {sid: len(nodes) for sid, nodes in attempts.items()} == dict.fromkeys(ids, 1)
+    assert (_stop(a), _stop(b)) == (0, 0)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
