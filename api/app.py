@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.calls import CallManager
+from api.ivr_callers import TelephonyDutyCheckCaller
+from api.jobs import duty_check
 from api.problems import install_problem_handlers
 from api.routers import admin, bridges, calls, events, health, recordings
 from api.routers import incidents as incidents_router
@@ -33,8 +35,10 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         )
     if not any(c.name == "sip" for c in svc.components):
         telephony = Telephony(settings)
+        manager = CallManager(svc, telephony, node=settings.node_name or None)
         svc.components.append(telephony)
-        svc.components.append(CallManager(svc, telephony, node=settings.node_name or None))
+        svc.components.append(manager)
+        duty_check.set_caller(TelephonyDutyCheckCaller(manager))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callflows.bridge import BridgeSnapshot
+from callflows.ivr import KeyPromptResult, KeyPromptState
 from recordings import RecordingInfo, check
 from storage.base import utcnow
 from storage.engine import session_scope
@@ -109,6 +110,41 @@ def save_bridge_snapshot(
                     call.attempts.append(row)
                     attempts[att.leg_id] = row
                 row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+
+
+def save_key_prompt(factory: sessionmaker[Session], call_id: str, result: KeyPromptResult) -> None:
+    """Mirror an IVR call (survey, duty check) into its call, leg and attempt rows."""
+    with session_scope(factory) as s:
+        call = s.get(Call, call_id)
+        if call is None:
+            log.error("IVR result for unknown call %s", call_id)
+            return
+        done = result.state is KeyPromptState.DONE
+        if result.answered_at is not None:
+            call.connected_at = result.answered_at
+        if done:
+            call.state = CallState.ENDED if result.answered_at else CallState.FAILED
+            call.ended_at = result.ended_at
+            call.end_reason = result.outcome.value if result.outcome else None
+        elif result.answered_at is not None:
+            call.state = CallState.CONNECTED
+        leg = call.legs[0] if call.legs else None
+        if leg is not None:
+            leg.state = "left" if done else ("connected" if result.answered_at else "dialing")
+            leg.connected_at, leg.ended_at = result.answered_at, result.ended_at
+            leg.end_reason = call.end_reason
+        att = result.attempt
+        if att is not None:
+            row = next((a for a in call.attempts if a.leg_key == att.leg_id), None)
+            if row is None:
+                row = Attempt(
+                    role=leg.role if leg else "callee",
+                    leg_key=att.leg_id,
+                    number=att.number,
+                    started_at=att.started_at,
+                )
+                call.attempts.append(row)
+            row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
 
 
 def set_sip_call_id(factory: sessionmaker[Session], call_id: str, role: str, sip_id: str) -> None:

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from api import call_store
+from api.prompts import PromptError, ensure_prompts
 from api.service import Health, Service
 from api.telephony import Telephony
 from callflows import commands as c
 from callflows.bridge import BridgeFlow, BridgeSettings, BridgeSnapshot
 from callflows.events import Event, Role
+from callflows.ivr import KeyPromptCall, KeyPromptResult
 from callflows.runner import FlowRunner
 from recordings import RecordingFlusher, RecordingInfo, RecordingWriter, recover
 from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
@@ -51,52 +53,17 @@ class BridgeRequest:
     request: dict[str, Any] = field(default_factory=dict)
 
 
-class _BridgeHooks:
-    """Runner hooks of one bridge: persist, publish."""
+class _CallHooks:
+    """Runner hooks every kind of call shares: notes, SIP Call-IDs, recordings."""
 
-    def __init__(self, manager: CallManager, call_id: str, labels: dict[str, str]) -> None:
+    kind = "call"
+
+    def __init__(self, manager: CallManager, call_id: str) -> None:
         self.m = manager
         self.call_id = call_id
-        self.labels = labels
-        self._last: BridgeSnapshot | None = None
 
     def on_save(self, snapshot: object) -> None:
-        assert isinstance(snapshot, BridgeSnapshot)
-        self.m.db(
-            call_store.save_bridge_snapshot, self.m.factory, self.call_id, snapshot, self.labels
-        )
-        self._publish_changes(snapshot)
-        self._last = snapshot
-
-    def _publish_changes(self, snap: BridgeSnapshot) -> None:
-        bus = self.m.service.events
-        if self._last is None or self._last.state is not snap.state:
-            bus.publish(
-                "call.state",
-                {
-                    "call_id": self.call_id,
-                    "kind": "bridge",
-                    "state": snap.state.value,
-                    "end_reason": snap.end_reason,
-                },
-            )
-        before = {p.role: p for p in self._last.parties} if self._last else {}
-        for party in snap.parties:
-            old = before.get(party.role)
-            seen = (old.state, old.muted, old.held, len(old.attempts)) if old else None
-            if seen != (party.state, party.muted, party.held, len(party.attempts)):
-                bus.publish(
-                    "leg.state",
-                    {
-                        "call_id": self.call_id,
-                        "role": party.role.value,
-                        "state": party.state.value,
-                        "muted": party.muted,
-                        "held": party.held,
-                        "attempts": len(party.attempts),
-                        "end_reason": party.end_reason,
-                    },
-                )
+        raise NotImplementedError
 
     def on_notify(self, note: c.Notify) -> None:
         self.m.service.events.publish(
@@ -141,6 +108,79 @@ class _BridgeHooks:
         )
 
 
+class _BridgeHooks(_CallHooks):
+    """Runner hooks of one bridge: persist its snapshot, publish state changes."""
+
+    kind = "bridge"
+
+    def __init__(self, manager: CallManager, call_id: str, labels: dict[str, str]) -> None:
+        super().__init__(manager, call_id)
+        self.labels = labels
+        self._last: BridgeSnapshot | None = None
+
+    def on_save(self, snapshot: object) -> None:
+        assert isinstance(snapshot, BridgeSnapshot)
+        self.m.db(
+            call_store.save_bridge_snapshot, self.m.factory, self.call_id, snapshot, self.labels
+        )
+        self._publish_changes(snapshot)
+        self._last = snapshot
+
+    def _publish_changes(self, snap: BridgeSnapshot) -> None:
+        bus = self.m.service.events
+        if self._last is None or self._last.state is not snap.state:
+            bus.publish(
+                "call.state",
+                {
+                    "call_id": self.call_id,
+                    "kind": self.kind,
+                    "state": snap.state.value,
+                    "end_reason": snap.end_reason,
+                },
+            )
+        before = {p.role: p for p in self._last.parties} if self._last else {}
+        for party in snap.parties:
+            old = before.get(party.role)
+            seen = (old.state, old.muted, old.held, len(old.attempts)) if old else None
+            if seen != (party.state, party.muted, party.held, len(party.attempts)):
+                bus.publish(
+                    "leg.state",
+                    {
+                        "call_id": self.call_id,
+                        "role": party.role.value,
+                        "state": party.state.value,
+                        "muted": party.muted,
+                        "held": party.held,
+                        "attempts": len(party.attempts),
+                        "end_reason": party.end_reason,
+                    },
+                )
+
+
+class _IvrHooks(_CallHooks):
+    """Runner hooks of a prompt-and-key call (survey, duty check): keep its result."""
+
+    def __init__(self, manager: CallManager, call_id: str, kind: CallKind) -> None:
+        super().__init__(manager, call_id)
+        self.kind = kind.value
+        self.result: KeyPromptResult | None = None
+
+    def on_save(self, snapshot: object) -> None:
+        assert isinstance(snapshot, KeyPromptResult)
+        self.m.db(call_store.save_key_prompt, self.m.factory, self.call_id, snapshot)
+        if self.result is None or self.result.state is not snapshot.state:
+            self.m.service.events.publish(
+                "call.state",
+                {
+                    "call_id": self.call_id,
+                    "kind": self.kind,
+                    "state": snapshot.state.value,
+                    "end_reason": snapshot.outcome.value if snapshot.outcome else None,
+                },
+            )
+        self.result = snapshot
+
+
 class CallManager:
     """Owns every flow runner of this process."""
 
@@ -159,6 +199,8 @@ class CallManager:
         self.flusher = RecordingFlusher(self._on_write_error)
         self._recovered: list[str] = []
         self._write_errors = 0
+        self.prompts: dict[str, Path] = {}
+        self._prompt_problem: str | None = None
 
     # -- component --
     async def start(self) -> None:
@@ -181,6 +223,11 @@ class CallManager:
                 "%d call(s) were interrupted by a restart and are marked so", len(self._recovered)
             )
         self.flusher.start()
+        try:
+            self.prompts = await asyncio.to_thread(ensure_prompts, self.service.settings.data_dir)
+        except PromptError as exc:
+            self._prompt_problem = f"prompts unavailable: {exc}"
+            log.error("IVR %s", self._prompt_problem)
 
     async def stop(self) -> None:
         for task in self._tasks.values():
@@ -252,22 +299,27 @@ class CallManager:
         self._start_runner(call_id, flow, _BridgeHooks(self, call_id, req.labels))
         return call_id, True
 
-    def _start_runner(self, call_id: str, flow: c.Flow, hooks: _BridgeHooks) -> None:
+    def _start_runner(
+        self, call_id: str, flow: c.Flow, hooks: _CallHooks, *, solo: bool = False
+    ) -> asyncio.Task[None]:
         tel = self.telephony
         runner = FlowRunner(
             flow,
             ua=tel.ua,
             media=tel.media,
             hooks=hooks,
+            prompts=self.prompts,
             recordings_root=self.recordings_root,
             recording_id=call_id,
             flusher=self.flusher,
+            record_solo=solo,
         )
         self.runners[call_id] = runner
         task = asyncio.get_running_loop().create_task(
             self._run(call_id, runner), name=f"call-{call_id}"
         )
         self._tasks[call_id] = task
+        return task
 
     async def _run(self, call_id: str, runner: FlowRunner) -> None:
         try:
@@ -289,6 +341,40 @@ class CallManager:
             },
             dial_deadline_s=st.bridge_dial_deadline_s,
         )
+
+    # -- prompt-and-key calls (surveys, duty checks) --
+    async def run_key_prompt(
+        self,
+        kind: CallKind,
+        make_flow: Callable[[str], KeyPromptCall],
+        number: str,
+        *,
+        created_by: str = "system",
+        incident_id: str | None = None,
+        unit_code: str | None = None,
+    ) -> tuple[str, KeyPromptResult]:
+        """Place one IVR call to `number` (already policy-checked) and wait for its result.
+
+        `make_flow(call_id)` builds the flow; the call is stored and recorded like any other.
+        """
+        if self._prompt_problem is not None:
+            raise RuntimeError(self._prompt_problem)
+        new = call_store.NewCall(
+            kind=kind,
+            created_by=created_by,
+            node=self.node,
+            incident_id=incident_id,
+            unit_code=unit_code,
+            parties=(("callee", number),),
+        )
+        call_id = await self._run_db(call_store.insert_call, self.factory, new)
+        flow = make_flow(call_id)
+        hooks = _IvrHooks(self, call_id, kind)
+        task = self._start_runner(call_id, flow, hooks, solo=True)
+        await asyncio.shield(task)
+        await self.flushed()
+        result = hooks.result or flow.result()
+        return call_id, result
 
     async def request(self, call_id: str, event: Event) -> None:
         """Pass an API request to a running call (the flow's EventError comes back)."""

@@ -125,6 +125,7 @@ class FlowRunner:
         recordings_root: Path | None = None,
         recording_id: str | None = None,
         flusher: RecordingFlusher | None = None,
+        record_solo: bool = False,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.flow = flow
@@ -135,6 +136,7 @@ class FlowRunner:
         self.recordings_root = recordings_root
         self.recording_id = recording_id or flow.flow_id
         self.flusher = flusher
+        self.record_solo = record_solo  # a one-leg flow (IVR): record the leg once answered
         self.clock = clock
         self._queue: asyncio.Queue[tuple[Event, asyncio.Future[None] | None]] = asyncio.Queue()
         self._legs: dict[str, _Binding] = {}
@@ -389,6 +391,15 @@ class FlowRunner:
                 case sipleg.Answered(media=media):
                     if media is not None and binding.endpoint is not None:
                         binding.endpoint.configure(media)
+                    if self.record_solo and binding.conference is None:
+                        self._join(binding.leg_id, "solo")
+                        try:
+                            self._start_recording("solo")
+                        except RecordingError as exc:
+                            log.error(
+                                "flow %s: recording failed to start: %s", self.flow.flow_id, exc
+                            )
+                            self.hooks.on_recording_finished(self.recording_id, None, str(exc))
                     self._put(LegAnswered(binding.leg_id))
                 case sipleg.MediaChanged(media=media):
                     if binding.endpoint is not None:

@@ -79,6 +79,7 @@ def bridge_lab(
         ring_timeout_unit_s=4.0,
         ring_timeout_caller_s=15.0,
         ring_timeout_dispatcher_s=15.0,
+        duty_check_ring_timeout_s=5.0,
     )
     try:
         with (
