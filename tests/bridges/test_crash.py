@@ -1,0 +1,147 @@
+"""The service is killed (SIGKILL) mid-call (issue 5): after a restart the recording plays up to
+the kill (within 2 s) and the call is marked interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lab import ports
+from lab.audio import tone_report
+from lab.baresip import BaresipPhone
+from lab.kamailio import Kamailio
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TONES = {"caller": 400.0, "dispatcher": 1000.0, "unit": 1800.0}
+USERS = {"caller": "2001", "dispatcher": "2002", "unit": "2003"}
+
+
+class ServiceProcess:
+    """`python -m api serve` as a child process, stopped (or killed) by its PID."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "api", "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"service not ready: {self.log.read_text()[-3000:]}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(20)
+
+
+@pytest.fixture
+def service_env(
+    tmp_path: Path, kamailio_factory: Callable[..., Kamailio], lab_users: dict[str, str]
+) -> Iterator[tuple[dict[str, str], Kamailio]]:
+    kam = kamailio_factory()
+    rtp = ports.rtp_range(100)
+    env = {
+        **os.environ,
+        "LINKCALL_DATA_DIR": str(tmp_path / "data"),
+        "LINKCALL_SIP_LISTEN": f"127.0.0.1:{ports.sip_port()}",
+        "LINKCALL_SIP_REGISTRAR": f"127.0.0.1:{kam.udp_port}",
+        "LINKCALL_SIP_USER": "1000",
+        "LINKCALL_SIP_PASSWORD": lab_users["1000"],
+        "LINKCALL_RTP_PORTS": f"{rtp.lo}-{rtp.hi}",
+        "LINKCALL_NODE_NAME": "node-a",
+    }
+    env.pop("LINKCALL_DATABASE_URL", None)
+    yield env, kam
+    ports.release(rtp)
+
+
+def test_sigkill_mid_call_leaves_a_playable_recording_and_an_interrupted_call(
+    service_env: tuple[dict[str, str], Kamailio],
+    phone_factory: Callable[..., BaresipPhone],
+    tmp_path: Path,
+) -> None:
+    env, kam = service_env
+    phones = {r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam) for r in TONES}
+    token = (
+        subprocess.run(
+            [sys.executable, "-m", "api", "tokens", "create", "--role", "dispatcher"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    port = ports.sip_port()  # any free TCP port will do for HTTP
+    service = ServiceProcess(env, port, tmp_path / "service.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        service.start()
+        created = httpx.post(
+            f"{base}/api/v1/bridges",
+            headers=auth,
+            timeout=10,
+            json={
+                "caller": {"number": USERS["caller"]},
+                "dispatcher": {"number": USERS["dispatcher"]},
+                "unit": {"number": USERS["unit"]},
+            },
+        ).json()
+        bid = created["id"]
+        deadline = time.monotonic() + 30
+        body = created
+        while body["state"] != "connected" or body["recording_id"] is None:
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+            body = httpx.get(f"{base}/api/v1/bridges/{bid}", headers=auth).json()
+        time.sleep(4.0)
+        killed_at = datetime.now().astimezone()
+        service.kill()
+        for phone in phones.values():
+            phone.hangup()
+
+        service.start()  # the same data directory and database
+        body = httpx.get(f"{base}/api/v1/bridges/{bid}", headers=auth).json()
+        assert body["interrupted"] is True and body["end_reason"] == "interrupted", body
+        assert body["state"] == "ended"
+        meta = httpx.get(f"{base}/api/v1/recordings/{body['recording_id']}", headers=auth).json()
+        assert meta["state"] == "interrupted", meta
+        connected = datetime.fromisoformat(body["connected_at"])
+        expected = (killed_at - connected).total_seconds()
+        assert expected - 2.0 <= meta["duration_s"] <= expected + 0.5, (meta, expected)
+        wav = httpx.get(
+            f"{base}/api/v1/recordings/{meta['id']}/audio", params={"track": "mixed"}, headers=auth
+        )
+        assert wav.status_code == 200
+        mixed = tmp_path / "mixed.wav"
+        mixed.write_bytes(wav.content)
+        levels = tone_report(mixed, TONES.values(), start=1.0)
+        assert all(v > -30 for v in levels.values()), levels
+    finally:
+        service.kill(signal.SIGTERM)
