@@ -190,19 +190,41 @@ class CallControl:
                 if call.cancel_reason is not None and guard is None:
                     guard = loop.time() + 64 * self._timers.t1
                 if isinstance(ev, TransactionFailed):
+                    failed = EndReason.UNREACHABLE
                     reason = (
-                        call.cancel_reason
-                        if call.heard_anything and call.cancel_reason
-                        else EndReason.UNREACHABLE
+                        call.cancel_reason if call.heard_anything and call.cancel_reason else failed
                     )
                     self._finish(call, reason, None)
                     break
                 await self._outbound_response(call, ev, answered_challenges)
                 if call.leg.state == LegState.ANSWERED:
-                    await self._absorb_2xx(call)
                     break
         finally:
             call.done.set()
+        if call.leg.state == LegState.ANSWERED or call.ack is not None:
+            await self._absorb_2xx(call)
+        elif call.handle is not None and not call.handle.tx.terminated:
+            await self._late_responses(call)
+
+    async def _late_responses(self, call: OutboundCall) -> None:
+        """The leg ended before the INVITE transaction did (nothing heard by the ring timeout):
+        CANCEL a late 1xx, ACK and BYE a late 2xx (RFC 3261 9.1, 15), for at most 64*T1."""
+        assert call.handle is not None
+        try:
+            async with asyncio.timeout(64 * self._timers.t1):
+                while not call.handle.tx.terminated:
+                    ev = await call.handle.events.get()
+                    if isinstance(ev, TransactionFailed) or ev.status >= 300:
+                        return
+                    if ev.status < 200:
+                        call.provisional = True
+                        if not call.cancel_sent:
+                            await self._send_cancel(call)
+                    else:
+                        await self._outbound_2xx(call, ev)
+                        return
+        except TimeoutError:
+            return
 
     async def _outbound_response(
         self, call: OutboundCall, resp: SipResponse, answered: set[str]
@@ -265,9 +287,9 @@ class CallControl:
         ack.headers.add("Via", self.via())
         call.ack, call.ack_dest = ack, dialog.next_hop().hostport()
         await self.resend_ack(call)
-        if call.cancel_reason is not None:  # answered after we gave up: hang up (RFC 3261 9.1)
+        if call.cancel_reason is not None or call.leg.ended:  # answered after we gave up (9.1)
             await self._bye(call.leg)
-            self._finish(call, call.cancel_reason, resp.status)
+            self._finish(call, call.cancel_reason or EndReason.TIMEOUT, resp.status)
             return
         try:
             media = media_from_answer(call.offer, SessionDescription.parse(resp.body))

@@ -335,9 +335,6 @@ class UserAgent(CallControl):
         """Send a non-INVITE request and wait for its final response (or failure)."""
         if dest is None:
             dest = self.dest_for(req.uri)
-        if req.method == "REGISTER":
-            req.headers.set("CSeq", f"{self._register_cseq} REGISTER")
-            self._register_cseq += 1
         handle = await self.endpoint.request(req, dest)
         try:
             return await handle.final(64 * self.config.timers.t1 + 5)

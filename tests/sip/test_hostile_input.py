@@ -83,7 +83,8 @@ def exchange(port: int, data: bytes, wait: float = 0.5) -> bytes | None:
         (
             b"INVITE sip:1000@127.0.0.1 SIP/2.0\r\n"
             + GOOD_HEADERS
-            + b"CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 12\r\n\r\nv=0\r\nbogus",
+            + b"CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
+            + b"Content-Length: 12\r\n\r\nv=0\r\nbogus",
             b"SIP/2.0 400 ",
         ),
         (b"\x00\xff" * 100, None),

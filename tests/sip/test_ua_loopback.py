@@ -241,3 +241,44 @@ async def test_stop_hangs_up_answered_calls(pair: tuple[UserAgent, UserAgent]) -
     assert inbound.end_reason is EndReason.NORMAL_REMOTE
     ev = await next_event(inbound.events, Answered)
     assert isinstance(ev, Answered)
+
+
+async def test_late_ringing_after_we_gave_up_is_cancelled() -> None:
+    from telephony.sip.builder import make_response
+    from telephony.sip.message import SipRequest, parse_message
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(3)
+    cfg = UAConfig(
+        listen_host="127.0.0.1",
+        listen_port=sip_port(),
+        registrar=None,
+        user="1000",
+        password="x",
+        trunk_peer=peer.getsockname(),
+        timers=FAST,
+    )
+    ua = UserAgent(cfg)
+    await ua.start()
+    try:
+        leg = await ua.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=0.3)
+        data, src = await asyncio.to_thread(peer.recvfrom, 65535)
+        invite = parse_message(data)
+        assert isinstance(invite, SipRequest)
+        assert await leg.wait_ended(2)
+        assert leg.end_reason is EndReason.UNREACHABLE  # nothing heard by the ring timeout
+        peer.sendto(bytes(make_response(invite, 180, to_tag="late")), src)
+
+        def next_cancel() -> bytes:
+            while True:
+                msg = peer.recv(65535)
+                if msg.startswith(b"CANCEL "):
+                    return msg
+
+        cancel = await asyncio.to_thread(next_cancel)
+        assert invite.top_via.branch is not None
+        assert invite.top_via.branch.encode() in cancel  # RFC 3261 9.1: same branch as the INVITE
+    finally:
+        await ua.stop()
+        peer.close()
