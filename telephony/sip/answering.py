@@ -1,0 +1,141 @@
+"""Inbound calls: the INVITE we receive, ringing, answering, rejecting, 487 on CANCEL
+(RFC 3261 9.2, 13.3), and the guard that refuses a call nobody answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+
+from telephony.privacy import mask_number
+
+from .builder import make_response, new_tag
+from .callbase import CallBase
+from .dialog import Dialog
+from .errors import IncompatibleMedia, LegError, ParseError
+from .leg import EndReason, Leg
+from .message import SipRequest
+from .sdp import SessionDescription, answer_offer
+from .transaction import ServerInviteTransaction, ServerTransaction
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class InboundCall:
+    leg: Leg
+    invite: SipRequest
+    tx: ServerInviteTransaction
+    offer: SessionDescription
+    local_tag: str
+    final_sent: bool = False
+    local_media: tuple[str, int] = ("0.0.0.0", 0)
+    answer_sdp: SessionDescription | None = None
+    sdp_version: int = 0
+
+
+class InboundCalls(CallBase):
+    """Receiving calls."""
+
+    async def start_inbound(self, req: SipRequest, tx: ServerInviteTransaction) -> None:
+        if req.call_id in self.calls:
+            await self.endpoint.respond(tx, make_response(req, 482, to_tag=new_tag()))
+            return
+        if req.content_type != "application/sdp" or not req.body:
+            # no offer in the INVITE: we only support offers in the INVITE (RFC 3261 13.2.1)
+            await self.endpoint.respond(tx, make_response(req, 488, to_tag=new_tag()))
+            return
+        try:
+            offer = SessionDescription.parse(req.body)
+            _ = req.name_addrs("Contact")[0]
+        except (ParseError, IndexError):
+            await self.endpoint.respond(tx, make_response(req, 400, to_tag=new_tag()))
+            return
+        leg = Leg(req.call_id, "inbound", req.from_.uri.user or "", self.as_control())
+        call = InboundCall(leg, req, tx, offer, new_tag())
+        try:
+            self.incoming.put_nowait(leg)
+        except asyncio.QueueFull:
+            await self.endpoint.respond(tx, make_response(req, 486, to_tag=call.local_tag))
+            return
+        self.calls[leg.call_id] = call
+        logger.info("incoming call %s from %s", leg.call_id[:8], mask_number(leg.remote_number))
+        self._spawn(self._inbound_guard(call), f"sip-in-{leg.call_id[:8]}")
+
+    async def _inbound_guard(self, call: InboundCall) -> None:
+        await asyncio.sleep(self.inbound_answer_timeout)
+        if not call.final_sent:
+            logger.info("incoming call %s not answered in time: 480", call.leg.call_id[:8])
+            await self._final(call, 480)
+            self._finish(call, EndReason.TIMEOUT, 480)
+
+    async def _final(
+        self, call: InboundCall, status: int, body: SessionDescription | None = None
+    ) -> None:
+        call.final_sent = True
+        resp = make_response(
+            call.invite, status, to_tag=call.local_tag, copy_record_route=status < 300
+        )
+        if status < 300:
+            resp.headers.add("Contact", self.contact)
+        if body is not None:
+            resp.headers.add("Content-Type", "application/sdp")
+            resp.body = bytes(body)
+        await self.endpoint.respond(call.tx, resp)
+
+    async def leg_ring(self, leg: Leg) -> None:
+        call = self._inbound(leg)
+        resp = make_response(call.invite, 180, to_tag=call.local_tag, copy_record_route=True)
+        resp.headers.add("Contact", self.contact)
+        await self.endpoint.respond(call.tx, resp)
+        leg.mark_ringing()
+
+    async def leg_answer(self, leg: Leg, local_media: tuple[str, int]) -> None:
+        call = self._inbound(leg)
+        call.local_media = local_media
+        call.sdp_version = 1
+        try:
+            answer, media = answer_offer(
+                call.offer, local_media[0], local_media[1], session_id=secrets.randbelow(2**31)
+            )
+        except IncompatibleMedia:
+            await self._final(call, 488)
+            self._finish(call, EndReason.INCOMPATIBLE, 488)
+            raise
+        call.answer_sdp = answer
+        leg.dialog = Dialog.from_uas(call.invite, call.local_tag, self.contact)
+        await self._final(call, 200, answer)
+        leg.mark_answered(media)
+
+    async def leg_reject(self, leg: Leg, code: int) -> None:
+        call = self._inbound(leg)
+        await self._final(call, code)
+        reason = {486: EndReason.BUSY, 600: EndReason.BUSY, 603: EndReason.DECLINED}.get(
+            code, EndReason.REJECTED
+        )
+        self._finish(call, reason, code)
+
+    def _inbound(self, leg: Leg) -> InboundCall:
+        call = self.calls.get(leg.call_id)
+        if not isinstance(call, InboundCall) or call.final_sent:
+            raise LegError("no pending inbound INVITE for this leg", call_id=leg.call_id)
+        return call
+
+    async def on_cancel(self, req: SipRequest, tx: ServerTransaction) -> None:
+        """RFC 3261 9.2: 200 to the CANCEL, 487 to the INVITE if it is still pending."""
+        inv_tx = self.endpoint.server_transaction(self.invite_key(req))
+        call = self.calls.get(req.call_id)
+        if inv_tx is None or not isinstance(call, InboundCall) or call.tx is not inv_tx:
+            await self.endpoint.respond(tx, make_response(req, 481, to_tag=new_tag()))
+            return
+        await self.endpoint.respond(tx, make_response(req, 200, to_tag=call.local_tag))
+        if not call.final_sent:
+            await self._final(call, 487)
+            self._finish(call, EndReason.CANCELLED, 487)
+
+    async def no_ack(self, call: InboundCall) -> None:
+        """Our 2xx was never ACKed (RFC 3261 13.3.1.4): BYE and end the leg."""
+        logger.warning("call %s: no ACK for our 200, hanging up", call.leg.call_id[:8])
+        await self._bye(call.leg)
+        self._finish(call, EndReason.FAILED, None)
