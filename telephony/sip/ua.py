@@ -20,17 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from telephony.privacy import mask_number
 
 from .builder import make_response, new_branch, new_call_id, new_tag
 from .calls import CallControl, InboundCall, OutboundCall
+from .config import DISPLAY_RE, UAConfig, validate_target
 from .digest import DigestClient
 from .endpoint import ClientEvent, SipEndpoint, TransactionFailed
 from .errors import RegistrationError, UAError
@@ -38,63 +37,13 @@ from .headers import Headers
 from .leg import EndReason, Leg, LegState
 from .message import SipRequest, SipResponse
 from .registration import Registration
-from .transaction import ServerInviteTransaction, ServerTransaction, TimerConfig, server_key
+from .transaction import ServerInviteTransaction, ServerTransaction, server_key
 from .transport import Address, open_transport
 from .uri import NameAddr, SipUri
 
 logger = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
-_NUMBER_RE = re.compile(r"[0-9A-Za-z+*._-]{1,64}")
-_DISPLAY_RE = re.compile(r"[0-9A-Za-z+*._ -]{1,64}")
-
-
-@dataclass(frozen=True)
-class UAConfig:
-    """Everything the UA needs; built by the composition root (api/) from settings."""
-
-    listen_host: str
-    listen_port: int
-    registrar: tuple[str, int] | None
-    user: str
-    password: str = field(repr=False)
-    transport: Literal["udp", "tcp"] = "udp"
-    domain: str | None = None
-    trunk_peer: tuple[str, int] | None = None
-    trusted_peers: frozenset[str] = frozenset()
-    register_expires: int = 300
-    user_agent: str = "linkcall"
-    timers: TimerConfig = field(default_factory=TimerConfig)
-    keepalive_interval: float = 30.0
-    inbound_answer_timeout: float = 120.0
-    incoming_queue_size: int = 64
-
-    def __post_init__(self) -> None:
-        if not _NUMBER_RE.fullmatch(self.user):
-            raise ValueError("user must be a plain SIP user part")
-        if self.transport not in ("udp", "tcp"):
-            raise ValueError("transport must be 'udp' or 'tcp'")
-
-    @property
-    def sip_domain(self) -> str:
-        if self.domain:
-            return self.domain
-        peer = self.registrar or self.trunk_peer
-        return peer[0] if peer else self.listen_host
-
-
-def validate_target(target: str) -> tuple[SipUri | None, str]:
-    """(explicit URI or None, user part) for a dial target; ValueError for anything unsafe."""
-    if target.lower().startswith(("sip:", "sips:")):
-        if any(c in target for c in '\r\n\t \x00<>"'):
-            raise ValueError("dial target contains forbidden characters")
-        uri = SipUri.parse(target)
-        if uri.headers or uri.user is None:
-            raise ValueError("dial target URI must have a user part and no headers")
-        return uri, uri.user
-    if not _NUMBER_RE.fullmatch(target):
-        raise ValueError("dial target must be a number or user part ([0-9A-Za-z+*._-], at most 64)")
-    return None, target
 
 
 class UserAgent(CallControl):
@@ -354,7 +303,7 @@ class UserAgent(CallControl):
         if not self._started:
             raise UAError("user agent not started")
         ruri = self.target_uri(target)
-        if caller_id is not None and not _DISPLAY_RE.fullmatch(caller_id):
+        if caller_id is not None and not DISPLAY_RE.fullmatch(caller_id):
             raise ValueError("caller_id must be a plain number or name")
         if ring_timeout <= 0:
             raise ValueError("ring_timeout must be positive")

@@ -1,0 +1,61 @@
+"""User-agent configuration and the validation of what we are asked to dial."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .transaction import TimerConfig
+from .uri import SipUri
+
+NUMBER_RE = re.compile(r"[0-9A-Za-z+*._-]{1,64}")
+DISPLAY_RE = re.compile(r"[0-9A-Za-z+*._ -]{1,64}")
+
+
+@dataclass(frozen=True)
+class UAConfig:
+    """Everything the UA needs; built by the composition root (api/) from settings."""
+
+    listen_host: str
+    listen_port: int
+    registrar: tuple[str, int] | None
+    user: str
+    password: str = field(repr=False)
+    transport: Literal["udp", "tcp"] = "udp"
+    domain: str | None = None
+    trunk_peer: tuple[str, int] | None = None
+    trusted_peers: frozenset[str] = frozenset()
+    register_expires: int = 300
+    user_agent: str = "linkcall"
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    keepalive_interval: float = 30.0
+    inbound_answer_timeout: float = 120.0
+    incoming_queue_size: int = 64
+
+    def __post_init__(self) -> None:
+        if not NUMBER_RE.fullmatch(self.user):
+            raise ValueError("user must be a plain SIP user part")
+        if self.transport not in ("udp", "tcp"):
+            raise ValueError("transport must be 'udp' or 'tcp'")
+
+    @property
+    def sip_domain(self) -> str:
+        if self.domain:
+            return self.domain
+        peer = self.registrar or self.trunk_peer
+        return peer[0] if peer else self.listen_host
+
+
+def validate_target(target: str) -> tuple[SipUri | None, str]:
+    """(explicit URI or None, user part) for a dial target; ValueError for anything unsafe."""
+    if target.lower().startswith(("sip:", "sips:")):
+        if any(c in target for c in '\r\n\t \x00<>"'):
+            raise ValueError("dial target contains forbidden characters")
+        uri = SipUri.parse(target)
+        if uri.headers or uri.user is None:
+            raise ValueError("dial target URI must have a user part and no headers")
+        return uri, uri.user
+    if not NUMBER_RE.fullmatch(target):
+        raise ValueError("dial target must be a number or user part ([0-9A-Za-z+*._-], at most 64)")
+    return None, target
