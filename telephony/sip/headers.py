@@ -7,6 +7,7 @@ serialises back to the same bytes.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -70,6 +71,7 @@ LIST_HEADERS = frozenset(
 _BAD_VALUE_RE = re.compile(r"[\x00\r\n]")
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical(name: str) -> str:
     """Lower-case long form of a header name: 'v' -> 'via', 'Call-ID' -> 'call-id'."""
     lname = name.lower()

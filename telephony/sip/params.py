@@ -21,6 +21,11 @@ def is_token(text: str) -> bool:
 
 def split_outside_quotes(text: str, sep: str) -> list[str]:
     """Split `text` on `sep`, ignoring separators inside "quoted strings" and <angle brackets>."""
+    if '"' not in text:  # the common cases, without a character loop
+        if sep not in text:
+            return [text]
+        if "<" not in text:
+            return text.split(sep)
     parts: list[str] = []
     start = 0
     in_quote = False
