@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.calls import CallManager
 from api.ivr_callers import TelephonyDutyCheckCaller
 from api.jobs import duty_check
+from api.jobs.surveys import SurveyDispatcher, SurveyDispatcherComponent
 from api.problems import install_problem_handlers
 from api.routers import admin, bridges, calls, events, health, recordings
 from api.routers import incidents as incidents_router
@@ -20,6 +21,8 @@ from api.routers import units as units_router
 from api.scheduler import Scheduler
 from api.service import Service
 from api.settings import Settings
+from api.survey_caller import TelephonySurveyCaller
+from api.survey_settings import SurveySettings
 from api.telephony import Telephony
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     """Build the app. The lifespan starts what the service owns and stops it on shutdown."""
     settings = settings or Settings()
     svc = service or Service.build(settings)
+    survey_settings = SurveySettings()
     if not any(c.name == "scheduler" for c in svc.components):
         svc.components.append(
             Scheduler(database_url=settings.resolved_database_url, timezone=settings.timezone)
@@ -39,6 +43,14 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         svc.components.append(telephony)
         svc.components.append(manager)
         duty_check.set_caller(TelephonyDutyCheckCaller(manager))
+        survey_caller = TelephonySurveyCaller(
+            manager, ring_timeout_s=settings.ring_timeout_caller_s
+        )
+        dispatcher = SurveyDispatcher(
+            svc.session_factory, survey_caller, survey_settings,
+            zone=settings.timezone, events=svc.events,
+        )  # fmt: skip
+        svc.components.append(SurveyDispatcherComponent(dispatcher))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +69,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         lifespan=lifespan,
     )
     app.state.service = svc
+    app.state.survey_settings = survey_settings
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
