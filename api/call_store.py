@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callflows.bridge import BridgeSnapshot
+from callflows.inbound import InboundSnapshot
 from callflows.ivr import KeyPromptResult, KeyPromptState
 from recordings import RecordingInfo, check
 from storage.base import utcnow
@@ -145,6 +146,70 @@ def save_key_prompt(factory: sessionmaker[Session], call_id: str, result: KeyPro
                 )
                 call.attempts.append(row)
             row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+
+
+def save_inbound_snapshot(
+    factory: sessionmaker[Session], call_id: str, snap: InboundSnapshot
+) -> None:
+    """Mirror an inbound call (caller ringing the seats) into its rows."""
+    with session_scope(factory) as s:
+        call = s.get(Call, call_id)
+        if call is None:
+            log.error("inbound snapshot for unknown call %s", call_id)
+            return
+        state = snap.state.value
+        call.state = {
+            "ringing": CallState.DIALING,
+            "connected": CallState.CONNECTED,
+            "handed_over": CallState.CONNECTED,
+        }.get(state, CallState.ENDED if snap.connected_at else CallState.FAILED)
+        call.connected_at, call.ended_at, call.end_reason = (
+            snap.connected_at,
+            snap.ended_at,
+            snap.end_reason,
+        )
+        legs = {leg.role: leg for leg in call.legs}
+        caller, seat = legs.get("caller"), legs.get("dispatcher")
+        if caller is not None:
+            caller.connected_at = snap.connected_at
+            caller.state = (
+                "connected"
+                if call.state is CallState.CONNECTED
+                else ("ringing" if call.state is CallState.DIALING else "left")
+            )
+            if snap.ended_at is not None:
+                caller.ended_at, caller.end_reason = snap.ended_at, snap.end_reason
+        if seat is not None:
+            seat.number = snap.seat_number or seat.number
+            seat.state = caller.state if caller is not None else seat.state
+            seat.connected_at = snap.connected_at
+        attempts = {a.leg_key: a for a in call.attempts}
+        for att in snap.seat_attempts:
+            row = attempts.get(att.leg_id)
+            if row is None:
+                row = Attempt(
+                    role="dispatcher",
+                    leg_key=att.leg_id,
+                    number=att.number,
+                    started_at=att.started_at,
+                )
+                call.attempts.append(row)
+            row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+
+
+def become_bridge(
+    factory: sessionmaker[Session], call_id: str, unit_code: str | None, unit_number: str | None
+) -> None:
+    """An inbound call now has a unit: it is a bridge from here on (its origin is kept)."""
+    with session_scope(factory) as s:
+        call = s.get(Call, call_id)
+        if call is None:
+            return
+        call.request = {**(call.request or {}), "origin": call.kind.value}
+        call.kind = CallKind.BRIDGE
+        call.unit_code = unit_code
+        if not any(leg.role == "unit" for leg in call.legs):
+            call.legs.append(Leg(role="unit", number=unit_number, state="waiting"))
 
 
 def set_sip_call_id(factory: sessionmaker[Session], call_id: str, role: str, sip_id: str) -> None:

@@ -23,13 +23,16 @@ from api.service import Health, Service
 from api.telephony import Telephony
 from callflows import commands as c
 from callflows.bridge import BridgeFlow, BridgeSettings, BridgeSnapshot
-from callflows.events import Event, Role
+from callflows.events import AddUnit, Event, Role
+from callflows.inbound import InboundFlow, InboundSettings, InboundSnapshot, InboundState
 from callflows.ivr import KeyPromptCall, KeyPromptResult
 from callflows.runner import FlowRunner
 from recordings import RecordingFlusher, RecordingInfo, RecordingWriter, recover
 from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
 from storage.base import utcnow
 from storage.models.calls import CallKind
+from telephony.privacy import mask_number
+from telephony.sip import leg as sipleg
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -157,6 +160,35 @@ class _BridgeHooks(_CallHooks):
                 )
 
 
+class _InboundHooks(_BridgeHooks):
+    """An inbound call: seat-ringing snapshots first, bridge snapshots once a unit is added."""
+
+    kind = "inbound"
+
+    def __init__(self, manager: CallManager, call_id: str) -> None:
+        super().__init__(manager, call_id, {})
+        self._inbound_state: str | None = None
+
+    def on_save(self, snapshot: object) -> None:
+        if isinstance(snapshot, BridgeSnapshot):
+            self.kind = "bridge"
+            super().on_save(snapshot)
+            return
+        assert isinstance(snapshot, InboundSnapshot)
+        self.m.db(call_store.save_inbound_snapshot, self.m.factory, self.call_id, snapshot)
+        if snapshot.state.value != self._inbound_state:
+            self._inbound_state = snapshot.state.value
+            self.m.service.events.publish(
+                "call.state",
+                {
+                    "call_id": self.call_id,
+                    "kind": "inbound",
+                    "state": snapshot.state.value,
+                    "end_reason": snapshot.end_reason,
+                },
+            )
+
+
 class _IvrHooks(_CallHooks):
     """Runner hooks of a prompt-and-key call (survey, duty check): keep its result."""
 
@@ -200,6 +232,7 @@ class CallManager:
         self._recovered: list[str] = []
         self._write_errors = 0
         self.prompts: dict[str, Path] = {}
+        self._inbound_task: asyncio.Task[None] | None = None
         self._prompt_problem: str | None = None
 
     # -- component --
@@ -223,6 +256,7 @@ class CallManager:
                 "%d call(s) were interrupted by a restart and are marked so", len(self._recovered)
             )
         self.flusher.start()
+        self._inbound_task = asyncio.create_task(self._accept_inbound(), name="inbound-calls")
         try:
             self.prompts = await asyncio.to_thread(ensure_prompts, self.service.settings.data_dir)
         except PromptError as exc:
@@ -230,6 +264,10 @@ class CallManager:
             log.error("IVR %s", self._prompt_problem)
 
     async def stop(self) -> None:
+        if self._inbound_task is not None:
+            self._inbound_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._inbound_task
         for task in self._tasks.values():
             task.cancel()
         if self._tasks:
@@ -302,8 +340,13 @@ class CallManager:
     def _start_runner(
         self, call_id: str, flow: c.Flow, hooks: _CallHooks, *, solo: bool = False
     ) -> asyncio.Task[None]:
+        return self._launch(call_id, self._make_runner(call_id, flow, hooks, solo=solo))
+
+    def _make_runner(
+        self, call_id: str, flow: c.Flow, hooks: _CallHooks, *, solo: bool = False
+    ) -> FlowRunner:
         tel = self.telephony
-        runner = FlowRunner(
+        return FlowRunner(
             flow,
             ua=tel.ua,
             media=tel.media,
@@ -314,6 +357,8 @@ class CallManager:
             flusher=self.flusher,
             record_solo=solo,
         )
+
+    def _launch(self, call_id: str, runner: FlowRunner) -> asyncio.Task[None]:
         self.runners[call_id] = runner
         task = asyncio.get_running_loop().create_task(
             self._run(call_id, runner), name=f"call-{call_id}"
@@ -341,6 +386,65 @@ class CallManager:
             },
             dial_deadline_s=st.bridge_dial_deadline_s,
         )
+
+    # -- inbound calls --
+    async def _accept_inbound(self) -> None:
+        """Every call to the service rings the dispatcher seats at once (first to answer)."""
+        while True:
+            leg = await self.telephony.ua.incoming.get()
+            try:
+                await self._inbound(leg)
+            except Exception:
+                log.exception("inbound call %s could not be handled", leg.call_id[:8])
+                with contextlib.suppress(Exception):
+                    await leg.reject(500)
+
+    async def _inbound(self, leg: sipleg.Leg) -> None:
+        seats = self.service.settings.dispatcher_seat_list
+        if not seats:
+            log.warning(
+                "inbound call from %s refused: no LINKCALL_DISPATCHER_SEATS",
+                mask_number(leg.remote_number),
+            )
+            await leg.reject(480)
+            return
+        await leg.ring()
+        new = call_store.NewCall(
+            kind=CallKind.INBOUND,
+            created_by="inbound",
+            node=self.node,
+            parties=(("caller", leg.remote_number), ("dispatcher", None)),
+        )
+        call_id = await self._run_db(call_store.insert_call, self.factory, new)
+        settings = InboundSettings(ring_deadline_s=self.service.settings.inbound_ring_deadline_s)
+        flow = InboundFlow(call_id, "caller", leg.remote_number, seats, settings)
+        runner = self._make_runner(call_id, flow, _InboundHooks(self, call_id))
+        runner.adopt("caller", "caller", leg)
+        self._launch(call_id, runner)
+
+    async def add_unit(
+        self, call_id: str, numbers: list[str], labels: dict[str, str], unit_code: str | None
+    ) -> None:
+        """Bring a unit into a connected inbound call: it becomes a three-way bridge."""
+        runner = self.runners.get(call_id)
+        if runner is None or runner.finished:
+            raise CallNotActive(call_id)
+        flow = runner.flow
+        if not isinstance(flow, InboundFlow) or flow.state is not InboundState.CONNECTED:
+            raise CallNotActive(call_id)
+        hooks = runner.hooks
+        if isinstance(hooks, _BridgeHooks):
+            hooks.labels.update(labels)
+        await self._run_db(
+            call_store.become_bridge,
+            self.factory,
+            call_id,
+            unit_code,
+            numbers[0] if numbers else None,
+        )
+        settings = self.bridge_settings()
+        await runner.replace_flow(lambda old: flow.to_bridge(utcnow(), call_id, settings))
+        await runner.request(AddUnit(tuple(numbers)))
 
     # -- prompt-and-key calls (surveys, duty checks) --
     async def run_key_prompt(

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     bridge_dial_deadline_s: float = Field(
         default=180.0, gt=0, le=1800, description="a bridge never dials longer than this"
     )
+    inbound_ring_deadline_s: float = Field(
+        default=30.0, gt=0, le=600, description="how long dispatcher seats ring"
+    )
     duty_check_ring_timeout_s: float = Field(default=45.0, gt=0, le=300)
     node_name: str = Field(default="", description="this node's name (default: the hostname)")
 

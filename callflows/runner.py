@@ -104,6 +104,13 @@ class _Binding:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Replace:
+    """A queued hand-over to another flow."""
+
+    make: Callable[[c.Flow], c.Flow]
+
+
 @dataclass
 class _Recording:
     recording_id: str
@@ -138,7 +145,9 @@ class FlowRunner:
         self.flusher = flusher
         self.record_solo = record_solo  # a one-leg flow (IVR): record the leg once answered
         self.clock = clock
-        self._queue: asyncio.Queue[tuple[Event, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Event | _Replace, asyncio.Future[None] | None]] = (
+            asyncio.Queue()
+        )
         self._legs: dict[str, _Binding] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._conferences: dict[str, Conference] = {}
@@ -160,6 +169,16 @@ class FlowRunner:
             raise RuntimeError("flow is over")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, fut))
+        async with asyncio.timeout(timeout):
+            await fut
+
+    async def replace_flow(self, make: Callable[[c.Flow], c.Flow], timeout: float = 10.0) -> None:
+        """Hand the legs over to another flow, in event order (an inbound call becoming a
+        bridge): `make(old_flow)` builds it; its start commands run at once."""
+        if self._done.is_set():
+            raise RuntimeError("flow is over")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((_Replace(make), fut))
         async with asyncio.timeout(timeout):
             await fut
 
@@ -193,7 +212,18 @@ class FlowRunner:
     def _put(self, event: Event) -> None:
         self._queue.put_nowait((event, None))
 
-    async def _handle(self, event: Event, fut: asyncio.Future[None] | None) -> None:
+    async def _handle(self, event: Event | _Replace, fut: asyncio.Future[None] | None) -> None:
+        if isinstance(event, _Replace):
+            try:
+                self.flow = event.make(self.flow)
+            except EventError as exc:
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+                return
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            await self._execute(self.flow.start(self.clock()))
+            return
         try:
             cmds = self.flow.handle(event, self.clock())
         except EventError as exc:
@@ -263,7 +293,8 @@ class FlowRunner:
                 self.hooks.on_notify(cmd)
 
     async def _dial(self, cmd: c.Dial) -> None:
-        binding = _Binding(cmd.leg_id, cmd.role)
+        # a dispatcher seat rung for an inbound call is the dispatcher's track in recordings
+        binding = _Binding(cmd.leg_id, "dispatcher" if cmd.role == "seat" else cmd.role)
         self._legs[cmd.leg_id] = binding
         binding.endpoint = await self.media.open_endpoint(f"{self.flow.flow_id}:{cmd.leg_id}")
         self._watch_digits(binding)

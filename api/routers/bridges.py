@@ -34,6 +34,7 @@ from storage import registry as repo
 from storage.base import utcnow
 from storage.errors import NotFound
 from storage.models.calls import Call, CallKind
+from storage.tokens import Principal
 
 router = APIRouter(prefix="/api/v1/bridges", tags=["bridges"])
 
@@ -205,18 +206,6 @@ async def create_bridge(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     settings = service.settings
-    if isinstance(body.caller, CallRef):
-        raise Problem(
-            422,
-            "Unknown call",
-            f"call {body.caller.call_id!r} is not an active inbound call of this service",
-            kind="validation",
-            errors=[
-                {"field": "caller.call_id", "message": "no such active call", "type": "unknown"}
-            ],
-        )
-    caller = _dialable(body.caller.number, "caller.number", settings).dial
-    dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
     labels: dict[str, str] = {}
     unit_code: str | None = None
     if isinstance(body.unit, UnitRef):
@@ -225,6 +214,19 @@ async def create_bridge(
     else:
         unit_numbers = [_dialable(body.unit.number, "unit.number", settings).dial]
     manager = _manager(service)
+    if isinstance(body.caller, CallRef):
+        return await _add_unit_to_inbound(
+            body.caller.call_id,
+            unit_numbers,
+            labels,
+            unit_code,
+            request,
+            session,
+            manager,
+            principal,
+        )
+    caller = _dialable(body.caller.number, "caller.number", settings).dial
+    dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
     call_id, created = await manager.create_bridge(
         BridgeRequest(
             dial_lists={
@@ -256,6 +258,47 @@ async def create_bridge(
     return JSONResponse(
         bridge_out(call).model_dump(mode="json"),
         status_code=status,
+        headers={"Location": f"/api/v1/bridges/{call_id}"},
+    )
+
+
+async def _add_unit_to_inbound(
+    call_id: str,
+    numbers: list[str],
+    labels: dict[str, str],
+    unit_code: str | None,
+    request: Request,
+    session: Session,
+    manager: CallManager,
+    principal: Principal,
+) -> JSONResponse:
+    """Turn a connected inbound call (caller + the seat that took it) into a three-way call."""
+    try:
+        await manager.add_unit(call_id, numbers, labels, unit_code)
+    except CallNotActive as exc:
+        raise Problem(
+            422,
+            "Unknown call",
+            f"call {call_id!r} is not a connected inbound call of this service",
+            kind="validation",
+            errors=[
+                {
+                    "field": "caller.call_id",
+                    "message": "no such connected inbound call",
+                    "type": "unknown",
+                }
+            ],
+        ) from exc
+    except EventError as exc:
+        raise Problem(exc.status_hint, "Not possible now", str(exc), kind="conflict") from exc
+    await manager.flushed()
+    audit_ctx.record(
+        session, request, principal, "bridge.add_unit", "call", call_id, {"unit_code": unit_code}
+    )
+    call = _get_call(session, call_id)
+    return JSONResponse(
+        bridge_out(call).model_dump(mode="json"),
+        status_code=202,
         headers={"Location": f"/api/v1/bridges/{call_id}"},
     )
 

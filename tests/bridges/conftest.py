@@ -21,6 +21,7 @@ from lab.sipp import Sipp
 from tests.conftest import LiveService, run_live_app, service_settings
 
 BUSY_NUMBER = "3001"
+SEATS = ("2002", "2004")  # dispatcher seats rung for calls to the service (user 1000)
 
 
 @dataclass
@@ -80,6 +81,8 @@ def bridge_lab(
         ring_timeout_caller_s=15.0,
         ring_timeout_dispatcher_s=15.0,
         duty_check_ring_timeout_s=5.0,
+        dispatcher_seats=",".join(SEATS),
+        inbound_ring_deadline_s=20.0,
     )
     try:
         with (
