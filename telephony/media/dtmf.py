@@ -80,6 +80,11 @@ class EventReceiver:
         self._current: _Event | None = None
         self._done: deque[int] = deque(maxlen=16)  # timestamps of events already reported
 
+    @property
+    def pending(self) -> bool:
+        """An event is under way (poll() may have to end it)."""
+        return self._current is not None
+
     def feed(self, timestamp: int, event: TelephoneEvent, now: float) -> list[DtmfDigit]:
         """One event packet arrived at `now`; returns the key presses it completes."""
         out: list[DtmfDigit] = []

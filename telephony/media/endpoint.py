@@ -27,7 +27,8 @@ from telephony.media.inband import InbandDetector
 from telephony.media.jitter import JitterBuffer
 from telephony.media.mixer import mix
 from telephony.media.playback import PlaybackHandle, PlaybackOutcome, Player, Prompt, PromptCache
-from telephony.media.rtp import HEADER, ReceptionStats, RtpPacket
+from telephony.media.poller import RtpPoller
+from telephony.media.rtp import HEADER, HEADER_SIZE, ReceptionStats, RtpPacket
 from telephony.media.stats import LegStats, RtcpFeedback
 from telephony.types import Codec, Direction, DtmfDigit, NegotiatedMedia
 
@@ -107,6 +108,7 @@ class RtpEndpoint:
         rtp_sock: socket.socket,
         rtcp_sock: socket.socket,
         prompts: PromptCache,
+        poller: RtpPoller,
         *,
         latch: bool = True,
         inband_dtmf: bool | None = None,
@@ -130,6 +132,7 @@ class RtpEndpoint:
         self._remote_rtcp: tuple[str, int] | None = None
         self._latched = False
         self._codec = Codec.PCMU
+        self._encode = g711.encoder(Codec.PCMU)
         self._payload_type = 0
         self._dtmf_pt: int | None = None
         self._send = False
@@ -146,7 +149,8 @@ class RtpEndpoint:
         self._counters = LegStats()
         self._feedback: RtcpFeedback | None = None
         self._rtcp_phase = random.randrange(RTCP_INTERVAL_TICKS)
-        self._loop.add_reader(rtp_sock.fileno(), self._on_rtp_readable)
+        self._poller = poller
+        poller.register(rtp_sock.fileno(), self._on_rtp_readable)
         self._loop.add_reader(rtcp_sock.fileno(), self._on_rtcp_readable)
 
     def __repr__(self) -> str:
@@ -172,6 +176,7 @@ class RtpEndpoint:
         if media.codec is not self._codec:
             self._jitter.reset()
         self._codec = media.codec
+        self._encode = g711.encoder(media.codec)
         self._payload_type = media.codec.payload_type
         self._dtmf_pt = media.dtmf_payload_type
         d = media.direction
@@ -251,9 +256,10 @@ class RtpEndpoint:
         if self.conference is not None:
             self.conference.remove(self)
         self._set_state(EndpointState.CLOSED)
-        for sock in (self._sock, self._rtcp_sock):
-            self._loop.remove_reader(sock.fileno())
-            sock.close()
+        self._poller.unregister(self._sock.fileno())
+        self._loop.remove_reader(self._rtcp_sock.fileno())
+        self._sock.close()
+        self._rtcp_sock.close()
         self._player.stop(PlaybackOutcome.CLOSED)
         for _, fut in self._tx.dtmf:
             if not fut.done():
@@ -270,17 +276,16 @@ class RtpEndpoint:
     # -- receive (reader callbacks) -------------------------------------------------------
 
     def _on_rtp_readable(self) -> None:
-        now = self._loop.time()
-        recv = self._sock.recvfrom
-        for _ in range(DRAIN_LIMIT):
-            try:
-                data, addr = recv(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. ICMP errors reported on the socket
-                log.debug("leg %s: recv error %s", self.label, exc)
-                return
-            self._on_datagram(data, addr, now)
+        """Read one datagram: the poller calls again while more are queued (level-triggered),
+        and at one packet per 20 ms a drain loop would mostly pay for the final EAGAIN."""
+        try:
+            data, addr = self._sock.recvfrom(MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # e.g. ICMP errors reported on the socket
+            log.debug("leg %s: recv error %s", self.label, exc)
+            return
+        self._on_datagram(data, addr, self._loop.time())
 
     def _accept_source(self, addr: tuple[str, int]) -> bool:
         """Symmetric RTP: only the negotiated peer, or the first sender on the peer's host when
@@ -298,25 +303,41 @@ class RtpEndpoint:
         return False
 
     def _on_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if not self._receive or not self._accept_source(addr):
+        if not self._receive:
             return
-        self._latched = True
-        try:
-            pkt = RtpPacket.parse(data)
-        except PacketError as exc:
-            self._counters.malformed += 1
-            log.debug("leg %s: dropped datagram: %s", self.label, exc)
+        if addr != self._remote and not self._accept_source(addr):
             return
-        if pkt.ssrc != self._rx_ssrc:
-            self._new_source(pkt.ssrc)
-        pt = pkt.payload_type
+        self._latched = True  # media flows from the peer: no other source can latch now
+        if len(data) > HEADER_SIZE and data[0] == 0x80:  # fast path: no CSRC, extension, padding
+            _, second, seq16, timestamp, ssrc = HEADER.unpack_from(data)
+            payload = data[HEADER_SIZE:]
+            if 200 <= second <= 204:
+                self._counters.malformed += 1
+                return
+        else:
+            try:
+                pkt = RtpPacket.parse(data)
+            except PacketError as exc:
+                self._counters.malformed += 1
+                log.debug("leg %s: dropped datagram: %s", self.label, exc)
+                return
+            second = pkt.payload_type
+            seq16, timestamp, ssrc, payload = (
+                pkt.sequence_number,
+                pkt.timestamp,
+                pkt.ssrc,
+                pkt.payload,
+            )
+        if ssrc != self._rx_ssrc:
+            self._new_source(ssrc)
+        pt = second & 0x7F
         rx = self._rx
         assert rx is not None
         if pt == 0 or pt == 8:
-            seq = rx.update(pkt.sequence_number, pkt.timestamp, now)
+            seq = rx.update(seq16, timestamp, now)
             if seq is None:
                 return
-            pcm = g711.ulaw_to_linear(pkt.payload) if pt == 0 else g711.alaw_to_linear(pkt.payload)
+            pcm = g711.ulaw_to_linear(payload) if pt == 0 else g711.alaw_to_linear(payload)
             if len(pcm) != g711.FRAME_BYTES:
                 pcm = (pcm + g711.SILENCE_FRAME)[: g711.FRAME_BYTES]
             if self._jitter.push(seq, pcm) and self._inband is not None:
@@ -324,16 +345,16 @@ class RtpEndpoint:
                 if found is not None:
                     self._deliver(found)
         elif pt == self._dtmf_pt:
-            rx.update(pkt.sequence_number, None, now)
+            rx.update(seq16, None, now)
             try:
-                event = TelephoneEvent.parse(pkt.payload)
+                event = TelephoneEvent.parse(payload)
             except PacketError:
                 self._counters.malformed += 1
                 return
-            for digit in self._events.feed(pkt.timestamp, event, now):
+            for digit in self._events.feed(timestamp, event, now):
                 self._deliver(digit)
         else:
-            rx.update(pkt.sequence_number, None, now)
+            rx.update(seq16, None, now)
             self._counters.unknown_payload += 1
 
     def _new_source(self, ssrc: int) -> None:
@@ -381,25 +402,25 @@ class RtpEndpoint:
 
     def pull(self) -> bytes:
         """This tick's received audio (s16le, 20 ms), concealed when missing."""
-        if self._rx is not None:
+        if self._events.pending:
             for digit in self._events.poll(self._loop.time()):
                 self._deliver(digit)
         return self._jitter.pop()
 
     def push(self, pcm: bytes, index: int) -> None:
         """Send this tick's audio (plus any prompt), or a DTMF event packet instead."""
-        tx = self._tx
-        frame = self._player.next_frame() if self._player.active else None
-        if frame is not None:
-            pcm = frame if pcm is g711.SILENCE_FRAME else mix((pcm, frame))
+        if self._player.active:
+            frame = self._player.next_frame()
+            if frame is not None:
+                pcm = frame if pcm is g711.SILENCE_FRAME else mix((pcm, frame))
         if not self._send:
             return
+        tx = self._tx
         timestamp = tx.ts_base + index * g711.FRAME_SAMPLES
         if tx.dtmf:
             self._push_dtmf(timestamp)
         else:
-            payload = g711.encode(self._codec, pcm)
-            self._sendto(self._payload_type, False, timestamp, payload)
+            self._sendto(self._payload_type, False, timestamp, self._encode(pcm))
         if (index + self._rtcp_phase) % RTCP_INTERVAL_TICKS == 0:
             self._send_rtcp(timestamp)
 

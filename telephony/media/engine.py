@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -10,6 +11,7 @@ from telephony.media.conference import Conference
 from telephony.media.endpoint import RtpEndpoint
 from telephony.media.errors import MediaError, PortRangeExhausted
 from telephony.media.playback import Prompt, PromptCache
+from telephony.media.poller import RtpPoller
 from telephony.media.ticker import Ticker
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,14 @@ class MediaEngine:
         self._endpoints: dict[int, RtpEndpoint] = {}
         self._next_port = self.port_range[0]
         self._running = False
+        self._poller: RtpPoller | None = None
 
     @property
     def endpoints(self) -> list[RtpEndpoint]:
         return list(self._endpoints.values())
 
     async def start(self) -> None:
+        self._poller = RtpPoller(asyncio.get_running_loop())
         self.ticker.start()
         self._running = True
 
@@ -57,6 +61,9 @@ class MediaEngine:
         for ep in list(self._endpoints.values()):
             await ep.close()
         await self.ticker.stop()
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
 
     async def __aenter__(self) -> MediaEngine:
         await self.start()
@@ -70,7 +77,7 @@ class MediaEngine:
 
         `inband_dtmf`: None listens for tones only when RFC 4733 is not agreed; True always.
         """
-        if not self._running:
+        if not self._running or self._poller is None:
             raise MediaError("media engine not started")
         rtp_sock, rtcp_sock = self._bind_pair()
         ep = RtpEndpoint(
@@ -78,6 +85,7 @@ class MediaEngine:
             rtp_sock,
             rtcp_sock,
             self.prompts,
+            self._poller,
             latch=self._latch,
             inband_dtmf=inband_dtmf,
             jitter_prefill=self._prefill,

@@ -114,7 +114,9 @@ class JitterBuffer:
     def _trim(self) -> None:
         """Shed one frame when the queue stayed above target for a whole window (drift, or
         the aftermath of a stall): latency returns to the target one frame at a time."""
-        self._low_water = min(self._low_water, len(self._frames))
+        queued = len(self._frames)
+        if queued < self._low_water:
+            self._low_water = queued
         self._ticks_in_window += 1
         if self._ticks_in_window < TRIM_WINDOW:
             return

@@ -1,6 +1,7 @@
-"""Mixing of 16-bit linear frames. Every output saturates once, at the end: sums of three or
-more inputs are taken in 32 bits with headroom, so the result does not depend on the order of
-the inputs and a loud party never wraps around. No 8-bit path anywhere."""
+"""Mixing of 16-bit linear frames. Every output saturates once, at the end, so the result does
+not depend on the order of the inputs and a loud party never wraps around: a sum of three or
+more is taken pairwise while no partial sum reaches full scale (the usual case, exact), else
+in 32 bits with headroom. No 8-bit path anywhere."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ def mix(frames: Sequence[bytes], silence: bytes = SILENCE_FRAME) -> bytes:
         return frames[0]
     if n == 2:
         return audioop.add(frames[0], frames[1], SAMPLE_WIDTH)
+    partial = frames[0]
+    for frame in frames[1:-1]:
+        partial = audioop.add(partial, frame, SAMPLE_WIDTH)
+        if audioop.max(partial, SAMPLE_WIDTH) >= 32767:  # a partial sum touched the rails:
+            return _mix_wide(frames)  # take the exact path
+    return audioop.add(partial, frames[-1], SAMPLE_WIDTH)
+
+
+def _mix_wide(frames: Sequence[bytes]) -> bytes:
     total = _widen(frames[0])
     for frame in frames[1:]:
         total = audioop.add(total, _widen(frame), _WIDE)

@@ -178,7 +178,13 @@ class ReceptionStats:
             self.duplicates_or_reordered += 1
             ext = self.cycles + seq if seq <= self.max_seq else self.cycles - SEQ_MOD + seq
         self.received += 1
-        self._jitter_update(timestamp, arrival)
+        if timestamp is not None:  # RFC 3550 A.8, inline: this runs for every packet
+            transit = (int(arrival * self.clock_rate) - timestamp) % TS_MOD
+            last = self._last_transit
+            if last is not None:
+                d = (transit - last + TS_MOD // 2) % TS_MOD - TS_MOD // 2
+                self._jitter += (abs(d) - self._jitter) / 16.0
+            self._last_transit = transit
         return ext
 
     def _jitter_update(self, timestamp: int | None, arrival: float) -> None:

@@ -1,0 +1,65 @@
+"""One readiness callback for every RTP socket of the process.
+
+asyncio runs one callback handle per ready socket per loop iteration; with hundreds of legs
+that overhead is as large as the receiving itself. The poller registers every RTP socket with
+its own epoll set and gives asyncio a single descriptor, the epoll set, to watch: when it is
+readable, one callback reads one datagram from each ready socket, in a tight loop. Where epoll
+does not exist (not Linux), each socket gets its own `loop.add_reader`, as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+from collections.abc import Callable
+
+ROUNDS_PER_CALLBACK = 4  # then yield to the loop, so the ticker is never held up by a flood
+
+
+class RtpPoller:
+    """Dispatches readiness of many sockets through one asyncio reader."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handlers: dict[int, Callable[[], None]] = {}
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        if self._epoll is not None:
+            loop.add_reader(self._epoll.fileno(), self._on_ready)
+
+    def register(self, fd: int, handler: Callable[[], None]) -> None:
+        """Call `handler` whenever `fd` is readable; it should read one datagram."""
+        self._handlers[fd] = handler
+        if self._epoll is not None:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            self._loop.add_reader(fd, handler)
+
+    def unregister(self, fd: int) -> None:
+        if self._handlers.pop(fd, None) is None:
+            return
+        if self._epoll is not None:
+            self._epoll.unregister(fd)
+        else:
+            self._loop.remove_reader(fd)
+
+    def close(self) -> None:
+        for fd in list(self._handlers):
+            self.unregister(fd)
+        if self._epoll is not None:
+            self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+            self._epoll = None
+
+    def _on_ready(self) -> None:
+        epoll = self._epoll
+        if epoll is None:
+            return
+        handlers = self._handlers
+        for _ in range(ROUNDS_PER_CALLBACK):
+            events = epoll.poll(0)
+            if not events:
+                return
+            for fd, _ in events:
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler()
