@@ -161,8 +161,11 @@ def phone_lab(
         rejecter.stop()
 
 
+TrunkLab = Callable[[Sipp], SurveyLab]
+
+
 @pytest.fixture
-def trunk_lab(tmp_path: Path, survey_env: dict[str, str]) -> Iterator[Callable[[Sipp], SurveyLab]]:
+def trunk_lab(tmp_path: Path, survey_env: dict[str, str]) -> Iterator[TrunkLab]:
     """`trunk_lab(sipp)`: start the SIPp answerer and a service in trunk mode dialling it."""
     stack: list[Any] = []
 
