@@ -75,9 +75,10 @@ class BaresipPhone:
         self.dir = Path(workdir) / f"phone-{user}"
         self.rec_dir = self.dir / "rec"
         self.log_path = self.dir / "baresip.log"
-        self.sip_port = sip_port if sip_port is not None else ports.sip_port()
+        self._leases = ports.Leases()
+        self.sip_port = sip_port if sip_port is not None else self._leases.sip_port()
         self.ctrl_port = self.sip_port + CTRL_OFFSET
-        self.rtp = rtp_ports if rtp_ports is not None else ports.rtp_range(20)
+        self.rtp = rtp_ports if rtp_ports is not None else self._leases.rtp_range(20)
         self._wav_given = wav
         self.wav = wav if wav is not None else self.dir / "mic.wav"
         self.tone_seconds = tone_seconds
@@ -174,6 +175,7 @@ class BaresipPhone:
     def start(self, timeout: float = 10.0) -> None:
         if shutil.which("baresip") is None:
             raise ProcessError("baresip not installed (apt-get install baresip-core)")
+        self._leases.claim(self.sip_port, self.rtp.lo)
         self.write_config()
         self._proc = ManagedProcess(
             f"baresip-{self.user}",
@@ -208,6 +210,7 @@ class BaresipPhone:
         self.ctrl.close()
         if self._proc is not None:
             self._proc.stop(timeout)
+        self._leases.release_all()
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.running()

@@ -40,6 +40,7 @@ class CtrlClient:
         self._closed = False
 
     def connect(self, timeout: float = 5.0) -> None:
+        self._closed = False
         deadline = time.monotonic() + timeout
         while True:
             try:

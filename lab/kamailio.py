@@ -75,7 +75,8 @@ class Kamailio:
             raise ValueError("trunk_prefix/trunk_regex needs trunk_target")
         self.workdir = Path(workdir)
         self.users = dict(users)
-        base = udp_port if udp_port is not None else ports.sip_port()
+        self._leases = ports.Leases()
+        base = udp_port if udp_port is not None else self._leases.sip_port()
         self.udp_port = base
         self.tcp_port = tcp_port if tcp_port is not None else base
         self.invite_auth: InviteAuth = invite_auth
@@ -145,6 +146,7 @@ class Kamailio:
     def start(self, timeout: float = 15.0) -> None:
         if shutil.which("kamailio") is None:
             raise ProcessError("kamailio not installed (apt-get install kamailio)")
+        self._leases.claim(self.udp_port)
         self.check_config()
         self.ctl_socket.unlink(missing_ok=True)
         self._proc = ManagedProcess(
@@ -181,6 +183,7 @@ class Kamailio:
     def stop(self, timeout: float = 5.0) -> None:
         if self._proc is not None:
             self._proc.stop(timeout)
+        self._leases.release_all()
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.running()

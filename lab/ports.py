@@ -1,30 +1,49 @@
-"""Free port allocation on 127.0.0.1 for lab peers.
+"""Free port allocation on 127.0.0.1 for lab peers, safe across parallel test processes.
 
-SIP ports are handed out as the first port of a block of ``SIP_BLOCK`` (10) ports, every
-port of which was free on both UDP and TCP when checked: baresip binds TCP (and TLS) on
-``sip_port + 1``, Kamailio may use UDP and TCP on the same number. RTP ports come as
-ranges (``RtpRange``) whose every port was free on UDP.
+SIP ports come as the first port of a block of ``SIP_BLOCK`` (10) ports, every port of
+which was free on both UDP and TCP: baresip binds TCP (and TLS) on ``sip_port + 1``,
+Kamailio uses UDP and TCP on the same number, a phone's ctrl_tcp uses ``+ 5``. RTP ports
+come as ranges (``RtpRange``) made of whole units of ``RTP_UNIT`` (20) UDP ports.
 
-All ports are below the kernel's ephemeral range (32768-60999 by default) so outgoing
-client sockets never steal them, and the blocks start at a random offset so parallel
-test processes rarely race for the same block. Within one process no block is handed out
-twice.
+Ranges (all below the kernel's ephemeral range 32768-60999, so outgoing sockets never
+take them, and outside linkcall's default RTP range 20000-29999, so a service started
+on its defaults does not collide with the lab):
+
+* SIP blocks: 30000-32759
+* RTP ranges: 10000-19999
+
+Every allocated unit is also reserved with an exclusive ``flock`` on a lock file in
+``<tmp>/linkcall-lab-ports/``, held until ``release()`` or the end of the process, so two
+test processes never hand out the same ports even before a peer has bound them. Peers
+started by the lab release their ports when stopped; a released block stays reserved for
+``QUARANTINE_S`` seconds, so a peer restarted on the same port can ``claim`` it back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import random
 import socket
+import tempfile
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 HOST = "127.0.0.1"
 SIP_BLOCK = 10
-SIP_PORTS = (20000, 29990)  # SIP blocks come from here
-RTP_PORTS = (10000, 19998)  # RTP ranges come from here
+SIP_PORTS = (30000, 32759)  # SIP blocks come from here (inclusive)
+RTP_UNIT = 20
+RTP_PORTS = (10000, 19999)  # RTP ranges come from here (inclusive)
+LOCK_DIR = Path(tempfile.gettempdir()) / "linkcall-lab-ports"
+
+QUARANTINE_S = 20.0  # a released block stays reserved this long before reuse
 
 _lock = threading.Lock()
-_taken: set[int] = set()
+_held: dict[int, list[int]] = {}  # start port -> lock file descriptors
+_quarantine: dict[int, tuple[float, list[int]]] = {}  # start -> (released at, fds)
 
 
 @dataclass(frozen=True)
@@ -53,48 +72,142 @@ def _free(port: int, kind: int) -> bool:
     return True
 
 
-def _alloc(lo: int, hi: int, size: int, kinds: tuple[int, ...]) -> int:
-    starts = list(range(lo, hi - size + 2, size))
+def _lock_unit(start: int) -> int | None:
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCK_DIR / f"{start}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # closing drops the flock
+
+
+def _try_reserve(start: int, unit: int, units: int, kinds: tuple[int, ...]) -> bool:
+    fds: list[int] = []
+    for u in range(units):
+        fd = _lock_unit(start + u * unit)
+        if fd is None:
+            _unlock(fds)
+            return False
+        fds.append(fd)
+    size = unit * units
+    if not all(_free(p, k) for p in range(start, start + size) for k in kinds):
+        _unlock(fds)
+        return False
+    _held[start] = fds
+    return True
+
+
+def _purge_quarantine() -> None:
+    now = time.monotonic()
+    for start, (when, fds) in list(_quarantine.items()):
+        if now - when >= QUARANTINE_S:
+            del _quarantine[start]
+            _unlock(fds)
+
+
+def _alloc(lo: int, hi: int, unit: int, units: int, kinds: tuple[int, ...]) -> int:
+    size = unit * units
+    starts = list(range(lo, hi - size + 2, unit))
     random.shuffle(starts)
     with _lock:
+        _purge_quarantine()
+        taken = {s + i * unit for s, fds in _held.items() for i in range(len(fds))}
+        taken |= {s + i * unit for s, (_, fds) in _quarantine.items() for i in range(len(fds))}
         for start in starts:
-            ports = range(start, start + size)
-            if any(p in _taken for p in ports):
+            if any(start + u * unit in taken for u in range(units)):
                 continue
-            if all(_free(p, k) for p in ports for k in kinds):
-                _taken.update(ports)
+            if _try_reserve(start, unit, units, kinds):
                 return start
     raise RuntimeError(f"no free block of {size} ports in {lo}-{hi} on {HOST}")
 
 
 def sip_port() -> int:
-    """First port of a fresh block of ``SIP_BLOCK`` ports free on UDP and TCP.
-
-    Use ``port`` for SIP (UDP, and TCP for Kamailio); ``port + 1`` is then free for
-    baresip's TCP listener, the rest of the block for anything else the peer needs
-    (e.g. a control socket: ``port + 5``).
-    """
-    return _alloc(
-        SIP_PORTS[0],
-        SIP_PORTS[1] + SIP_BLOCK - 1,
-        SIP_BLOCK,
-        (socket.SOCK_DGRAM, socket.SOCK_STREAM),
-    )
+    """First port of a fresh block of ``SIP_BLOCK`` ports free on UDP and TCP."""
+    return _alloc(SIP_PORTS[0], SIP_PORTS[1], SIP_BLOCK, 1, (socket.SOCK_DGRAM, socket.SOCK_STREAM))
 
 
 def rtp_range(size: int = 20) -> RtpRange:
-    """A range of ``size`` UDP ports (even start, as RTP likes) for one peer's media."""
+    """A range of at least ``size`` UDP ports (even start, as RTP likes).
+
+    The range is rounded up to whole units of ``RTP_UNIT`` ports.
+    """
     if size < 2 or size % 2:
         raise ValueError("RTP range size must be even and >= 2")
-    start = _alloc(RTP_PORTS[0], RTP_PORTS[1] + 1, size, (socket.SOCK_DGRAM,))
+    units = -(-size // RTP_UNIT)
+    start = _alloc(RTP_PORTS[0], RTP_PORTS[1], RTP_UNIT, units, (socket.SOCK_DGRAM,))
     return RtpRange(start, start + size - 1)
 
 
 def release(port_or_range: int | RtpRange) -> None:
-    """Give a block back to this process's pool (optional; blocks are plentiful)."""
+    """Give a SIP block (by its first port) or an RTP range back. Idempotent.
+
+    The block stays reserved for ``QUARANTINE_S`` seconds (a peer restarted on the same
+    port meanwhile can ``claim`` it again), then becomes free for everyone.
+    """
+    start = port_or_range.lo if isinstance(port_or_range, RtpRange) else port_or_range
     with _lock:
-        if isinstance(port_or_range, RtpRange):
-            _taken.difference_update(range(port_or_range.lo, port_or_range.hi + 1))
-        else:
-            start = port_or_range - (port_or_range - SIP_PORTS[0]) % SIP_BLOCK
-            _taken.difference_update(range(start, start + SIP_BLOCK))
+        fds = _held.pop(start, None)
+        if fds:
+            _quarantine[start] = (time.monotonic(), fds)
+
+
+def claim(port: int) -> bool:
+    """Hold the SIP block starting at ``port`` for a peer given that port explicitly.
+
+    True when this process now holds it (so it should ``release`` it later): it was
+    released and is still in quarantine, or its lock file was free. False when it is
+    already held here (by its allocator) or reserved by another process.
+    """
+    with _lock:
+        if port in _held:
+            return False
+        if port in _quarantine:
+            _held[port] = _quarantine.pop(port)[1]
+            return True
+        fd = _lock_unit(port)
+        if fd is None:
+            return False
+        _held[port] = [fd]
+        return True
+
+
+def held() -> int:
+    """How many blocks/ranges this process holds (for tests and leak checks)."""
+    with _lock:
+        return len(_held)
+
+
+class Leases:
+    """The port blocks one peer holds: allocated, claimed again on restart, released."""
+
+    def __init__(self) -> None:
+        self._owned: set[int] = set()
+
+    def sip_port(self) -> int:
+        start = sip_port()
+        self._owned.add(start)
+        return start
+
+    def rtp_range(self, size: int = 20) -> RtpRange:
+        rng = rtp_range(size)
+        self._owned.add(rng.lo)
+        return rng
+
+    def claim(self, *starts: int) -> None:
+        """Hold these blocks again (after a release) or newly (explicitly given ports)."""
+        for start in starts:
+            if start not in self._owned and claim(start):
+                self._owned.add(start)
+
+    def release_all(self) -> None:
+        for start in self._owned:
+            release(start)
+        self._owned.clear()

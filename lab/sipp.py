@@ -85,8 +85,9 @@ class Sipp:
         self.template = scen
         self.values = dict(values or {})
         self.remote = remote
-        self.port = port if port is not None else ports.sip_port()
-        self.media_port = media_port if media_port is not None else ports.rtp_range(4).lo
+        self._leases = ports.Leases()
+        self.port = port if port is not None else self._leases.sip_port()
+        self.media_port = media_port if media_port is not None else self._leases.rtp_range(4).lo
         self.extra_args = list(extra_args or [])
         self.calls = calls
         self.timeout_s = timeout_s
@@ -226,6 +227,7 @@ class Sipp:
     def start(self) -> None:
         if shutil.which("sipp") is None:
             raise ProcessError("sipp not installed (apt-get install sip-tester)")
+        self._leases.claim(self.port, self.media_port)
         self.render()
         self._proc = ManagedProcess(
             f"sipp-{self.template.stem}",
@@ -262,7 +264,9 @@ class Sipp:
         return self._proc.wait(timeout)
 
     def stop(self, timeout: float = 5.0) -> int | None:
-        return self._proc.stop(timeout) if self._proc is not None else None
+        rc = self._proc.stop(timeout) if self._proc is not None else None
+        self._leases.release_all()
+        return rc
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.running()
@@ -298,6 +302,15 @@ class Sipp:
         """A cumulative counter, e.g. ``counter("SuccessfulCall")`` -> SuccessfulCall(C)."""
         value = self.stats().get(f"{name}(C)", "0").strip()
         return int(value) if value.isdigit() else 0
+
+    def response_time(self, rtd: str = "setup") -> float | None:
+        """Cumulative average of the scenario's response time ``rtd`` in seconds."""
+        value = self.stats().get(f"ResponseTime{rtd}(C)", "").strip()
+        parts = value.split(":")
+        if len(parts) != 4:
+            return None
+        h, m, sec, us = (int(x) for x in parts)
+        return h * 3600 + m * 60 + sec + us / 1e6
 
     def __enter__(self) -> Sipp:
         self.start()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import ports
 from lab.audio import tone_report
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
@@ -126,8 +127,10 @@ def _children(pid: int) -> list[int]:
 def test_stop_leaves_no_process_behind(
     kamailio_factory: Callable[..., Kamailio], phone_factory: Callable[..., BaresipPhone]
 ) -> None:
+    held_before = ports.held()
     k = kamailio_factory()
     p = phone_factory("2001", kamailio=k)
+    assert ports.held() == held_before + 3  # kamailio's block, the phone's SIP block and RTP
     assert k.pid is not None and p.pid is not None
     workers = _children(k.pid)
     assert len(workers) >= 3  # kamailio forks UDP/TCP receivers, timers, ctl
@@ -135,5 +138,6 @@ def test_stop_leaves_no_process_behind(
     p.stop()
     k.stop()
     assert [pid for pid in pids if _alive(pid)] == []
+    assert ports.held() == held_before  # ports given back (after a short quarantine)
     p.stop()  # idempotent
     k.stop()

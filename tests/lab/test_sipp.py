@@ -105,3 +105,28 @@ def test_dtmf_digits_out_of_capture_order_are_refused(lab_dir: Path) -> None:
         Sipp.caller(lab_dir, target=(HOST, 9), service="2001", dtmf="42")
     with pytest.raises(ValueError, match="order"):
         Sipp.caller(lab_dir, target=(HOST, 9), service="2001", dtmf="11")
+
+
+def test_sipp_caller_to_answerer_with_answer_delay(lab_dir: Path) -> None:
+    ulaw = make_ulaw_raw(lab_dir / "tone.ulaw", 1000, seconds=3)
+    uas = Sipp.answerer(lab_dir / "uas", media="echo", answer_delay_ms=1200, calls=1)
+    with uas:
+        uac = Sipp.caller(
+            lab_dir / "uac",
+            target=(HOST, uas.port),
+            service="110",
+            media="stream",
+            ulaw=ulaw,
+            hold_ms=500,
+        )
+        t0 = time.monotonic()
+        with uac:
+            assert uac.wait(20) == 0, uac.log_text() + uac.errors_text()
+        elapsed = time.monotonic() - t0
+        assert uas.wait(10) == 0, uas.log_text() + uas.errors_text()
+    assert elapsed >= 1.2 + 0.5
+    assert uac.counter("SuccessfulCall") == 1
+    assert uas.counter("SuccessfulCall") == 1
+    # INVITE->200 time, measured by sipp as rtd "setup" (ms)
+    setup = uac.response_time("setup")
+    assert setup is not None and 1.2 <= setup < 3.0, uac.stats()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import socket
 import sys
@@ -34,17 +36,62 @@ def test_sip_blocks_are_distinct_and_free_on_udp_and_tcp() -> None:
             for p in (start, start + 1, start + 5):
                 with socket.socket(socket.AF_INET, kind) as s:
                     s.bind(("127.0.0.1", p))
+    for start in starts:
+        ports.release(start)
+
+
+def _two_blocks(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """Restrict SIP allocation to two adjacent blocks that are free right now."""
+    monkeypatch.setattr(ports, "QUARANTINE_S", 0.0)
+    for _ in range(100):
+        a = ports.sip_port()
+        b = a + ports.SIP_BLOCK
+        neighbour_ok = b + ports.SIP_BLOCK - 1 <= ports.SIP_PORTS[1] and ports.claim(b)
+        ports.release(a)
+        if neighbour_ok:
+            ports.release(b)
+        with ports._lock:
+            ports._purge_quarantine()  # drop our own reservations at once
+        if neighbour_ok:
+            monkeypatch.setattr(ports, "SIP_PORTS", (a, b + ports.SIP_BLOCK - 1))
+            return a, b
+    raise AssertionError("no two adjacent free SIP blocks")
 
 
 def test_sip_block_skips_a_busy_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _two_blocks(monkeypatch)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
-        busy.bind(("127.0.0.1", 0))
+        busy.bind(("127.0.0.1", first + 1))  # e.g. someone's TCP listener
         busy.listen()
-        port = busy.getsockname()[1]
-        # only the block holding the busy port is offered first, then a free one
-        monkeypatch.setattr(ports, "SIP_PORTS", (port - port % 10, port - port % 10 + 10))
         start = ports.sip_port()
-    assert not start <= port < start + ports.SIP_BLOCK
+    ports.release(start)
+    assert start == second
+
+
+def test_sip_block_reserved_by_another_process_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = _two_blocks(monkeypatch)
+    # another process's reservation: an exclusive flock on the block's lock file
+    fd = os.open(ports.LOCK_DIR / f"{first}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        start = ports.sip_port()
+        ports.release(start)
+        assert start == second
+    finally:
+        os.close(fd)
+
+
+def test_released_block_can_be_claimed_back() -> None:
+    before = ports.held()
+    start = ports.sip_port()
+    assert ports.held() == before + 1
+    assert not ports.claim(start)  # already held here
+    ports.release(start)
+    assert ports.held() == before
+    assert ports.claim(start)  # still in quarantine: taken back
+    ports.release(start)
 
 
 def test_rtp_ranges_are_even_and_disjoint() -> None:
@@ -54,6 +101,8 @@ def test_rtp_ranges_are_even_and_disjoint() -> None:
     assert len(flat) == len(set(flat))
     with pytest.raises(ValueError):
         ports.rtp_range(3)
+    for r in ranges:
+        ports.release(r)
 
 
 def test_managed_process_kills_what_ignores_sigterm(tmp_path: Path) -> None:
