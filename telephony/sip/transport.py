@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class UdpTransport:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._drain)
         self.local_address: Address = sock.getsockname()[:2]
+        self._resolved: dict[Address, Address] = {}
 
     @classmethod
     async def open(cls, host: str, port: int, on_message: OnMessage) -> UdpTransport:
@@ -85,7 +87,27 @@ class UdpTransport:
                 return
             self._on_message(data, (addr[0], addr[1]))
 
+    async def _resolve(self, dest: Address) -> Address:
+        """IP literal as is; a host name through the loop's resolver (never a blocking lookup)."""
+        try:
+            ipaddress.ip_address(dest[0])
+        except ValueError:
+            cached = self._resolved.get(dest)
+            if cached is not None:
+                return cached
+            try:
+                infos = await self._loop.getaddrinfo(dest[0], dest[1], type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise TransportError(f"cannot resolve {dest[0]}: {exc}") from exc
+            family = self._sock.family
+            usable = [i[4] for i in infos if i[0] == family] or [infos[0][4]]
+            resolved = (str(usable[0][0]), int(usable[0][1]))
+            self._resolved[dest] = resolved
+            return resolved
+        return dest
+
     async def send(self, data: bytes, dest: Address) -> None:
+        dest = await self._resolve(dest)
         try:
             self._sock.sendto(data, dest)
         except BlockingIOError:

@@ -67,6 +67,7 @@ class UserAgent(CallControl):
         self._tasks: set[asyncio.Task[None]] = set()
         self._register_task: asyncio.Task[None] | None = None
         self._local: Address = (config.listen_host, config.listen_port)
+        self._trusted_ips: frozenset[str] = frozenset()
         self._register_call_id = ""
         self._register_cseq = 0
         self._started = False
@@ -80,6 +81,7 @@ class UserAgent(CallControl):
         if host in ("0.0.0.0", "::"):
             host = self._route_source()
         self._local = (host, port)
+        self._trusted_ips = await self._resolve_trusted()
         self._started = True
         logger.info(
             "ua %s listening on %s/%s:%s",
@@ -311,13 +313,29 @@ class UserAgent(CallControl):
         return call.leg
 
     # -- receiving ----------------------------------------------------------------------------
-    def trusted(self, source: Address) -> bool:
-        """RFC-independent policy: requests only from our registrar/trunk/trusted peers."""
-        allowed = set(self.config.trusted_peers)
+    async def _resolve_trusted(self) -> frozenset[str]:
+        """IP addresses of the registrar, trunk peer and `trusted_peers` (names resolved once)."""
+        names = set(self.config.trusted_peers)
         for peer in (self.config.registrar, self.config.trunk_peer):
             if peer is not None:
-                allowed.add(peer[0])
-        return not allowed or source[0] in allowed
+                names.add(peer[0])
+        loop = asyncio.get_running_loop()
+        ips: set[str] = set()
+        for name in names:
+            try:
+                infos = await loop.getaddrinfo(name, None)
+            except OSError as exc:
+                logger.warning("cannot resolve trusted peer %s: %s", name, exc)
+                continue
+            ips.update(str(info[4][0]) for info in infos)
+        return frozenset(ips)
+
+    def trusted(self, source: Address) -> bool:
+        """Our policy: out-of-dialog requests only from the registrar/trunk/trusted peers."""
+        has_peers = bool(
+            self.config.trusted_peers or self.config.registrar or self.config.trunk_peer
+        )
+        return not has_peers or source[0] in self._trusted_ips
 
     async def _on_request(
         self, req: SipRequest, tx: ServerTransaction | None, source: Address

@@ -282,3 +282,26 @@ async def test_late_ringing_after_we_gave_up_is_cancelled() -> None:
     finally:
         await ua.stop()
         peer.close()
+
+
+async def test_peer_given_by_host_name() -> None:
+    """A trunk peer named 'localhost': sends resolve without blocking, its IP is trusted."""
+    pa, pb = sip_port(), sip_port()
+    a = UserAgent(
+        UAConfig("127.0.0.1", pa, None, "1000", "x", trunk_peer=("localhost", pb), timers=FAST)
+    )
+    b = UserAgent(
+        UAConfig("127.0.0.1", pb, None, "2001", "x", trunk_peer=("localhost", pa), timers=FAST)
+    )
+    await a.start()
+    await b.start()
+    try:
+        leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+        inbound = await asyncio.wait_for(b.incoming.get(), 5)
+        await inbound.answer(("127.0.0.1", 40100))
+        assert await leg.wait_answered(5)
+        await leg.hangup()
+        assert await inbound.wait_ended(5)
+    finally:
+        await a.stop()
+        await b.stop()
