@@ -117,10 +117,10 @@ def tokens_revoke(token_id: str) -> None:
 @app.command()
 def demo(
     seconds: Annotated[
-        float, typer.Option(help="how long to keep it running (0 = until Ctrl-C)")
+        float, typer.Option(help="keep the service running this long after the demo call")
     ] = 0,
 ) -> None:
-    """Run a local demonstration on the embedded defaults (lab peers + service)."""
+    """Run the demonstration: lab peers, the service, a recorded three-way call."""
     from api.demo import run_demo
 
     settings = _settings()
