@@ -1,1 +1,4 @@
-"""SIP user agent and RTP media engine (asyncio, sans-IO cores). Knows nothing of units or incidents."""
+"""SIP user agent and RTP media engine (asyncio, sans-IO cores).
+
+Knows nothing of units or incidents.
+"""

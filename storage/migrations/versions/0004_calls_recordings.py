@@ -12,7 +12,6 @@ from alembic import op
 
 import storage.base
 
-
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
