@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telephony.privacy import mask_number
+from telephony.types import NegotiatedMedia
 
 from .callbase import CallBase
 from .dialog import Dialog
@@ -159,7 +160,7 @@ class OutboundCalls(CallBase):
             call.provisional = True
             if resp.status in (180, 183):
                 call.rang = True
-                call.leg.mark_ringing()
+                call.leg.mark_ringing(self._early_media(call, resp))
             if call.cancel_reason is not None and not call.cancel_sent:
                 await self._send_cancel(call)
             return
@@ -177,6 +178,16 @@ class OutboundCalls(CallBase):
             else end_reason_for(resp.status, rang=call.rang)
         )
         self._finish(call, reason, resp.status)
+
+    def _early_media(self, call: OutboundCall, resp: SipResponse) -> NegotiatedMedia | None:
+        """The media of an SDP answer in a 18x (early media, RFC 3960), if there is one."""
+        if resp.content_type != "application/sdp" or not resp.body:
+            return None
+        try:
+            return media_from_answer(call.offer, SessionDescription.parse(resp.body))
+        except (ParseError, IncompatibleMedia) as exc:
+            logger.info("call %s: unusable early media: %s", call.leg.call_id[:8], exc)
+            return None
 
     async def _reinvite_with_auth(
         self, call: OutboundCall, resp: SipResponse, answered: set[str]

@@ -78,10 +78,10 @@ class UserAgent(CallControl):
         await self.endpoint.start()
         assert self.endpoint.transport is not None
         host, port = self.endpoint.transport.local_address
-        if host in ("0.0.0.0", "::"):
-            host = self._route_source()
-        self._local = (host, port)
         self._trusted_ips = await self._resolve_trusted()
+        if host in ("0.0.0.0", "::"):
+            host = await self._route_source()
+        self._local = (host, port)
         self._started = True
         logger.info(
             "ua %s listening on %s/%s:%s",
@@ -183,10 +183,14 @@ class UserAgent(CallControl):
             logger.error("task %s failed", task.get_name(), exc_info=task.exception())
 
     # -- addressing ---------------------------------------------------------------------------
-    def _route_source(self) -> str:
+    async def _route_source(self) -> str:
+        """Our address towards the registrar/trunk (for Via and Contact when bound to 0.0.0.0)."""
         peer = self.config.registrar or self.config.trunk_peer or ("127.0.0.1", 9)
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            peer[0], peer[1], family=socket.AF_INET
+        )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(peer)
+            s.connect(infos[0][4])  # UDP connect sends nothing: it only picks the route
             return str(s.getsockname()[0])
 
     @property

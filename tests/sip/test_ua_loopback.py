@@ -305,3 +305,51 @@ async def test_peer_given_by_host_name() -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_early_media_and_event_iteration() -> None:
+    """A 183 with SDP is reported as Ringing(early_media); `async for` ends with Ended."""
+    from telephony.sip.builder import make_response
+    from telephony.sip.message import SipRequest, parse_message
+    from telephony.sip.sdp import SessionDescription, answer_offer
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(3)
+    ua = UserAgent(
+        UAConfig(
+            "127.0.0.1", sip_port(), None, "1000", "x", trunk_peer=peer.getsockname(), timers=FAST
+        )
+    )
+    await ua.start()
+    try:
+        leg = await ua.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+        data, src = await asyncio.to_thread(peer.recvfrom, 65535)
+        invite = parse_message(data)
+        assert isinstance(invite, SipRequest)
+        answer, _ = answer_offer(SessionDescription.parse(invite.body), "127.0.0.1", 45000)
+        progress = make_response(invite, 183, to_tag="p")
+        progress.headers.add("Content-Type", "application/sdp")
+        progress.body = bytes(answer)
+        peer.sendto(bytes(progress), src)
+        peer.sendto(bytes(make_response(invite, 486, to_tag="p")), src)
+        seen: list[LegEvent] = []
+        async with asyncio.timeout(5):
+            async for ev in leg:
+                seen.append(ev)
+        assert isinstance(seen[0], Ringing) and seen[0].early_media is not None
+        assert seen[0].early_media.remote_port == 45000
+        assert seen[-1] == Ended(EndReason.BUSY, 486)
+    finally:
+        await ua.stop()
+        peer.close()
+
+
+async def test_wildcard_listen_address_advertises_the_route_source() -> None:
+    ua = UserAgent(UAConfig("0.0.0.0", sip_port(), None, "1000", "x", trunk_peer=("127.0.0.1", 9)))
+    await ua.start()
+    try:
+        assert ua.contact_uri.host == "127.0.0.1"
+        assert " 127.0.0.1:" in ua.via()
+    finally:
+        await ua.stop()
