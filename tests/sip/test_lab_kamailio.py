@@ -204,3 +204,27 @@ async def test_info_dtmf_and_hold_between_two_of_ours_through_kamailio(
     await inbound.hangup()
     assert await leg.wait_ended(5)
     assert leg.end_reason is EndReason.NORMAL_REMOTE
+
+
+async def test_invite_with_wrong_password_ends_auth_failed(
+    kamailio: Kamailio, ua_factory: UAFactory
+) -> None:
+    # trunk-style UA (no REGISTER) whose INVITE Kamailio challenges with 407
+    ua = await ua_factory(
+        None, user="1001", password="wrong", trunk_peer=("127.0.0.1", kamailio.udp_port)
+    )
+    leg = await ua.dial("2001", local_media=MEDIA, ring_timeout=10)
+    assert await leg.wait_ended(5)
+    assert (leg.end_reason, leg.sip_status) == (EndReason.AUTH_FAILED, 407)
+
+
+async def test_call_through_401_challenge_on_invite(
+    kamailio_401: Kamailio, phone_factory: Callable[..., BaresipPhone], ua_factory: UAFactory
+) -> None:
+    phone = phone_factory("2009", kamailio=kamailio_401)
+    ua = await ua_factory(kamailio_401, user="1001")
+    leg = await ua.dial("2009", local_media=MEDIA, ring_timeout=10)
+    assert await leg.wait_answered(10)
+    await leg.hangup()
+    assert leg.end_reason is EndReason.NORMAL_LOCAL
+    await in_thread(phone.wait_closed, 5)  # the phone saw our BYE
