@@ -182,7 +182,7 @@ def _calls_by_number(factory: sessionmaker[Session]) -> dict[str, list[str]]:
         ).all()  # fmt: skip
     out: dict[str, list[str]] = {}
     for number, node in rows:
-        out.setdefault(number, []).append(node)
+        out.setdefault(number or "", []).append(node)
     return out
 
 
