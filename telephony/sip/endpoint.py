@@ -197,8 +197,9 @@ class SipEndpoint:
 
     def _response_dest(self, tx: ServerTransaction) -> Address:
         src = tx.source
-        reliable = self.transport is not None and self.transport.reliable
-        if reliable and src is not None and self.transport.has_connection(src):  # type: ignore[union-attr]
+        transport = self.transport
+        reliable = transport is not None and transport.reliable
+        if reliable and src is not None and transport is not None and transport.has_connection(src):
             return src  # RFC 3261 18.2.2: the connection the request came on
         return response_destination(tx.request.top_via)
 

@@ -8,7 +8,7 @@ support, keeping the offerer's telephone-event payload type, and mirroring its d
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from telephony.types import Codec, Direction, NegotiatedMedia
 
@@ -83,32 +83,40 @@ class SessionDescription:
             raise SdpError("too many SDP lines")
         if not lines or lines[0].strip() != "v=0":
             raise SdpError("SDP does not start with v=0")
-        sess: dict[str, object] = {"attributes": []}
-        media: list[dict[str, object]] = []
+        origin: tuple[str, int, int, str] = ("-", 0, 0, "0.0.0.0")
+        name = "-"
+        connection: str | None = None
+        attributes: list[tuple[str, str | None]] = []
+        media: list[_Section] = []
         for line in lines[1:]:
             if len(line) < 2 or line[1] != "=":
                 raise SdpError(f"bad SDP line {line[:30]!r}")
             key, value = line[0], line[2:].strip()
-            target = media[-1] if media else sess
             if key == "m":
                 media.append(_parse_m(value))
             elif key == "o":
-                sess.update(_parse_o(value))
+                origin = _parse_o(value)
             elif key == "s":
-                sess["session_name"] = value
+                name = value
+            elif key == "c" and media:
+                media[-1].connection = _parse_c(value)
             elif key == "c":
-                target["connection"] = _parse_c(value)
+                connection = _parse_c(value)
             elif key == "a":
-                name, colon, aval = value.partition(":")
-                attrs = target["attributes"]
-                assert isinstance(attrs, list)
-                attrs.append((name, aval if colon else None))
-        sess["attributes"] = tuple(sess["attributes"])  # type: ignore[arg-type]
-        mds = tuple(
-            MediaDescription(**{**m, "attributes": tuple(m["attributes"])})  # type: ignore[arg-type]
-            for m in media
+                attr, colon, aval = value.partition(":")
+                (media[-1].attributes if media else attributes).append(
+                    (attr, aval if colon else None)
+                )
+        return cls(
+            origin_user=origin[0],
+            session_id=origin[1],
+            session_version=origin[2],
+            origin_address=origin[3],
+            session_name=name,
+            connection=connection,
+            media=tuple(m.build() for m in media),
+            attributes=tuple(attributes),
         )
-        return cls(media=mds, **sess)  # type: ignore[arg-type]
 
     def __bytes__(self) -> bytes:
         addrtype = "IP6" if ":" in self.origin_address else "IP4"
@@ -152,16 +160,11 @@ def _a_line(k: str, v: str | None) -> str:
     return f"a={k}" if v is None else f"a={k}:{v}"
 
 
-def _parse_o(value: str) -> dict[str, object]:
+def _parse_o(value: str) -> tuple[str, int, int, str]:
     parts = value.split()
     if len(parts) != 6 or not parts[1].isdigit() or not parts[2].isdigit():
         raise SdpError(f"bad o= line {value[:40]!r}")
-    return {
-        "origin_user": parts[0],
-        "session_id": int(parts[1]),
-        "session_version": int(parts[2]),
-        "origin_address": parts[5],
-    }
+    return parts[0], int(parts[1]), int(parts[2]), parts[5]
 
 
 def _parse_c(value: str) -> str:
@@ -176,21 +179,31 @@ def _parse_c(value: str) -> str:
     return address
 
 
-def _parse_m(value: str) -> dict[str, object]:
+@dataclass
+class _Section:
+    """An m= section while it is being read."""
+
+    kind: str
+    port: int
+    proto: str
+    formats: tuple[str, ...]
+    connection: str | None = None
+    attributes: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def build(self) -> MediaDescription:
+        return MediaDescription(
+            self.kind, self.port, self.proto, self.formats, self.connection, tuple(self.attributes)
+        )
+
+
+def _parse_m(value: str) -> _Section:
     parts = value.split()
     if len(parts) < 4:
         raise SdpError(f"bad m= line {value[:40]!r}")
     port_text = parts[1].split("/")[0]
     if not port_text.isdigit() or int(port_text) > 65535:
         raise SdpError(f"bad m= port {parts[1][:10]!r}")
-    return {
-        "kind": parts[0],
-        "port": int(port_text),
-        "proto": parts[2],
-        "formats": tuple(parts[3:]),
-        "connection": None,
-        "attributes": [],
-    }
+    return _Section(parts[0], int(port_text), parts[2], tuple(parts[3:]))
 
 
 def _direction_of(sd: SessionDescription, m: MediaDescription) -> Direction:
