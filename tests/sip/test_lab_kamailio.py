@@ -12,7 +12,7 @@ from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
 from lab.sipprobe import sip_options
 from telephony.sip.errors import RegistrationAuthError
-from telephony.sip.leg import Dtmf, EndReason, LegState
+from telephony.sip.leg import Dtmf, EndReason, Leg, LegState, MediaChanged
 from telephony.types import Codec
 
 from .conftest import UAFactory
@@ -228,3 +228,30 @@ async def test_call_through_401_challenge_on_invite(
     await leg.hangup()
     assert leg.end_reason is EndReason.NORMAL_LOCAL
     await in_thread(phone.wait_closed, 5)  # the phone saw our BYE
+
+
+async def test_phone_puts_us_on_hold_and_resumes(
+    kamailio: Kamailio, phone_factory: Callable[..., BaresipPhone], ua_factory: UAFactory
+) -> None:
+    phone = phone_factory("2003")
+    ua = await ua_factory(kamailio, user="1002")
+    since = phone.event_count()
+    leg = await ua.dial("2003", local_media=MEDIA, ring_timeout=10)
+    assert await leg.wait_answered(10)
+    await in_thread(phone.wait_established, 5, since)
+    await in_thread(phone.command, "hold")  # baresip sends a re-INVITE with a=sendonly
+    ev = await next_media_change(leg)
+    assert ev.held and ev.media.direction.value == "recvonly"
+    await in_thread(phone.command, "resume")
+    ev = await next_media_change(leg)
+    assert not ev.held and ev.media.direction.value == "sendrecv"
+    assert leg.state is LegState.ANSWERED
+    await leg.hangup()
+
+
+async def next_media_change(leg: Leg) -> MediaChanged:
+    async with asyncio.timeout(5):
+        while True:
+            ev = await leg.events.get()
+            if isinstance(ev, MediaChanged):
+                return ev
