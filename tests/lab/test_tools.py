@@ -35,6 +35,8 @@ def test_sip_blocks_are_distinct_and_free_on_udp_and_tcp() -> None:
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
             for p in (start, start + 1, start + 5):
                 with socket.socket(socket.AF_INET, kind) as s:
+                    # as the peers' listeners do (TIME_WAIT leftovers of earlier tests)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     s.bind(("127.0.0.1", p))
     for start in starts:
         ports.release(start)
