@@ -197,9 +197,9 @@ async def _linkcall_bridge(calls: int, warmup: float, seconds: float, tap: str) 
 
 
 def _pyvoip_bridge(calls: int, warmup: float, seconds: float, tap: str) -> None:
-    import audioop  # pyVoIP's own dependency on 3.11
-
     from pyVoIP.RTP import PayloadType, RTPClient, TransmitType
+
+    from telephony.media.g711 import audioop
 
     idle_rss = _rss_kb()
     ports = _free_ports(3 * calls)
@@ -271,7 +271,7 @@ def _pyvoip_bridge(calls: int, warmup: float, seconds: float, tap: str) -> None:
 
 
 def _tone_payloads(freq: float) -> list[bytes]:
-    import audioop
+    from telephony.media.g711 import audioop
 
     w = 2 * math.pi * freq / 8000
     pcm = array("h", (round(8000 * math.sin(w * i)) for i in range(8000))).tobytes()
@@ -313,6 +313,7 @@ def _phones(calls: int, warmup: float, seconds: float) -> None:
     header = struct.Struct("!BBHII")
     cmsg_size = socket.CMSG_SPACE(16)
     _recv()  # "go"
+    cpu0 = _cpu_s()
     start_mono = time.monotonic()
     start_rt = time.time()
     t_from = start_rt + warmup
@@ -330,7 +331,9 @@ def _phones(calls: int, warmup: float, seconds: float) -> None:
                 _drain(socks[by_fd[fd]], streams[by_fd[fd]], gaps, header, cmsg_size, t_from, t_to)
             if timeout <= 0:
                 break
-    _send(_phone_report(streams, gaps, seconds))
+    report = _phone_report(streams, gaps, seconds)
+    report["phones_cpu_pct"] = 100.0 * (_cpu_s() - cpu0) / (time.monotonic() - start_mono)
+    _send(report)
 
 
 def _drain(
@@ -471,6 +474,7 @@ COLUMNS = [
     ("rss_kb", "{:>8}"),
     ("rss_per_call_kb", "{:>8.1f}"),
     ("rss_growth_kb", "{:>7}"),
+    ("phones_cpu_pct", "{:>7.1f}"),
 ]
 HEADERS = [
     "bridge",
@@ -489,6 +493,7 @@ HEADERS = [
     "RSS KB",
     "KB/call",
     "grow KB",
+    "phones%",
 ]
 
 

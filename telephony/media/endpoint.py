@@ -419,8 +419,16 @@ class RtpEndpoint:
         timestamp = tx.ts_base + index * g711.FRAME_SAMPLES
         if tx.dtmf:
             self._push_dtmf(timestamp)
-        else:
-            self._sendto(self._payload_type, False, timestamp, self._encode(pcm))
+        else:  # the audio packet, inline: this runs for every leg every 20 ms
+            payload = self._encode(pcm)
+            packet = HEADER.pack(0x80, self._payload_type, tx.seq, timestamp & 0xFFFFFFFF, tx.ssrc)
+            tx.seq = (tx.seq + 1) & 0xFFFF
+            try:
+                self._sock.sendto(packet + payload, self._remote)  # type: ignore[arg-type]
+                tx.packets += 1
+                tx.octets += len(payload)
+            except OSError as exc:
+                self._send_failed(exc)
         if (index + self._rtcp_phase) % RTCP_INTERVAL_TICKS == 0:
             self._send_rtcp(timestamp)
 
@@ -451,13 +459,17 @@ class RtpEndpoint:
         tx.seq = (tx.seq + 1) & 0xFFFF
         try:
             self._sock.sendto(header + payload, remote)
-        except OSError as exc:  # a full socket buffer or an unreachable peer: count, go on
-            tx.errors += 1
-            if tx.errors == 1:
-                log.warning("leg %s: RTP send failed: %s", self.label, exc)
+        except OSError as exc:
+            self._send_failed(exc)
             return
         tx.packets += 1
         tx.octets += len(payload)
+
+    def _send_failed(self, exc: OSError) -> None:
+        """A full socket buffer or an unreachable peer: count it and go on (logged once)."""
+        self._tx.errors += 1
+        if self._tx.errors == 1:
+            log.warning("leg %s: RTP send failed: %s", self.label, exc)
 
     def _send_rtcp(self, timestamp: int) -> None:
         if self._remote_rtcp is None:

@@ -98,7 +98,12 @@ class JitterBuffer:
         self._misses = 0
         self._last = frame
         self.counters.played += 1
-        self._trim()
+        queued = len(self._frames)
+        if queued < self._low_water:
+            self._low_water = queued
+        self._ticks_in_window += 1
+        if self._ticks_in_window >= TRIM_WINDOW:
+            self._trim()
         return frame
 
     def _conceal(self, counted: bool) -> bytes:
@@ -114,12 +119,6 @@ class JitterBuffer:
     def _trim(self) -> None:
         """Shed one frame when the queue stayed above target for a whole window (drift, or
         the aftermath of a stall): latency returns to the target one frame at a time."""
-        queued = len(self._frames)
-        if queued < self._low_water:
-            self._low_water = queued
-        self._ticks_in_window += 1
-        if self._ticks_in_window < TRIM_WINDOW:
-            return
         if self._low_water > self.prefill and self._next is not None:
             self._frames.pop(self._next, None)
             self._next += 1

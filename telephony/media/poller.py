@@ -13,7 +13,7 @@ import asyncio
 import select
 from collections.abc import Callable
 
-ROUNDS_PER_CALLBACK = 4  # then yield to the loop, so the ticker is never held up by a flood
+BATCH = 128  # datagrams per callback (~0.5 ms), then back to the loop: the tick is never late
 
 
 class RtpPoller:
@@ -55,11 +55,7 @@ class RtpPoller:
         if epoll is None:
             return
         handlers = self._handlers
-        for _ in range(ROUNDS_PER_CALLBACK):
-            events = epoll.poll(0)
-            if not events:
-                return
-            for fd, _ in events:
-                handler = handlers.get(fd)
-                if handler is not None:
-                    handler()
+        for fd, _ in epoll.poll(0, BATCH):  # more ready sockets keep the set readable: next round
+            handler = handlers.get(fd)
+            if handler is not None:
+                handler()

@@ -51,7 +51,9 @@ class Ticker:
         self.index = 0
         self._units: dict[TickUnit, None] = {}
         self._snapshot: tuple[TickUnit, ...] | None = ()
-        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self._perf = perf
 
     def __len__(self) -> int:
@@ -66,37 +68,36 @@ class Ticker:
             self._snapshot = None
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="media-ticker")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._deadline = self._loop.time() + self.interval
+            self._handle = self._loop.call_at(self._deadline, self._on_timer)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = None
+        self._loop = None
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _on_timer(self) -> None:
+        """Runs straight from the loop's timer heap (no task hop), then re-arms itself on the
+        next absolute deadline."""
+        loop = self._loop
+        if loop is None:
+            return
         interval = self.interval
-        deadline = loop.time() + interval
-        while True:
-            delay = deadline - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = loop.time()
-            late = now - deadline
-            if late >= interval:
-                missed = int(late / interval)
-                self.stats.skipped += missed
-                self.index += missed
-                deadline += missed * interval
-            self.stats.max_late_ms = max(self.stats.max_late_ms, late * 1000.0)
-            self._tick_all(now)
-            deadline += interval
+        now = loop.time()
+        late = now - self._deadline
+        if late >= interval:
+            missed = int(late / interval)
+            self.stats.skipped += missed
+            self.index += missed
+            self._deadline += missed * interval
+        if late * 1000.0 > self.stats.max_late_ms:
+            self.stats.max_late_ms = late * 1000.0
+        self._tick_all(now)
+        self._deadline += interval
+        self._handle = loop.call_at(self._deadline, self._on_timer)
 
     def _tick_all(self, now: float) -> None:
         started = self._perf()

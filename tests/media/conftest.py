@@ -12,7 +12,7 @@ from telephony.media import MediaEngine
 
 @pytest.fixture
 async def engine() -> AsyncIterator[MediaEngine]:
-    rtp = ports.rtp_range(200)
+    rtp = ports.rtp_range(40)  # up to 20 legs
     eng = MediaEngine(host="127.0.0.1", port_range=(rtp.lo, rtp.hi))
     await eng.start()
     try:

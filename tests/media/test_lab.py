@@ -75,7 +75,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(kamailio: Kamailio, lab_users: dict[str, str]) -> AsyncIterator[Stack]:
-    rtp = ports.rtp_range(200)
+    rtp = ports.rtp_range(40)
     ua = UserAgent(UAConfig(
         listen_host="127.0.0.1", listen_port=ports.sip_port(),
         registrar=("127.0.0.1", kamailio.udp_port), user="1000",
