@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab import ports
-from lab.audio import tone_report
+from lab.audio import make_tone_wav, tone_report
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
 
@@ -141,3 +141,31 @@ def test_stop_leaves_no_process_behind(
     assert ports.held() == held_before  # ports given back (after a short quarantine)
     p.stop()  # idempotent
     k.stop()
+
+
+def test_pcma_call_with_given_wav_in_a_named_domain(
+    lab_dir: Path,
+    kamailio_factory: Callable[..., Kamailio],
+    phone_factory: Callable[..., BaresipPhone],
+) -> None:
+    k = kamailio_factory(domain="pbx.lab")
+    chord = make_tone_wav(lab_dir / "chord.wav", [600, 1400], seconds=30, amplitude=0.2)
+    a = phone_factory("2001", wav=chord, codecs=("pcma",), kamailio=k, domain="pbx.lab")
+    b = phone_factory("2002", tone_hz=1000, codecs=("pcma",), kamailio=k, domain="pbx.lab")
+    assert a.aor == f"sip:2001@pbx.lab:{k.udp_port}"
+    since_b = b.event_count()
+    since = a.dial("2002")
+    a.wait_established(10, since)
+    time.sleep(1.5)
+    a.hangup()
+    b.wait_closed(10, since_b)
+    heard = tone_report(b.received_recordings()[0], [600, 1000, 1400], start=0.3)
+    assert heard[600] > -30 and heard[1400] > -30 and heard[1000] < -50, heard
+
+
+def test_codec_mismatch_is_refused_with_488(phone_factory: Callable[..., BaresipPhone]) -> None:
+    a = phone_factory("2001", codecs=("pcmu",))
+    phone_factory("2002", codecs=("pcma",))
+    since = a.dial("2002")
+    closed = a.wait_closed(10, since)
+    assert str(closed["param"]).startswith("488"), closed
