@@ -8,7 +8,8 @@ Public surface::
 """
 
 from telephony.media.conference import Conference, FrameTap
-from telephony.media.endpoint import DigitStream, EndpointState, RtpEndpoint
+from telephony.media.digits import DigitStream
+from telephony.media.endpoint import EndpointState, RtpEndpoint
 from telephony.media.engine import MediaEngine
 from telephony.media.errors import (
     EndpointClosed,

@@ -14,13 +14,13 @@ import logging
 import os
 import random
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from telephony.media import g711, rtcp
+from telephony.media import g711
+from telephony.media.digits import DigitStream
 from telephony.media.dtmf import DigitMerger, EventReceiver, EventSender, TelephoneEvent
 from telephony.media.errors import EndpointClosed, PacketError
 from telephony.media.inband import InbandDetector
@@ -28,8 +28,9 @@ from telephony.media.jitter import JitterBuffer
 from telephony.media.mixer import mix
 from telephony.media.playback import PlaybackHandle, PlaybackOutcome, Player, Prompt, PromptCache
 from telephony.media.poller import RtpPoller
+from telephony.media.rtcp_session import RtcpSession
 from telephony.media.rtp import HEADER, HEADER_SIZE, ReceptionStats, RtpPacket
-from telephony.media.stats import LegStats, RtcpFeedback
+from telephony.media.stats import LegStats
 from telephony.types import Codec, Direction, DtmfDigit, NegotiatedMedia
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 2048
-DRAIN_LIMIT = 64  # datagrams per readable callback, so one busy leg cannot starve the rest
 RTCP_INTERVAL_TICKS = 250  # 5 s (RFC 3550 6.2 minimum)
 DTMF_VOLUME = 10
 
@@ -47,45 +47,6 @@ class EndpointState(enum.Enum):
     OPEN = "open"  # bound, waiting for configure()
     ACTIVE = "active"
     CLOSED = "closed"
-
-
-class DigitStream:
-    """The key presses of one leg, each once, in order; `async for` ends when the leg closes."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[DtmfDigit | None] = asyncio.Queue()
-
-    def put(self, digit: DtmfDigit) -> None:
-        self._queue.put_nowait(digit)
-
-    def close(self) -> None:
-        self._queue.put_nowait(None)
-
-    async def get(self) -> DtmfDigit:
-        """The next key press; raises EndpointClosed once the leg is closed."""
-        digit = await self._queue.get()
-        if digit is None:
-            self._queue.put_nowait(None)
-            raise EndpointClosed("digits")
-        return digit
-
-    def get_nowait(self) -> DtmfDigit | None:
-        """The next key press if one is waiting, else None."""
-        if self._queue.empty():
-            return None
-        digit = self._queue.get_nowait()
-        if digit is None:
-            self._queue.put_nowait(None)
-        return digit
-
-    def __aiter__(self) -> DigitStream:
-        return self
-
-    async def __anext__(self) -> DtmfDigit:
-        try:
-            return await self.get()
-        except EndpointClosed:
-            raise StopAsyncIteration from None
 
 
 @dataclass(slots=True)
@@ -147,7 +108,7 @@ class RtpEndpoint:
         self._player = Player()
         self._tx = _Tx()
         self._counters = LegStats()
-        self._feedback: RtcpFeedback | None = None
+        self._rtcp = RtcpSession(rtcp_sock, label, self._loop.time)
         self._rtcp_phase = random.randrange(RTCP_INTERVAL_TICKS)
         self._poller = poller
         poller.register(rtp_sock.fileno(), self._on_rtp_readable)
@@ -246,7 +207,7 @@ class RtpEndpoint:
             ssrc_changes=s.ssrc_changes,
             dtmf_received=s.dtmf_received,
             dtmf_duplicates=self._merger.duplicates,
-            remote=self._feedback,
+            remote=self._rtcp.feedback,
         )
 
     async def close(self) -> None:
@@ -377,26 +338,7 @@ class RtpEndpoint:
         self._player.on_digit()
 
     def _on_rtcp_readable(self) -> None:
-        for _ in range(DRAIN_LIMIT):
-            try:
-                data, addr = self._rtcp_sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.debug("leg %s: RTCP recv error %s", self.label, exc)
-                return
-            if self._remote is None or addr[0] != self._remote[0]:
-                continue
-            try:
-                packets = rtcp.parse_compound(data)
-            except PacketError as exc:
-                log.debug("leg %s: dropped RTCP: %s", self.label, exc)
-                continue
-            for p in packets:
-                if isinstance(p, rtcp.SenderReport | rtcp.ReceiverReport):
-                    for block in p.reports:
-                        if block.ssrc == self._tx.ssrc:
-                            self._feedback = RtcpFeedback.from_block(block, self._loop.time())
+        self._rtcp.on_readable(self._remote[0] if self._remote else None, self._tx.ssrc)
 
     # -- tick side --------------------------------------------------------------------------
 
@@ -472,26 +414,14 @@ class RtpEndpoint:
             log.warning("leg %s: RTP send failed: %s", self.label, exc)
 
     def _send_rtcp(self, timestamp: int) -> None:
-        if self._remote_rtcp is None:
-            return
-        blocks: tuple[rtcp.ReportBlock, ...] = ()
-        rx = self._rx
-        if rx is not None and self._rx_ssrc is not None:
-            block = rtcp.ReportBlock(
-                self._rx_ssrc, rx.fraction_lost(), rx.lost, rx.extended_max_seq, rx.jitter
+        if self._remote_rtcp is not None:
+            tx = self._tx
+            self._rtcp.send_report(
+                self._remote_rtcp,
+                tx.ssrc,
+                timestamp,
+                tx.packets,
+                tx.octets,
+                self._rx,
+                self._rx_ssrc,
             )
-            blocks = (block,)
-        tx = self._tx
-        report = rtcp.SenderReport(
-            tx.ssrc,
-            rtcp.ntp_timestamp(time.time()),
-            timestamp,
-            tx.packets,
-            tx.octets,
-            blocks,
-        )
-        sdes = rtcp.SourceDescription(((tx.ssrc, f"{self.label}@linkcall"),))
-        try:
-            self._rtcp_sock.sendto(bytes(report) + bytes(sdes), self._remote_rtcp)
-        except OSError as exc:
-            log.debug("leg %s: RTCP send failed: %s", self.label, exc)
