@@ -5,17 +5,19 @@ which was free on both UDP and TCP: baresip binds TCP (and TLS) on ``sip_port + 
 Kamailio uses UDP and TCP on the same number, a phone's ctrl_tcp uses ``+ 5``. RTP ports
 come as ranges (``RtpRange``) made of whole units of ``RTP_UNIT`` (20) UDP ports.
 
-Ranges (all below the kernel's ephemeral range 32768-60999, so outgoing sockets never
-take them, and outside linkcall's default RTP range 20000-29999, so a service started
-on its defaults does not collide with the lab):
+Ranges, all below the kernel's ephemeral range (32768-60999), so outgoing sockets never
+take them:
 
-* SIP blocks: 30000-32759
+* SIP blocks: 20000-32759 (this overlaps linkcall's default RTP range 20000-29999: give
+  a service started next to the lab an explicit ``LINKCALL_RTP_PORTS`` from ``rtp_range``)
 * RTP ranges: 10000-19999
 
 Every allocated unit is also reserved with an exclusive ``flock`` on a lock file in
-``<tmp>/linkcall-lab-ports/``, held until ``release()`` or the end of the process, so two
-test processes never hand out the same ports even before a peer has bound them. Peers
-started by the lab release their ports when stopped; a released block stays reserved for
+``<tmp>/linkcall-lab-ports/``, so parallel test processes never hand out the same ports
+before a peer has bound them. A plain ``sip_port()``/``rtp_range()`` reservation lasts
+``LEASE_S`` seconds (long enough to bind; after that a bound port fails the free check
+anyway), so callers that never release cannot exhaust the ranges. Lab peers (through
+``Leases``) hold their blocks until stopped; a released block stays reserved for
 ``QUARANTINE_S`` seconds, so a peer restarted on the same port can ``claim`` it back.
 """
 
@@ -34,16 +36,16 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 SIP_BLOCK = 10
-SIP_PORTS = (30000, 32759)  # SIP blocks come from here (inclusive)
+SIP_PORTS = (20000, 32759)  # SIP blocks come from here (inclusive)
 RTP_UNIT = 20
 RTP_PORTS = (10000, 19999)  # RTP ranges come from here (inclusive)
 LOCK_DIR = Path(tempfile.gettempdir()) / "linkcall-lab-ports"
-
+LEASE_S = 60.0  # a plain allocation stays reserved this long
 QUARANTINE_S = 20.0  # a released block stays reserved this long before reuse
 
 _lock = threading.Lock()
-_held: dict[int, list[int]] = {}  # start port -> lock file descriptors
-_quarantine: dict[int, tuple[float, list[int]]] = {}  # start -> (released at, fds)
+_held: dict[int, list[int]] = {}  # start port -> lock fds, held until release()
+_timed: dict[int, tuple[float, list[int]]] = {}  # start -> (expires at, lock fds)
 
 
 @dataclass(frozen=True)
@@ -101,16 +103,22 @@ def _try_reserve(start: int, unit: int, units: int, kinds: tuple[int, ...]) -> b
     if not all(_free(p, k) for p in range(start, start + size) for k in kinds):
         _unlock(fds)
         return False
-    _held[start] = fds
+    _timed[start] = (time.monotonic() + LEASE_S, fds)
     return True
 
 
-def _purge_quarantine() -> None:
+def _purge_expired() -> None:
     now = time.monotonic()
-    for start, (when, fds) in list(_quarantine.items()):
-        if now - when >= QUARANTINE_S:
-            del _quarantine[start]
+    for start, (expires, fds) in list(_timed.items()):
+        if now >= expires:
+            del _timed[start]
             _unlock(fds)
+
+
+def _units_taken(unit: int) -> set[int]:
+    taken = {s + i * unit for s, fds in _held.items() for i in range(len(fds))}
+    taken |= {s + i * unit for s, (_, fds) in _timed.items() for i in range(len(fds))}
+    return taken
 
 
 def _alloc(lo: int, hi: int, unit: int, units: int, kinds: tuple[int, ...]) -> int:
@@ -118,9 +126,8 @@ def _alloc(lo: int, hi: int, unit: int, units: int, kinds: tuple[int, ...]) -> i
     starts = list(range(lo, hi - size + 2, unit))
     random.shuffle(starts)
     with _lock:
-        _purge_quarantine()
-        taken = {s + i * unit for s, fds in _held.items() for i in range(len(fds))}
-        taken |= {s + i * unit for s, (_, fds) in _quarantine.items() for i in range(len(fds))}
+        _purge_expired()
+        taken = _units_taken(unit)
         for start in starts:
             if any(start + u * unit in taken for u in range(units)):
                 continue
@@ -130,14 +137,17 @@ def _alloc(lo: int, hi: int, unit: int, units: int, kinds: tuple[int, ...]) -> i
 
 
 def sip_port() -> int:
-    """First port of a fresh block of ``SIP_BLOCK`` ports free on UDP and TCP."""
+    """First port of a fresh block of ``SIP_BLOCK`` ports free on UDP and TCP.
+
+    Reserved for ``LEASE_S`` seconds; bind it before then (lab peers hold theirs).
+    """
     return _alloc(SIP_PORTS[0], SIP_PORTS[1], SIP_BLOCK, 1, (socket.SOCK_DGRAM, socket.SOCK_STREAM))
 
 
 def rtp_range(size: int = 20) -> RtpRange:
-    """A range of at least ``size`` UDP ports (even start, as RTP likes).
+    """A range of ``size`` UDP ports (even start, as RTP likes), free right now.
 
-    The range is rounded up to whole units of ``RTP_UNIT`` ports.
+    Reserved in whole units of ``RTP_UNIT`` ports for ``LEASE_S`` seconds.
     """
     if size < 2 or size % 2:
         raise ValueError("RTP range size must be even and >= 2")
@@ -155,22 +165,23 @@ def release(port_or_range: int | RtpRange) -> None:
     start = port_or_range.lo if isinstance(port_or_range, RtpRange) else port_or_range
     with _lock:
         fds = _held.pop(start, None)
+        if fds is None and start in _timed:
+            fds = _timed.pop(start)[1]
         if fds:
-            _quarantine[start] = (time.monotonic(), fds)
+            _timed[start] = (time.monotonic() + QUARANTINE_S, fds)
 
 
 def claim(port: int) -> bool:
-    """Hold the SIP block starting at ``port`` for a peer given that port explicitly.
+    """Hold the block starting at ``port`` until ``release`` (for a lab peer).
 
-    True when this process now holds it (so it should ``release`` it later): it was
-    released and is still in quarantine, or its lock file was free. False when it is
-    already held here (by its allocator) or reserved by another process.
+    True when this call made the hold: the block was leased or in quarantine here, or its
+    lock file was free. False when it is already held here, or reserved by another process.
     """
     with _lock:
         if port in _held:
             return False
-        if port in _quarantine:
-            _held[port] = _quarantine.pop(port)[1]
+        if port in _timed:
+            _held[port] = _timed.pop(port)[1]
             return True
         fd = _lock_unit(port)
         if fd is None:
@@ -180,7 +191,7 @@ def claim(port: int) -> bool:
 
 
 def held() -> int:
-    """How many blocks/ranges this process holds (for tests and leak checks)."""
+    """How many blocks/ranges this process holds for peers (for leak checks)."""
     with _lock:
         return len(_held)
 
@@ -193,16 +204,16 @@ class Leases:
 
     def sip_port(self) -> int:
         start = sip_port()
-        self._owned.add(start)
+        self.claim(start)
         return start
 
     def rtp_range(self, size: int = 20) -> RtpRange:
         rng = rtp_range(size)
-        self._owned.add(rng.lo)
+        self.claim(rng.lo)
         return rng
 
     def claim(self, *starts: int) -> None:
-        """Hold these blocks again (after a release) or newly (explicitly given ports)."""
+        """Hold these blocks (fresh, explicitly given, or again after a release)."""
         for start in starts:
             if start not in self._owned and claim(start):
                 self._owned.add(start)

@@ -45,6 +45,7 @@ def test_sip_blocks_are_distinct_and_free_on_udp_and_tcp() -> None:
 def _two_blocks(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
     """Restrict SIP allocation to two adjacent blocks that are free right now."""
     monkeypatch.setattr(ports, "QUARANTINE_S", 0.0)
+    monkeypatch.setattr(ports, "LEASE_S", 0.0)
     for _ in range(100):
         a = ports.sip_port()
         b = a + ports.SIP_BLOCK
@@ -53,7 +54,7 @@ def _two_blocks(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
         if neighbour_ok:
             ports.release(b)
         with ports._lock:
-            ports._purge_quarantine()  # drop our own reservations at once
+            ports._purge_expired()  # drop our own reservations at once
         if neighbour_ok:
             monkeypatch.setattr(ports, "SIP_PORTS", (a, b + ports.SIP_BLOCK - 1))
             return a, b
@@ -85,14 +86,16 @@ def test_sip_block_reserved_by_another_process_is_skipped(
         os.close(fd)
 
 
-def test_released_block_can_be_claimed_back() -> None:
+def test_plain_allocation_is_a_lease_and_peers_hold_until_release() -> None:
     before = ports.held()
     start = ports.sip_port()
+    assert ports.held() == before  # a plain allocation is only leased (LEASE_S)
+    assert ports.claim(start)  # a peer takes it over until release()
     assert ports.held() == before + 1
     assert not ports.claim(start)  # already held here
     ports.release(start)
     assert ports.held() == before
-    assert ports.claim(start)  # still in quarantine: taken back
+    assert ports.claim(start)  # still in quarantine: a restarted peer takes it back
     ports.release(start)
 
 
