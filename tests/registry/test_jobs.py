@@ -187,11 +187,12 @@ async def test_a_unit_without_any_number_cannot_be_checked(factory: sessionmaker
 
 def test_a_supervisor_starts_a_duty_check_that_the_running_scheduler_performs(reg: Any) -> None:
     url = "/api/v1/units/U01/duty-checks"
+    set_caller(None)  # no telephony caller: checks cannot run
     r = reg.client.post(url, headers=reg.auth("supervisor"))
-    assert r.status_code == 503  # no telephony caller installed yet
+    assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     caller = FakeCaller(CallResult(DutyCheckOutcome.PASSED, key="1"))
-    set_caller(caller)
+    set_caller(caller)  # the fake at the telephony seam (the app installed the real one)
     try:
         assert reg.client.post(url, headers=reg.auth("dispatcher")).status_code == 403
         assert (
