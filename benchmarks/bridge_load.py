@@ -27,8 +27,10 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 
@@ -36,6 +38,7 @@ from benchmarks.bridge_report import BridgeRun, RunResult, print_result, summary
 from benchmarks.bridge_sse import EventLog, follow
 from benchmarks.loadlab import LoadLab
 from benchmarks.procstat import Sampler, threads
+from benchmarks.pyspy import Profile
 from benchmarks.rtpstats import RtpCapture
 
 ROLES = ("dispatcher", "caller", "unit")
@@ -65,6 +68,17 @@ async def create(client: httpx.AsyncClient, run: BridgeRun) -> None:
         run.error = f"POST {resp.status_code}: {resp.text[:200]}"
         return
     run.bridge_id = resp.json()["id"]
+
+
+async def get_json(client: httpx.AsyncClient, path: str) -> Any:
+    """The JSON body of a GET, or a short description of why there is none."""
+    try:
+        resp = await client.get(path)
+    except httpx.HTTPError as exc:
+        return f"GET failed: {type(exc).__name__}"
+    if resp.status_code != 200:
+        return f"GET {resp.status_code}"
+    return resp.json()
 
 
 def settled(log: EventLog, run: BridgeRun) -> bool:
@@ -108,6 +122,14 @@ async def end_and_check(
 ) -> None:
     """End every bridge (``concurrency`` requests in flight), check each recording finalised."""
     live = [r for r in runs if r.bridge_id is not None]
+    # bridges the service created although their POST failed (e.g. timed out): end them too
+    listed = await get_json(client, "/api/v1/calls?limit=500")
+    known = {r.bridge_id for r in live}
+    if isinstance(listed, list):
+        for call in listed:
+            if call["id"] not in known and call.get("state") in ("dialing", "connected"):
+                result.orphans += 1
+                live.append(BridgeRun(-1, bridge_id=call["id"]))
     t_end = time.monotonic()
 
     async def end(run: BridgeRun) -> None:
@@ -128,7 +150,10 @@ async def end_and_check(
     result.end_all_s = time.monotonic() - t_end
 
     async def check(run: BridgeRun) -> None:
-        body = (await client.get(f"/api/v1/bridges/{run.bridge_id}")).json()
+        body = await get_json(client, f"/api/v1/bridges/{run.bridge_id}")
+        if isinstance(body, str):
+            run.recording = body
+            return
         run.final_state = body.get("state")
         rec = body.get("recording_id")
         if rec is None:
@@ -136,9 +161,12 @@ async def end_and_check(
             return
         deadline = time.monotonic() + END_TIMEOUT_S
         while True:
-            meta = (await client.get(f"/api/v1/recordings/{rec}")).json()
-            run.recording = str(meta.get("state"))
-            run.recording_ok = bool(meta.get("health", {}).get("ok"))
+            meta = await get_json(client, f"/api/v1/recordings/{rec}")
+            if isinstance(meta, str):
+                run.recording = meta
+            else:
+                run.recording = str(meta.get("state"))
+                run.recording_ok = bool(meta.get("health", {}).get("ok"))
             if run.recording == "finalised" or time.monotonic() > deadline:
                 return
             await asyncio.sleep(0.5)
@@ -151,7 +179,10 @@ async def failure_reasons(client: httpx.AsyncClient, runs: list[BridgeRun], log:
     for run in runs:
         if run.bridge_id is None or run.setup_s is not None:
             continue
-        body = (await client.get(f"/api/v1/bridges/{run.bridge_id}")).json()
+        body = await get_json(client, f"/api/v1/bridges/{run.bridge_id}")
+        if isinstance(body, str):
+            run.error = f"{log.call_state(run.bridge_id)} (details: {body})"
+            continue
         legs = [
             f"{leg['role']}={leg['state']}"
             + (f"({leg['end_reason']})" if leg.get("end_reason") else "")
@@ -161,9 +192,33 @@ async def failure_reasons(client: httpx.AsyncClient, runs: list[BridgeRun], log:
         run.error = f"{body.get('state')}:{body.get('end_reason')} " + " ".join(legs)
 
 
-async def run_calls(
-    lab: LoadLab, n: int, rate: float, hold: float, capture_s: float, end_concurrency: int
-) -> RunResult:
+@dataclass(frozen=True)
+class Options:
+    """How one N is run (from the command line)."""
+
+    rate: float
+    hold: float
+    capture_s: float
+    end_concurrency: int
+    profile: bool
+
+
+def profiler(lab: LoadLab, name: str, on: bool) -> Profile | None:
+    if not on:
+        return None
+    prof = Profile(lab.workdir / f"profile-{name}.raw")
+    prof.start(lab.service_pid)
+    return prof
+
+
+def finish_profile(prof: Profile | None) -> None:
+    if prof is not None:
+        prof.stop()
+        print(prof.summary(), flush=True)
+
+
+async def run_calls(lab: LoadLab, n: int, opt: Options) -> RunResult:
+    rate, hold, capture_s = opt.rate, opt.hold, opt.capture_s
     tokens = lab.start_service()
     pid = lab.service_pid
     print(f"service pid {pid}, log {lab.service_log}", flush=True)
@@ -182,6 +237,7 @@ async def run_calls(
         try:
             await asyncio.wait_for(log.connected.wait(), 10.0)
             runs = [BridgeRun(i) for i in range(n)]
+            prof = profiler(lab, f"{n}-setup", opt.profile)
             t_start = time.monotonic()
             posts = []
             for run in runs:
@@ -194,12 +250,16 @@ async def run_calls(
             await wait_until(log, lambda: all(settled(log, r) for r in runs), budget)
             t_ready = time.monotonic()
             result.setup_window = sampler.window(t_start, t_ready)
+            finish_profile(prof)
             for run in runs:
                 run.measure(log, ROLES)
             await failure_reasons(client, runs, log)
             result.threads = threads(pid)
+            prof = profiler(lab, f"{n}-hold", opt.profile)
+            t_hold = time.monotonic()
             await asyncio.sleep(hold)
-            result.hold = sampler.window(t_ready, time.monotonic())
+            result.hold = sampler.window(t_hold, time.monotonic())
+            finish_profile(prof)
             result.still_up = sum(
                 1
                 for r in runs
@@ -210,7 +270,7 @@ async def run_calls(
             if capture_s > 0:
                 cap = RtpCapture(lab.workdir / f"rtp-{n}.pcapng", lab.rtp.lo, lab.rtp.hi)
                 await asyncio.to_thread(cap.capture, capture_s)
-            await end_and_check(client, log, runs, result, end_concurrency)
+            await end_and_check(client, log, runs, result, opt.end_concurrency)
             result.runs = runs
             if capture_s > 0:
                 result.rtp = await asyncio.to_thread(cap.analyse)
@@ -238,6 +298,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="POST /end requests in flight at once (default 1; see docs/benchmarks.md)",
     )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the service during setup and hold (skews the figures a little)",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="keep logs here (default: temp)")
     return p.parse_args(argv)
 
@@ -260,13 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(lab.close)
         lab.start_peers()
         results: list[RunResult] = []
+        opt = Options(args.rate, args.hold, args.capture_s, args.end_concurrency, args.profile)
         for n in counts:
             print(
                 f"\n== N={n}: {n} bridges at {args.rate:g}/s, hold {args.hold:g} s ==", flush=True
             )
-            result = asyncio.run(
-                run_calls(lab, n, args.rate, args.hold, args.capture_s, args.end_concurrency)
-            )
+            result = asyncio.run(run_calls(lab, n, opt))
             print_result(result)
             results.append(result)
         print()

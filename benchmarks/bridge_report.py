@@ -69,6 +69,7 @@ class RunResult:
     still_up: int = 0
     end_all_s: float = 0.0
     end_errors: list[str] = field(default_factory=list)
+    orphans: int = 0  # bridges the service created although the POST failed
     rtp: RtpSummary | None = None
 
     @property
@@ -131,6 +132,7 @@ def print_result(r: RunResult) -> None:
     print(
         f"still connected after hold {r.still_up} / {len(ok)}; all ended in {r.end_all_s:.1f} s"
         + (f"; POST /end errors: {Counter(r.end_errors)}" if r.end_errors else "")
+        + (f"; {r.orphans} bridges created although their POST failed" if r.orphans else "")
     )
     bad = [x for x in r.runs if x.bridge_id and x.recording != "finalised"]
     print(
