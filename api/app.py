@@ -33,10 +33,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     settings = settings or Settings()
     svc = service or Service.build(settings)
     survey_settings = SurveySettings()
-    if not any(c.name == "scheduler" for c in svc.components):
-        svc.components.append(
-            Scheduler(database_url=settings.resolved_database_url, timezone=settings.timezone)
-        )
+    # Start order = dependency order; the service stops them in reverse, so the jobs that place
+    # calls (scheduler, survey dispatcher) stop before the call manager and the telephony.
     if not any(c.name == "sip" for c in svc.components):
         telephony = Telephony(settings)
         manager = CallManager(svc, telephony, node=settings.node_name or None)
@@ -50,6 +48,13 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
             svc.session_factory, survey_caller, survey_settings,
             zone=settings.timezone, events=svc.events,
         )  # fmt: skip
+    else:
+        dispatcher = None
+    if not any(c.name == "scheduler" for c in svc.components):
+        svc.components.append(
+            Scheduler(database_url=settings.resolved_database_url, timezone=settings.timezone)
+        )
+    if dispatcher is not None:
         svc.components.append(SurveyDispatcherComponent(dispatcher))
 
     @asynccontextmanager

@@ -37,6 +37,7 @@ from recordings.errors import RecordingError
 from telephony.media.conference import Conference
 from telephony.media.endpoint import RtpEndpoint
 from telephony.media.engine import MediaEngine
+from telephony.media.errors import MediaError
 from telephony.media.playback import PlaybackOutcome
 from telephony.privacy import mask_number
 from telephony.sip import leg as sipleg
@@ -244,7 +245,7 @@ class FlowRunner:
         for cmd in cmds:
             try:
                 await self._run_command(cmd)
-            except (SipError, OSError, ValueError, RecordingError) as exc:
+            except (SipError, MediaError, OSError, ValueError, RecordingError) as exc:
                 log.error("flow %s: %s failed: %s", self.flow.flow_id, type(cmd).__name__, exc)
                 leg_id = getattr(cmd, "leg_id", None)
                 if leg_id is not None and isinstance(cmd, c.Dial | c.Answer):
