@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import array
 import math
+import os
 import re
 import subprocess
 import sys
+import tempfile
+import threading
 import wave
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 
 SILENCE_DB = -120.0
@@ -41,10 +45,11 @@ def make_tone_wav(
         freqs = [float(f) for f in freq_hz]
     n = int(seconds * rate)
     peak = 32767 * amplitude
-    if freqs and all(f == int(f) for f in freqs):
-        # integer frequencies repeat exactly every second: compute one, repeat it
-        one = _sines(freqs, rate, min(n, rate), peak)
-        samples = (one * (n // len(one) + 1))[:n]
+    period = _period_samples(freqs, rate)
+    if period is not None and period < n:
+        # the signal repeats exactly after ``period`` samples: compute one, repeat it
+        one = _sines(freqs, rate, period, peak)
+        samples = (one * (n // period + 1))[:n]
     else:
         samples = _sines(freqs, rate, n, peak)
     if sys.byteorder == "big":
@@ -56,6 +61,17 @@ def make_tone_wav(
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return path
+
+
+def _period_samples(freqs: list[float], rate: int, max_seconds: int = 10) -> int | None:
+    """Samples after which a sum of sines repeats exactly (None: not within max_seconds)."""
+    seconds = 1
+    for f in freqs:
+        frac = Fraction(f).limit_denominator(max_seconds)
+        if float(frac) != f:
+            return None
+        seconds = math.lcm(seconds, frac.denominator)
+    return seconds * rate if seconds <= max_seconds else None
 
 
 def _sines(freqs: list[float], rate: int, n: int, peak: float) -> array.array[int]:
@@ -146,13 +162,7 @@ def band_level_db(
     tbw = min(10.0, bandwidth / 4)
     argv += ["sinc", "-t", f"{tbw:g}", f"{lo:g}-{hi:g}", "stat"]
     res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-    m = re.search(r"RMS\s+amplitude:\s*([0-9.eE+-]+)", res.stderr)
-    if res.returncode != 0 or m is None:
-        raise RuntimeError(f"sox failed on {wav}: {res.stderr.strip()}")
-    rms = float(m.group(1))
-    if rms <= 0:
-        return SILENCE_DB
-    return max(SILENCE_DB, 20 * math.log10(rms))
+    return _rms_db(res, wav)
 
 
 def total_level_db(wav: Path, start: float = 0.0, end: float | None = None) -> float:
@@ -162,11 +172,31 @@ def total_level_db(wav: Path, start: float = 0.0, end: float | None = None) -> f
         argv += ["trim", f"{start}"] + ([f"={end}"] if end is not None else [])
     argv += ["stat"]
     res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-    m = re.search(r"RMS\s+amplitude:\s*([0-9.eE+-]+)", res.stderr)
+    return _rms_db(res, wav)
+
+
+def _rms_db(res: subprocess.CompletedProcess[str], wav: Path) -> float:
+    m = re.search(r"RMS\s+amplitude:\s*(\S+)", res.stderr)
     if res.returncode != 0 or m is None:
         raise RuntimeError(f"sox failed on {wav}: {res.stderr.strip()}")
-    rms = float(m.group(1))
+    try:
+        rms = float(m.group(1))
+    except ValueError:  # "-": nothing left to measure (e.g. trimmed past the end)
+        return SILENCE_DB
     return SILENCE_DB if rms <= 0 else max(SILENCE_DB, 20 * math.log10(rms))
+
+
+def cached_tone_wav(
+    freq_hz: float | None, seconds: float, amplitude: float, rate: int = 8000
+) -> Path:
+    """A shared tone WAV in ``<tmp>/linkcall-lab-tones`` (made once, atomically)."""
+    name = f"tone-{freq_hz or 0:g}Hz-{amplitude:g}-{seconds:g}s-{rate}.wav"
+    path = Path(tempfile.gettempdir()) / "linkcall-lab-tones" / name
+    if not path.exists():
+        tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}")
+        make_tone_wav(tmp, freq_hz, seconds, rate, amplitude)
+        os.replace(tmp, path)
+    return path
 
 
 def tone_report(

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lab import ports
-from lab.audio import make_tone_wav, wav_complete
+from lab.audio import cached_tone_wav, wav_complete
 from lab.baresip_ctrl import BaresipError, CtrlClient, Event
 from lab.process import ManagedProcess, ProcessError, wait_until
 
@@ -39,8 +39,10 @@ class BaresipPhone:
     ``registrar_host``/``registrar_port`` None makes a phone that does not register
     (``regint=0``): it only listens on ``sip_port`` and can be called directly
     (``phone.direct_uri``) or dial full URIs.
-    ``tone_hz`` makes a tone WAV as microphone; ``wav`` uses a given 8 kHz mono s16 WAV;
-    neither gives silence.
+    ``tone_hz`` makes a tone WAV as microphone (shared, cached in ``<tmp>/linkcall-lab-tones``,
+    ``tone_seconds`` long); ``wav`` uses a given 8 kHz mono s16 WAV; neither gives silence.
+    When the microphone file ends, baresip ends the call ("audio error: end of file"), so
+    ``tone_seconds`` (default 30 min) bounds a call's length.
     """
 
     def __init__(
@@ -58,7 +60,7 @@ class BaresipPhone:
         sip_port: int | None = None,
         rtp_ports: ports.RtpRange | None = None,
         domain: str | None = None,
-        tone_seconds: float = 300.0,
+        tone_seconds: float = 1800.0,
         tone_amplitude: float = 0.3,
     ) -> None:
         if transport not in ("udp", "tcp"):
@@ -80,7 +82,7 @@ class BaresipPhone:
         self.ctrl_port = self.sip_port + CTRL_OFFSET
         self.rtp = rtp_ports if rtp_ports is not None else self._leases.rtp_range(20)
         self._wav_given = wav
-        self.wav = wav if wav is not None else self.dir / "mic.wav"
+        self.wav = wav  # set in write_config() when None
         self.tone_seconds = tone_seconds
         self.tone_amplitude = tone_amplitude
         self._proc: ManagedProcess | None = None
@@ -164,7 +166,7 @@ class BaresipPhone:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rec_dir.mkdir(parents=True, exist_ok=True)
         if self._wav_given is None:
-            make_tone_wav(self.wav, self.tone_hz, self.tone_seconds, 8000, self.tone_amplitude)
+            self.wav = cached_tone_wav(self.tone_hz, self.tone_seconds, self.tone_amplitude)
         (self.dir / "config").write_text(self.config_text())
         # the account is added with "uanew" once control is connected, so that no
         # registration event is missed

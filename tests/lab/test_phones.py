@@ -169,3 +169,16 @@ def test_codec_mismatch_is_refused_with_488(phone_factory: Callable[..., Baresip
     since = a.dial("2002")
     closed = a.wait_closed(10, since)
     assert str(closed["param"]).startswith("488"), closed
+
+
+def test_call_ends_when_the_microphone_file_ends(
+    phone_factory: Callable[..., BaresipPhone],
+) -> None:
+    a = phone_factory("2001", tone_hz=400, tone_seconds=2)
+    phone_factory("2002")
+    since = a.dial("2002")
+    a.wait_established(10, since)
+    t0 = time.monotonic()
+    closed = a.wait_closed(10, since)
+    assert closed["param"] == "end of file"
+    assert 1.0 < time.monotonic() - t0 < 4.0
