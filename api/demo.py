@@ -120,7 +120,9 @@ def run_demo(settings: Settings, *, seconds: float = 0) -> int:
 
 
 def _service_env(settings: Settings, workdir: Path, kam_port: int, password: str) -> dict[str, str]:
-    rtp_lo = 40000 + os.getpid() % 200 * 100
+    from lab import ports
+
+    rtp = ports.rtp_range(200)  # clear of the lab's SIP ports and the ephemeral range
     env = {
         **os.environ,
         "LINKCALL_DATA_DIR": str(workdir / "service"),
@@ -128,7 +130,7 @@ def _service_env(settings: Settings, workdir: Path, kam_port: int, password: str
         "LINKCALL_SIP_REGISTRAR": f"127.0.0.1:{kam_port}",
         "LINKCALL_SIP_USER": SERVICE_USER,
         "LINKCALL_SIP_PASSWORD": password,
-        "LINKCALL_RTP_PORTS": f"{rtp_lo}-{rtp_lo + 99}",
+        "LINKCALL_RTP_PORTS": f"{rtp.lo}-{rtp.hi}",
         "LINKCALL_DISPATCHER_SEATS": "2002",
     }
     if settings.database_url:
