@@ -192,7 +192,8 @@ class KeyPromptCall:
         cmds = self.dialer.on_answered(leg, now)
         self.leg_id = leg
         self.answered_at = now
-        return cmds + self._play_prompt()
+        prompt = self._play_prompt()
+        return [*cmds, *prompt, c.Save(self._flow_id, self.result())]  # answered: store it now
 
     def _play_prompt(self) -> list[c.Command]:
         assert self.leg_id is not None

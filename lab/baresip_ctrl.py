@@ -57,11 +57,12 @@ class CtrlClient:
         self._thread.start()
 
     def _reader(self) -> None:
-        assert self._sock is not None
+        sock = self._sock  # close() may drop the attribute while we block in recv
+        assert sock is not None
         buf = b""
         try:
             while True:
-                chunk = self._sock.recv(65536)
+                chunk = sock.recv(65536)
                 if not chunk:
                     break
                 buf += chunk
