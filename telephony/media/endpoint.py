@@ -23,6 +23,7 @@ from telephony.media import g711
 from telephony.media.digits import DigitStream
 from telephony.media.dtmf import DigitMerger, EventReceiver, EventSender, TelephoneEvent
 from telephony.media.errors import EndpointClosed, PacketError
+from telephony.media.g711 import audioop
 from telephony.media.inband import InbandDetector
 from telephony.media.jitter import JitterBuffer
 from telephony.media.mixer import mix
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from telephony.media.conference import Conference
 
 log = logging.getLogger(__name__)
+ulaw2lin, alaw2lin = audioop.ulaw2lin, audioop.alaw2lin
 
 MAX_DATAGRAM = 2048
 RTCP_INTERVAL_TICKS = 250  # 5 s (RFC 3550 6.2 minimum)
@@ -236,7 +238,7 @@ class RtpEndpoint:
 
     # -- receive (reader callbacks) -------------------------------------------------------
 
-    def _on_rtp_readable(self) -> None:
+    def _on_rtp_readable(self, now: float) -> None:
         """Read one datagram: the poller calls again while more are queued (level-triggered),
         and at one packet per 20 ms a drain loop would mostly pay for the final EAGAIN."""
         try:
@@ -246,7 +248,7 @@ class RtpEndpoint:
         except OSError as exc:  # e.g. ICMP errors reported on the socket
             log.debug("leg %s: recv error %s", self.label, exc)
             return
-        self._on_datagram(data, addr, self._loop.time())
+        self._on_datagram(data, addr, now)
 
     def _accept_source(self, addr: tuple[str, int]) -> bool:
         """Symmetric RTP: only the negotiated peer, or the first sender on the peer's host when
@@ -298,7 +300,7 @@ class RtpEndpoint:
             seq = rx.update(seq16, timestamp, now)
             if seq is None:
                 return
-            pcm = g711.ulaw_to_linear(payload) if pt == 0 else g711.alaw_to_linear(payload)
+            pcm = ulaw2lin(payload, 2) if pt == 0 else alaw2lin(payload, 2)
             if len(pcm) != g711.FRAME_BYTES:
                 pcm = (pcm + g711.SILENCE_FRAME)[: g711.FRAME_BYTES]
             if self._jitter.push(seq, pcm) and self._inband is not None:

@@ -21,18 +21,20 @@ class RtpPoller:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._handlers: dict[int, Callable[[], None]] = {}
+        self._handlers: dict[int, Callable[[float], None]] = {}
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
         if self._epoll is not None:
             loop.add_reader(self._epoll.fileno(), self._on_ready)
 
-    def register(self, fd: int, handler: Callable[[], None]) -> None:
-        """Call `handler` whenever `fd` is readable; it should read one datagram."""
+    def register(self, fd: int, handler: Callable[[float], None]) -> None:
+        """Call `handler(now)` whenever `fd` is readable; it should read one datagram.
+        `now` is the loop time, read once per batch."""
         self._handlers[fd] = handler
         if self._epoll is not None:
             self._epoll.register(fd, select.EPOLLIN)
         else:
-            self._loop.add_reader(fd, handler)
+            loop = self._loop
+            loop.add_reader(fd, lambda: handler(loop.time()))
 
     def unregister(self, fd: int) -> None:
         if self._handlers.pop(fd, None) is None:
@@ -55,7 +57,8 @@ class RtpPoller:
         if epoll is None:
             return
         handlers = self._handlers
+        now = self._loop.time()
         for fd, _ in epoll.poll(0, BATCH):  # more ready sockets keep the set readable: next round
             handler = handlers.get(fd)
             if handler is not None:
-                handler()
+                handler(now)
