@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         svc.components.append(
             Scheduler(database_url=settings.resolved_database_url, timezone=settings.timezone)
         )
-    if dispatcher is not None:
+    if dispatcher is not None and survey_settings.enabled:
         svc.components.append(SurveyDispatcherComponent(dispatcher))
 
     @asynccontextmanager

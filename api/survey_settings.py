@@ -30,6 +30,7 @@ class SurveySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LINKCALL_SURVEY_", extra="ignore")
 
+    enabled: bool = Field(default=True, description="place survey calls from this process")
     hours: str = Field(default="08:30-21:00", description="calling hours, local HH:MM-HH:MM")
     delay_after_close_s: float = Field(default=3600.0, ge=0, description="first call after close")
     max_attempts: int = Field(default=3, ge=1, le=20)
