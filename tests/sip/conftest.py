@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from lab.kamailio import Kamailio
-from lab.ports import sip_port
 from lab.pytest_plugin import (  # noqa: F401
     kamailio,
     kamailio_401,
@@ -23,6 +22,8 @@ from lab.pytest_plugin import (  # noqa: F401
     sipp_factory,
 )
 from telephony.sip.ua import UAConfig, UserAgent
+
+from .ports import sip_port
 
 UAFactory = Callable[..., Awaitable[UserAgent]]
 

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from lab.ports import sip_port
 from telephony.sip.leg import EndReason
 from telephony.sip.transaction import TimerConfig
 from telephony.sip.ua import UAConfig, UserAgent
+
+from .ports import sip_port
 
 FAST = TimerConfig(t1=0.05, t2=0.4, t4=0.5)
 GOOD_HEADERS = (

@@ -11,13 +11,14 @@ import pytest
 
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
-from lab.ports import rtp_range, sip_port
+from lab.ports import rtp_range
 from lab.sipp import Sipp
 from telephony.sip.digest import parse_auth_params
 from telephony.sip.leg import EndReason, LegState
 
 from .conftest import UAFactory
 from .helpers import LossyRelay, ProxyAuthRegistrar, is_request, is_response
+from .ports import sip_port
 
 pytestmark = [pytest.mark.integration]
 MEDIA = ("127.0.0.1", 41200)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from lab.ports import sip_port
 from telephony.sip.leg import EndReason, Leg
 from telephony.sip.ua import UAConfig, UserAgent
+
+from .ports import sip_port
 
 CALLS = 200
 

@@ -7,12 +7,13 @@ import asyncio
 
 import pytest
 
-from lab.ports import sip_port
 from telephony.sip.headers import Via
 from telephony.sip.leg import EndReason
 from telephony.sip.outbound import end_reason_for
 from telephony.sip.transport import response_destination, stamp_via
 from telephony.sip.ua import UAConfig, UserAgent
+
+from .ports import sip_port
 
 
 @pytest.mark.parametrize(

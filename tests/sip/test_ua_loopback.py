@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from lab.ports import sip_port
 from telephony.sip.leg import (
     Answered,
     Dtmf,
@@ -26,6 +25,8 @@ from telephony.sip.leg import (
 from telephony.sip.transaction import TimerConfig
 from telephony.sip.ua import UAConfig, UserAgent
 from telephony.types import Codec
+
+from .ports import sip_port
 
 FAST = TimerConfig(t1=0.05, t2=0.4, t4=0.5)
 
