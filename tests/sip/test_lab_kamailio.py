@@ -255,3 +255,30 @@ async def next_media_change(leg: Leg) -> MediaChanged:
             ev = await leg.events.get()
             if isinstance(ev, MediaChanged):
                 return ev
+
+
+async def test_phone_sends_rtp_where_our_sdp_said(
+    kamailio: Kamailio, phone_factory: Callable[..., BaresipPhone], ua_factory: UAFactory
+) -> None:
+    """What the media engine relies on: RTP arrives at our offered port from leg.media's peer."""
+    import socket
+
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    rtp.settimeout(5)
+    try:
+        phone = phone_factory("2004", tone_hz=1000)
+        ua = await ua_factory(kamailio, user="1004")
+        leg = await ua.dial("2004", local_media=rtp.getsockname(), ring_timeout=10)
+        assert await leg.wait_answered(10)
+        assert leg.media is not None
+        packets = []
+        for _ in range(20):
+            data, src = await asyncio.to_thread(rtp.recvfrom, 2048)
+            packets.append((data, src))
+        assert {src for _, src in packets} == {(leg.media.remote_host, leg.media.remote_port)}
+        assert {data[1] & 0x7F for data, _ in packets} == {leg.media.codec.payload_type}
+        assert all(len(data) == 12 + 160 for data, _ in packets)  # 20 ms of G.711
+        await leg.hangup()
+    finally:
+        rtp.close()
