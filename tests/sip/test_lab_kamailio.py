@@ -267,7 +267,7 @@ async def test_phone_sends_rtp_where_our_sdp_said(
     rtp.bind(("127.0.0.1", 0))
     rtp.settimeout(5)
     try:
-        phone = phone_factory("2004", tone_hz=1000)
+        phone_factory("2004", tone_hz=1000)  # auto-answers, sends a 1 kHz tone
         ua = await ua_factory(kamailio, user="1004")
         leg = await ua.dial("2004", local_media=rtp.getsockname(), ring_timeout=10)
         assert await leg.wait_answered(10)
