@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from telephony.media.endpoint import RtpEndpoint
+from telephony.media.endpoint import EndpointState, RtpEndpoint
 from telephony.media.g711 import FRAME_BYTES, SILENCE_FRAME
 from telephony.media.mixer import mix, mix_minus
 from telephony.media.playback import Prompt
@@ -70,7 +70,7 @@ class Conference:
             raise ValueError(f"{endpoint.label} is already in {endpoint.conference}")
         if any(leg.role == role for leg in self._legs.values()):
             raise ValueError(f"role {role!r} already taken in {self.name}")
-        endpoint._check_open()
+        endpoint.ensure_open()
         self._ticker.discard(endpoint)
         endpoint.conference = self
         self._legs[endpoint] = _Leg(endpoint, role)
@@ -86,7 +86,7 @@ class Conference:
         self._replan()
         if not self._legs:
             self._ticker.discard(self)
-        if endpoint.state.value != "closed":
+        if endpoint.state is not EndpointState.CLOSED:
             self._ticker.add(endpoint)
 
     def mute(self, endpoint: RtpEndpoint, muted: bool = True) -> None:

@@ -127,7 +127,7 @@ class RtpEndpoint:
 
     def configure(self, media: NegotiatedMedia) -> None:
         """Apply (or re-apply, for a re-INVITE) the negotiated media."""
-        self._check_open()
+        self.ensure_open()
         if media.remote_port and media.remote_host not in ("0.0.0.0", "::"):
             remote = (media.remote_host, media.remote_port)
         else:
@@ -158,7 +158,7 @@ class RtpEndpoint:
 
     async def send_dtmf(self, digit: str, duration_ms: int = 160) -> None:
         """Send one key press as RFC 4733 events; returns once its end packets are sent."""
-        self._check_open()
+        self.ensure_open()
         if self._dtmf_pt is None:
             raise ValueError(f"leg {self.label}: peer did not agree to telephone-event")
         if not self._send:
@@ -172,7 +172,7 @@ class RtpEndpoint:
         self, prompt: str | os.PathLike[str] | Prompt, *, interrupt_on_dtmf: bool = True
     ) -> PlaybackHandle:
         """Queue a prompt (a Prompt or a WAV path, converted once and cached)."""
-        self._check_open()
+        self.ensure_open()
         if not isinstance(prompt, Prompt):
             prompt = self._prompts.load(Path(prompt))
         return self._player.enqueue(PlaybackHandle(prompt, interrupt_on_dtmf))
@@ -216,9 +216,9 @@ class RtpEndpoint:
         """Stop media, release the ports, end playback and the digit stream."""
         if self.state is EndpointState.CLOSED:
             return
-        if self.conference is not None:
-            self.conference.remove(self)
         self._set_state(EndpointState.CLOSED)
+        if self.conference is not None:
+            self.conference.remove(self)  # closed: it does not go on alone
         self._poller.unregister(self._sock.fileno())
         self._loop.remove_reader(self._rtcp_sock.fileno())
         self._sock.close()
@@ -232,7 +232,8 @@ class RtpEndpoint:
         if self._on_close is not None:
             self._on_close(self)
 
-    def _check_open(self) -> None:
+    def ensure_open(self) -> None:
+        """Raise EndpointClosed once the leg was closed."""
         if self.state is EndpointState.CLOSED:
             raise EndpointClosed(self.label)
 
