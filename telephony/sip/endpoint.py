@@ -100,6 +100,7 @@ class SipEndpoint:
         self._servers: dict[TransactionKey, ServerTransaction] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.dropped = 0
         # observers of the wire (tracing, capture): called with ("in"|"out", bytes, peer address)
         self.taps: list[Callable[[str, bytes, Address], None]] = []
@@ -113,9 +114,9 @@ class SipEndpoint:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -175,6 +176,11 @@ class SipEndpoint:
                 if dest is None:
                     assert isinstance(tx, ServerInviteTransaction | ServerNonInviteTransaction)
                     dest = self._response_dest(tx)
+                    if self._would_connect(dest):
+                        # a response needing a new TCP connection must not stall the
+                        # dispatcher for the connect timeout: send it in the background
+                        self._send_later(cmd.message, dest)
+                        continue
                 try:
                     await self.send_raw(cmd.message, dest)
                 except TransportError as exc:
@@ -194,6 +200,21 @@ class SipEndpoint:
             elif isinstance(cmd, Terminated):
                 self._forget(tx)
         self._wake.set()
+
+    def _would_connect(self, dest: Address) -> bool:
+        t = self.transport
+        return t is not None and t.reliable and not t.has_connection(dest)
+
+    def _send_later(self, msg: SipRequest | SipResponse, dest: Address) -> None:
+        async def send() -> None:
+            try:
+                await self.send_raw(msg, dest)
+            except TransportError as exc:
+                logger.warning("response not delivered: %s", exc)
+
+        task = asyncio.create_task(send(), name="sip-send-later")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _response_dest(self, tx: ServerTransaction) -> Address:
         src = tx.source
