@@ -16,7 +16,7 @@ from .dialog import Dialog
 from .errors import IncompatibleMedia, LegError, ParseError
 from .leg import EndReason, Leg
 from .message import SipRequest
-from .sdp import SessionDescription, answer_offer
+from .sdp import SessionDescription, answer_offer, make_offer
 from .transaction import ServerInviteTransaction, ServerTransaction
 
 logger = logging.getLogger(__name__)
@@ -27,9 +27,12 @@ class InboundCall:
     leg: Leg
     invite: SipRequest
     tx: ServerInviteTransaction
-    offer: SessionDescription
+    offer: SessionDescription | None  # None: delayed offer, we offer in the 200 (RFC 3261 13.2.1)
     local_tag: str
     final_sent: bool = False
+    our_offer: SessionDescription | None = None  # awaiting the answer in the ACK
+    reinviting: bool = False  # our own re-INVITE is in progress (glare, RFC 3261 14.2)
+    session_id: int = 0  # o= session id of our SDP, kept for every later offer/answer
     local_media: tuple[str, int] = ("0.0.0.0", 0)
     answer_sdp: SessionDescription | None = None
     sdp_version: int = 0
@@ -42,12 +45,13 @@ class InboundCalls(CallBase):
         if req.call_id in self.calls:
             await self.endpoint.respond(tx, make_response(req, 482, to_tag=new_tag()))
             return
-        if req.content_type != "application/sdp" or not req.body:
-            # no offer in the INVITE: we only support offers in the INVITE (RFC 3261 13.2.1)
-            await self.endpoint.respond(tx, make_response(req, 488, to_tag=new_tag()))
+        if req.body and req.content_type != "application/sdp":
+            resp = make_response(req, 415, to_tag=new_tag())
+            resp.headers.add("Accept", "application/sdp")
+            await self.endpoint.respond(tx, resp)
             return
         try:
-            offer = SessionDescription.parse(req.body)
+            offer = SessionDescription.parse(req.body) if req.body else None
             _ = req.name_addrs("Contact")[0]
         except (ParseError, IndexError):
             await self.endpoint.respond(tx, make_response(req, 400, to_tag=new_tag()))
@@ -95,9 +99,16 @@ class InboundCalls(CallBase):
         call = self._inbound(leg)
         call.local_media = local_media
         call.sdp_version = 1
+        session_id = call.session_id = secrets.randbelow(2**31)
+        if call.offer is None:  # delayed offer: ours goes in the 200, the answer in the ACK
+            call.our_offer = make_offer(*local_media, session_id=session_id)
+            leg.dialog = Dialog.from_uas(call.invite, call.local_tag, self.contact)
+            await self._final(call, 200, call.our_offer)
+            leg.mark_answered(None)
+            return
         try:
             answer, media = answer_offer(
-                call.offer, local_media[0], local_media[1], session_id=secrets.randbelow(2**31)
+                call.offer, local_media[0], local_media[1], session_id=session_id
             )
         except IncompatibleMedia:
             await self._final(call, 488)

@@ -44,6 +44,7 @@ class InDialog(CallBase):
         if req.method == "ACK":
             if isinstance(call, InboundCall):
                 await self.endpoint.confirm_2xx(call.tx)
+                await self._answer_in_ack(call, req)
             return
         assert tx is not None
         if not dialog.accept_request(req):
@@ -64,13 +65,34 @@ class InDialog(CallBase):
             resp.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
             await self.endpoint.respond(tx, resp)
 
+    async def _answer_in_ack(self, call: InboundCall, ack: SipRequest) -> None:
+        """Delayed offer: the ACK carries the answer to the offer in our 200 (RFC 3264 5)."""
+        offer, call.our_offer = call.our_offer, None
+        if offer is None:
+            return
+        try:
+            media = media_from_answer(offer, SessionDescription.parse(ack.body))
+        except (ParseError, IncompatibleMedia) as exc:
+            logger.warning("call %s: no usable answer in the ACK: %s", call.leg.call_id[:8], exc)
+            await self._bye(call.leg)
+            self._finish(call, EndReason.INCOMPATIBLE, None)
+            return
+        call.leg.mark_media(media)
+
     async def _reinvite(self, call: Call, req: SipRequest, tx: ServerInviteTransaction) -> None:
         """RFC 3264 8 / RFC 3261 14.2: answer a hold/resume offer with our same address."""
+        if call.reinviting:  # both sides re-INVITE at once: 491, the peer retries later
+            await self.endpoint.respond(tx, make_response(req, 491))
+            return
         try:
             offer = SessionDescription.parse(req.body)
             call.sdp_version += 1
             answer, media = answer_offer(
-                offer, call.local_media[0], call.local_media[1], session_version=call.sdp_version
+                offer,
+                call.local_media[0],
+                call.local_media[1],
+                session_id=call.session_id,
+                session_version=call.sdp_version,
             )
         except (ParseError, IncompatibleMedia) as exc:
             status = 488 if isinstance(exc, IncompatibleMedia) else 400
@@ -112,16 +134,24 @@ class InDialog(CallBase):
         if call is None or dialog is None:
             raise LegError("leg has no dialog", call_id=leg.call_id)
         call.sdp_version += 1
-        offer = make_offer(*call.local_media, direction=direction, session_version=call.sdp_version)
+        offer = make_offer(
+            *call.local_media,
+            direction=direction,
+            session_id=call.session_id,
+            session_version=call.sdp_version,
+        )
         req = dialog.create_request("INVITE")
         req.headers.prepend("Via", self.via())
         req.headers.add("Content-Type", "application/sdp")
         req.body = bytes(offer)
-        handle = await self.endpoint.request(req, dialog.next_hop().hostport())
+        call.reinviting = True
         try:
+            handle = await self.endpoint.request(req, dialog.next_hop().hostport())
             ev = await handle.final(64 * self._timers.t1 + 1)
         except TimeoutError:
             ev = TransactionFailed("timeout")
+        finally:
+            call.reinviting = False
         if isinstance(ev, TransactionFailed):
             return None
         if 200 <= ev.status < 300:

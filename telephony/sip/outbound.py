@@ -67,6 +67,8 @@ class OutboundCall:
     ack_dest: Address | None = None
     local_media: tuple[str, int] = ("0.0.0.0", 0)
     sdp_version: int = 0
+    reinviting: bool = False  # our own re-INVITE is in progress (glare, RFC 3261 14.2)
+    session_id: int = 0  # o= session id of our SDP, kept for every later offer/answer
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -84,7 +86,13 @@ class OutboundCalls(CallBase):
         invite.body = bytes(offer)
         leg = Leg(invite.call_id, "outbound", ruri.user or "", self.as_control())
         call = OutboundCall(
-            leg, invite, offer, self.dest_for(ruri), ring_timeout, local_media=local_media
+            leg,
+            invite,
+            offer,
+            self.dest_for(ruri),
+            ring_timeout,
+            local_media=local_media,
+            session_id=offer.session_id,
         )
         self.calls[leg.call_id] = call
         logger.info("dial %s call %s", mask_number(ruri.user), leg.call_id[:8])

@@ -354,3 +354,79 @@ async def test_wildcard_listen_address_advertises_the_route_source() -> None:
         assert " 127.0.0.1:" in ua.via()
     finally:
         await ua.stop()
+
+
+async def test_delayed_offer_answer_comes_in_the_ack() -> None:
+    """An INVITE without SDP: we offer in the 200, the caller answers in its ACK (RFC 3264 5)."""
+    from telephony.sip.leg import Answered
+    from telephony.sip.message import SipResponse, parse_message
+    from telephony.sip.sdp import SessionDescription, answer_offer
+
+    ua = UserAgent(UAConfig("127.0.0.1", sip_port(), None, "1000", "x", timers=FAST))
+    await ua.start()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(3)
+    here = f"127.0.0.1:{peer.getsockname()[1]}"
+    common = (
+        f"Via: SIP/2.0/UDP {here};branch=z9hG4bKdelayed{{n}};rport\r\n"
+        f"From: <sip:2001@127.0.0.1>;tag=caller\r\nTo: <sip:1000@127.0.0.1>{{totag}}\r\n"
+        f"Call-ID: delayed-offer\r\nCSeq: 1 {{method}}\r\nContact: <sip:2001@{here}>\r\n"
+    )
+    try:
+        invite = common.format(n=1, totag="", method="INVITE") + "Content-Length: 0\r\n\r\n"
+        peer.sendto(
+            f"INVITE sip:1000@127.0.0.1 SIP/2.0\r\n{invite}".encode(),
+            ("127.0.0.1", ua.config.listen_port),
+        )
+        leg = await asyncio.wait_for(ua.incoming.get(), 3)
+        await leg.answer(("127.0.0.1", 40300))
+
+        def final() -> SipResponse:
+            while True:
+                msg = parse_message(peer.recv(65535))
+                if isinstance(msg, SipResponse) and msg.status >= 200:
+                    return msg
+
+        ok = await asyncio.to_thread(final)
+        assert ok.status == 200 and ok.content_type == "application/sdp"
+        answer, ours = answer_offer(SessionDescription.parse(ok.body), "127.0.0.1", 46000)
+        assert ours.remote_port == 40300
+        body = bytes(answer)
+        ack = common.format(n=2, totag=f";tag={ok.to.tag}", method="ACK")
+        ack += f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n"
+        peer.sendto(
+            f"ACK sip:1000@127.0.0.1 SIP/2.0\r\n{ack}".encode() + body,
+            ("127.0.0.1", ua.config.listen_port),
+        )
+        assert isinstance(await next_event(leg.events, Answered), Answered)
+        changed = await next_event(leg.events, MediaChanged)
+        assert isinstance(changed, MediaChanged) and not changed.held
+        assert leg.media is not None and leg.media.remote_port == 46000
+    finally:
+        await ua.stop()
+        peer.close()
+
+
+async def test_reinvite_keeps_the_session_id_and_bumps_the_version(
+    pair: tuple[UserAgent, UserAgent],
+) -> None:
+    """RFC 3264 8: a new offer keeps o= session id, version + 1; taps show what went out."""
+    from telephony.sip.message import SipRequest, parse_message
+    from telephony.sip.sdp import SessionDescription
+
+    a, b = pair
+    sent: list[bytes] = []
+    a.endpoint.taps.append(lambda d, data, addr: sent.append(data) if d == "out" else None)
+    leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+    inbound = await asyncio.wait_for(b.incoming.get(), 5)
+    await inbound.answer(("127.0.0.1", 40100))
+    assert await leg.wait_answered(5)
+    assert await leg.hold() == 200
+    invites = [
+        m for m in map(parse_message, sent) if isinstance(m, SipRequest) and m.method == "INVITE"
+    ]
+    first, second = (SessionDescription.parse(m.body) for m in invites)
+    assert second.session_id == first.session_id
+    assert second.session_version == first.session_version + 1
+    await leg.hangup()
