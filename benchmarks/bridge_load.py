@@ -27,6 +27,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -44,6 +45,7 @@ from benchmarks.rtpstats import RtpCapture
 ROLES = ("dispatcher", "caller", "unit")
 SETUP_SLACK_S = 30.0
 END_TIMEOUT_S = 60.0
+END_PHASE_S = 240.0
 
 
 def numbers(i: int) -> dict[str, dict[str, str]]:
@@ -103,12 +105,12 @@ async def wait_until(log: EventLog, pred: object, timeout: float) -> bool:
     return True
 
 
-async def gather_limited(coros: list[object], limit: int = 20) -> None:
+async def gather_limited(coros: list[Awaitable[object]], limit: int = 20) -> None:
     sem = asyncio.Semaphore(limit)
 
-    async def one(c: object) -> None:
+    async def one(c: Awaitable[object]) -> None:
         async with sem:
-            await c  # type: ignore[misc]
+            await c
 
     await asyncio.gather(*(one(c) for c in coros))
 
@@ -177,12 +179,14 @@ async def end_and_check(
 async def failure_reasons(client: httpx.AsyncClient, runs: list[BridgeRun], log: EventLog) -> None:
     """For bridges that did not connect all three legs: why (bridge and leg end reasons)."""
     for run in runs:
-        if run.bridge_id is None or run.setup_s is not None:
-            continue
+        if run.bridge_id is not None and run.setup_s is None:
+            run.error = f"{log.call_state(run.bridge_id)} (no details)"
+
+    async def explain(run: BridgeRun) -> None:
         body = await get_json(client, f"/api/v1/bridges/{run.bridge_id}")
         if isinstance(body, str):
-            run.error = f"{log.call_state(run.bridge_id)} (details: {body})"
-            continue
+            run.error = f"{log.call_state(run.bridge_id or '')} (details: {body})"
+            return
         legs = [
             f"{leg['role']}={leg['state']}"
             + (f"({leg['end_reason']})" if leg.get("end_reason") else "")
@@ -190,6 +194,17 @@ async def failure_reasons(client: httpx.AsyncClient, runs: list[BridgeRun], log:
             for leg in body.get("legs", [])
         ]
         run.error = f"{body.get('state')}:{body.get('end_reason')} " + " ".join(legs)
+
+    failed = [r for r in runs if r.bridge_id is not None and r.setup_s is None]
+    await gather_limited([explain(r) for r in failed], limit=10)
+
+
+async def phase(what: str, coro: Awaitable[None], budget: float, result: RunResult) -> None:
+    """Run one step of the benchmark with a time budget (a stalled service must not hang it)."""
+    try:
+        await asyncio.wait_for(coro, budget)
+    except TimeoutError:
+        result.notes.append(f"{what}: gave up after {budget:g} s (service not answering)")
 
 
 @dataclass(frozen=True)
@@ -253,7 +268,7 @@ async def run_calls(lab: LoadLab, n: int, opt: Options) -> RunResult:
             finish_profile(prof)
             for run in runs:
                 run.measure(log, ROLES)
-            await failure_reasons(client, runs, log)
+            await phase("failure details", failure_reasons(client, runs, log), 60, result)
             result.threads = threads(pid)
             prof = profiler(lab, f"{n}-hold", opt.profile)
             t_hold = time.monotonic()
@@ -270,7 +285,12 @@ async def run_calls(lab: LoadLab, n: int, opt: Options) -> RunResult:
             if capture_s > 0:
                 cap = RtpCapture(lab.workdir / f"rtp-{n}.pcapng", lab.rtp.lo, lab.rtp.hi)
                 await asyncio.to_thread(cap.capture, capture_s)
-            await end_and_check(client, log, runs, result, opt.end_concurrency)
+            await phase(
+                "end and check recordings",
+                end_and_check(client, log, runs, result, opt.end_concurrency),
+                END_PHASE_S,
+                result,
+            )
             result.runs = runs
             if capture_s > 0:
                 result.rtp = await asyncio.to_thread(cap.analyse)
@@ -299,6 +319,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="POST /end requests in flight at once (default 1; see docs/benchmarks.md)",
     )
     p.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=None,
+        help="run the service on PostgreSQL (a fresh schema per N), e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test; default: SQLite in the data dir",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="py-spy the service during setup and hold (skews the figures a little)",
@@ -321,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             workdir = args.workdir.resolve()
             workdir.mkdir(parents=True, exist_ok=True)
-        lab = LoadLab(workdir, args.answer_delay_ms)
+        lab = LoadLab(workdir, args.answer_delay_ms, postgres_url=args.postgres)
         stack.callback(lab.close)
         lab.start_peers()
         results: list[RunResult] = []

@@ -69,6 +69,7 @@ class RunResult:
     still_up: int = 0
     end_all_s: float = 0.0
     end_errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     orphans: int = 0  # bridges the service created although the POST failed
     rtp: RtpSummary | None = None
 
@@ -141,6 +142,8 @@ def print_result(r: RunResult) -> None:
         + (f"; not: {Counter(x.recording for x in bad)}" if bad else "")
     )
     print(f"RTP sent by the service   {r.rtp.line() if r.rtp else 'not captured'}")
+    for note in r.notes:
+        print(f"NOTE: {note}")
 
 
 def summary_table(results: Sequence[RunResult]) -> str:

@@ -11,12 +11,14 @@ The service runs as its own process (``python -m api serve``), configured only t
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from lab import ports
 from lab.audio import make_ulaw_raw
@@ -36,8 +38,15 @@ SERVICE_RTP = (61000, 65535)  # above the ephemeral range (32768-60999), below n
 class LoadLab:
     """Kamailio + a streaming SIPp answerer, and a service restarted per measurement."""
 
-    def __init__(self, workdir: Path, answer_delay_ms: int, rtp_ports: int = 2000) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        answer_delay_ms: int,
+        rtp_ports: int = 2000,
+        postgres_url: str | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.postgres = PgSchema(postgres_url) if postgres_url else None
         self.answer_delay_ms = answer_delay_ms
         self.users = default_users()
         self.sipp_port = ports.sip_port()
@@ -87,7 +96,7 @@ class LoadLab:
             "LINKCALL_RING_TIMEOUT_CALLER_S": "30",
             "LINKCALL_RING_TIMEOUT_UNIT_S": "30",
             "LINKCALL_LOG_LEVEL": "WARNING",
-        }
+        } | ({"LINKCALL_DATABASE_URL": self.postgres.create()} if self.postgres else {})
 
     def create_token(self, role: str) -> str:
         """``python -m api tokens create --role ROLE`` with the service's environment."""
@@ -148,9 +157,13 @@ class LoadLab:
         return self.service.pid
 
     def stop_service(self) -> None:
-        if self.service is not None:
-            self.service.stop(20.0)
-            self.service = None
+        try:
+            if self.service is not None:
+                self.service.stop(20.0)
+                self.service = None
+        finally:
+            if self.postgres is not None:
+                self.postgres.drop()
 
     def close(self) -> None:
         """Stop everything this lab started, by PID, in reverse order."""
@@ -162,6 +175,35 @@ class LoadLab:
                     self.sipp.stop()
             finally:
                 self.kamailio.stop()
+
+
+class PgSchema:
+    """A fresh schema on a PostgreSQL server for one service run, dropped afterwards."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.schema: str | None = None
+
+    def create(self) -> str:
+        """Create the schema; return the service's database URL (search_path set to it)."""
+        self.drop()
+        self.schema = f"bench_{secrets.token_hex(6)}"
+        self._admin(f'CREATE SCHEMA "{self.schema}"')
+        sep = "&" if "?" in self.url else "?"
+        return f"{self.url}{sep}options=-csearch_path%3D{self.schema}"
+
+    def drop(self) -> None:
+        if self.schema is not None:
+            self._admin(f'DROP SCHEMA "{self.schema}" CASCADE')
+            self.schema = None
+
+    def _admin(self, sql: str) -> None:
+        engine = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(sql))
+        finally:
+            engine.dispose()
 
 
 def service_rtp_range(size: int) -> ports.RtpRange:
