@@ -12,7 +12,8 @@ Usage::
 
 Inbound legs are delivered on `incoming` (an asyncio.Queue[Leg]); the application rings,
 answers or rejects them. An inbound leg nobody answers within `inbound_answer_timeout` is
-refused with 480. Calls are driven by outbound.py / inbound.py; this module routes requests.
+refused with 480. Calls are driven by outbound.py, answering.py and indialog.py (through
+calls.CallControl); this module owns the lifecycle, addressing, trust and request routing.
 """
 
 from __future__ import annotations
