@@ -5,9 +5,17 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telephony.sip.builder import make_response
 from telephony.sip.headers import Headers, Via
 from telephony.sip.message import SipRequest, SipResponse, StreamFramer, parse_message
 from telephony.sip.sdp import SessionDescription, answer_offer, make_offer
+from telephony.sip.transaction import (
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    TimerConfig,
+)
 from telephony.sip.uri import NameAddr, SipUri
 from telephony.types import Codec, Direction
 
@@ -118,3 +126,67 @@ def test_sdp_offer_answer(
     assert media.codec is codecs[0]
     assert media.dtmf_payload_type == dtmf
     assert SessionDescription.parse(bytes(answer)) == answer
+
+
+# -- transactions: any order of responses, requests and time never breaks the state table ------
+
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("resp"), st.sampled_from([100, 180, 183, 200, 202, 302, 404, 486, 503])),
+        st.tuples(st.just("time"), st.floats(0.0, 40.0)),
+        st.tuples(st.just("req"), st.sampled_from(["same", "ACK"])),
+    ),
+    max_size=30,
+)
+
+
+def _request(method: str) -> SipRequest:
+    h = Headers()
+    h.add("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKprop;rport")
+    h.add("From", "<sip:a@h>;tag=1")
+    h.add("To", "<sip:b@h>")
+    h.add("Call-ID", "prop")
+    h.add("CSeq", f"1 {method}")
+    return SipRequest(method=method, uri=SipUri("h", user="b"), headers=h)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(["ci", "cn", "si", "sn"]), st.booleans(), _STEPS)
+def test_transactions_survive_any_sequence(
+    kind: str, reliable: bool, steps: list[tuple[str, object]]
+) -> None:
+    t = TimerConfig()
+    now = 0.0
+    method = "INVITE" if kind in ("ci", "si") else "BYE"
+    req = _request(method)
+    tx: object
+    if kind == "ci":
+        tx = ClientInviteTransaction(req, ("h", 5060), reliable=reliable, timers=t)
+        tx.start(now)
+    elif kind == "cn":
+        tx = ClientNonInviteTransaction(req, ("h", 5060), reliable=reliable, timers=t)
+        tx.start(now)
+    elif kind == "si":
+        tx = ServerInviteTransaction(req, reliable=reliable, timers=t)
+    else:
+        tx = ServerNonInviteTransaction(req, reliable=reliable, timers=t)
+    for step, value in steps:
+        if step == "time":
+            now += float(value)  # type: ignore[arg-type]
+            tx.on_timer(now)  # type: ignore[attr-defined]
+        elif step == "resp":
+            resp = make_response(req, int(value), to_tag="x")  # type: ignore[call-overload]
+            if kind.startswith("c"):
+                tx.on_message(resp, now)  # type: ignore[attr-defined]
+            else:
+                tx.respond(resp, now)  # type: ignore[attr-defined]
+        elif kind.startswith("s"):
+            tx.on_message(_request("ACK") if value == "ACK" else req, now)  # type: ignore[attr-defined]
+    # whatever happened, every transaction ends once enough time has passed
+    for _ in range(200):
+        due = tx.next_deadline()  # type: ignore[attr-defined]
+        if due is None:
+            break
+        now = max(now, due)
+        tx.on_timer(now)  # type: ignore[attr-defined]
+    assert tx.next_deadline() is None  # type: ignore[attr-defined]
