@@ -16,6 +16,7 @@ from telephony.media.mixer import scale
 
 CONCEAL_GAINS = (1.0, 0.6, 0.3)  # repeat the last frame, fading; silence after that
 REBUFFER_AFTER_MISSES = 5  # nothing buffered for 100 ms: the talker stopped; prefill again
+RESTART_DISTANCE = 100  # a packet this far behind is a sequence restart, not a late one
 TRIM_WINDOW = 25  # ticks (0.5 s) the buffer must stay above target before shedding a frame
 
 
@@ -43,6 +44,7 @@ class JitterBuffer:
         self.counters = JitterCounters()
         self._frames: dict[int, bytes] = {}
         self._next: int | None = None  # next sequence to play; None while (re)buffering
+        self._played_up_to: int | None = None  # one past the last sequence played (or skipped)
         self._last = SILENCE_FRAME
         self._misses = 0
         self._low_water = capacity
@@ -55,18 +57,20 @@ class JitterBuffer:
         """Forget everything queued (a new source); keeps the counters."""
         self._frames.clear()
         self._next = None
+        self._played_up_to = None
         self._misses = len(CONCEAL_GAINS)
 
     def push(self, seq: int, frame: bytes) -> bool:
         """Queue the frame with extended sequence `seq`; False if it came too late or twice."""
-        nxt = self._next
-        if nxt is not None:
-            if seq < nxt:
+        nxt = self._next if self._next is not None else self._played_up_to
+        if nxt is not None and seq < nxt:
+            if nxt - seq < RESTART_DISTANCE:
                 self.counters.late += 1
                 return False
-            if seq - nxt >= 2 * self.capacity:  # a jump far ahead: resynchronise
-                self._frames.clear()
-                self._next = None
+            self.reset()  # far behind: the sender restarted its sequence (RFC 3550 A.1)
+        elif self._next is not None and seq - self._next >= 2 * self.capacity:
+            self._frames.clear()  # a jump far ahead: resynchronise
+            self._next = None
         if seq in self._frames:
             self.counters.duplicates += 1
             return False
@@ -91,6 +95,7 @@ class JitterBuffer:
         frame = self._frames.pop(seq, None)
         if frame is None:
             if not self._frames and self._misses >= REBUFFER_AFTER_MISSES:
+                self._played_up_to = self._next
                 self._next = None
                 self.counters.rebuffers += 1
                 return self._conceal(counted=False)
