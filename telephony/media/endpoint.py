@@ -105,6 +105,7 @@ class RtpEndpoint:
         self._rx: ReceptionStats | None = None
         self._rx_ssrc: int | None = None
         self._rx_folded = (0, 0)  # received, lost of earlier sources
+        self._candidate: tuple[int, int] | None = None  # a new SSRC on probation, its last seq
         self._events = EventReceiver()
         self._merger = DigitMerger()
         self._player = Player()
@@ -292,8 +293,8 @@ class RtpEndpoint:
                 pkt.ssrc,
                 pkt.payload,
             )
-        if ssrc != self._rx_ssrc:
-            self._new_source(ssrc)
+        if ssrc != self._rx_ssrc and not self._switch_source(ssrc, seq16):
+            return
         pt = second & 0x7F
         rx = self._rx
         assert rx is not None
@@ -321,8 +322,14 @@ class RtpEndpoint:
             rx.update(seq16, None, now)
             self._counters.unknown_payload += 1
 
-    def _new_source(self, ssrc: int) -> None:
-        """A new SSRC (RFC 3550 8.2: the peer restarted or switched streams): keep counting."""
+    def _switch_source(self, ssrc: int, seq: int) -> bool:
+        """A packet with another SSRC (RFC 3550 8.2: the peer restarted its stream). The first
+        source is taken at once; a change needs two packets in sequence (A.1 probation), so a
+        stray datagram cannot reset the leg."""
+        if self._rx is not None and self._candidate != (ssrc, (seq - 1) & 0xFFFF):
+            self._candidate = (ssrc, seq)
+            return False
+        self._candidate = None
         if self._rx is not None:
             received, lost = self._rx_folded
             self._rx_folded = (received + self._rx.received, lost + self._rx.lost)
@@ -331,6 +338,7 @@ class RtpEndpoint:
         self._rx = ReceptionStats()
         self._rx_ssrc = ssrc
         self._jitter.reset()
+        return True
 
     def _deliver(self, digit: DtmfDigit) -> None:
         if self.state is EndpointState.CLOSED or not self._merger.accept(digit):
