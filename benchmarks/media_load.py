@@ -15,6 +15,9 @@ Per N it prints: packets expected (by time) and received, loss (RFC 3550, by seq
 bridge's send gaps as seen on arrival (mean, p99, max, share over 30 ms), interarrival jitter
 (RFC 3550, mean and max over streams), the bridge's CPU % of one core, its RSS, and RSS per call
 above the idle process. Nothing here runs in the test suite.
+
+Environment knobs (bridge process): MEDIA_LOAD_FLUSH_S (recorder flush interval, default 1.0),
+MEDIA_LOAD_SWITCH_INTERVAL (sys.setswitchinterval), MEDIA_LOAD_PROFILE (cProfile output file).
 """
 
 from __future__ import annotations
@@ -137,6 +140,8 @@ async def _linkcall_bridge(calls: int, warmup: float, seconds: float, tap: str) 
     from telephony.types import Codec, NegotiatedMedia
 
     idle_rss = _rss_kb()
+    if os.environ.get("MEDIA_LOAD_SWITCH_INTERVAL"):  # GIL hand-over to the loop (s)
+        sys.setswitchinterval(float(os.environ["MEDIA_LOAD_SWITCH_INTERVAL"]))
     engine = MediaEngine("127.0.0.1", port_range=(40000, 40000 + 2 * 3 * calls + 400))
     await engine.start()
     eps = [await engine.open_endpoint(f"c{i // 3}-{ROLES[i % 3]}") for i in range(3 * calls)]
@@ -149,7 +154,8 @@ async def _linkcall_bridge(calls: int, warmup: float, seconds: float, tap: str) 
     if tap == "recorder":
         from recordings.flusher import RecordingFlusher
 
-        flusher = RecordingFlusher(lambda w, e: print(e, file=sys.stderr))
+        interval = float(os.environ.get("MEDIA_LOAD_FLUSH_S", "1.0"))
+        flusher = RecordingFlusher(lambda w, e: print(e, file=sys.stderr), interval_s=interval)
         for rec in recorders:
             flusher.add(rec)
         flusher.start()
