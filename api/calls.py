@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from api import call_store
+from api.numbers import parse_dialable
 from api.prompts import PromptError, ensure_prompts
 from api.service import Health, Service
 from api.telephony import Telephony
@@ -447,6 +448,14 @@ class CallManager:
         await runner.request(AddUnit(tuple(numbers)))
 
     # -- prompt-and-key calls (surveys, duty checks) --
+    def dial_form(self, number: str) -> str:
+        """What to dial for a stored number (E.164 or extension), after the dial policy;
+        NumberError when the number is invalid or refused."""
+        st = self.service.settings
+        return parse_dialable(
+            number, st.phone_region, extensions_pattern=st.extensions_pattern
+        ).dial
+
     async def run_key_prompt(
         self,
         kind: CallKind,

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api.service import Service
+from storage.engine import session_scope
 
 
 def get_service(request: Request) -> Service:
@@ -22,15 +23,8 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 def get_session(service: ServiceDep) -> Iterator[Session]:
     """One database session per request; rolled back on error, always closed."""
-    session = service.session_factory()
-    try:
+    with session_scope(service.session_factory) as session:
         yield session
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

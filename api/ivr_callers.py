@@ -8,7 +8,7 @@ import logging
 
 from api.calls import CallManager
 from api.jobs.duty_check import CallResult
-from api.numbers import NumberError, parse_dialable
+from api.numbers import NumberError
 from callflows.duty_check import default_duty_check_ivr, duty_check_call
 from callflows.ivr import CallOutcome, KeyPromptCall
 from storage.models.calls import CallKind
@@ -30,17 +30,11 @@ class TelephonyDutyCheckCaller:
     def __init__(self, manager: CallManager) -> None:
         self.manager = manager
 
-    def _dial_form(self, number: str) -> str:
-        st = self.manager.service.settings
-        return parse_dialable(
-            number, st.phone_region, extensions_pattern=st.extensions_pattern
-        ).dial
-
     async def call(
         self, number: str, *, prompt: str, expect_key: str, timeout_s: float
     ) -> CallResult:
         try:
-            target = self._dial_form(number)
+            target = self.manager.dial_form(number)
         except NumberError as exc:
             return CallResult(DutyCheckOutcome.FAILED, detail=f"number refused: {exc}")
         ring = min(timeout_s, self.manager.service.settings.duty_check_ring_timeout_s)

@@ -16,7 +16,7 @@ import logging
 
 from api.calls import CallManager
 from api.jobs.surveys import CallResult
-from api.numbers import NumberError, parse_dialable
+from api.numbers import NumberError
 from callflows.ivr import CallOutcome, KeyPromptCall, KeyPromptResult, KeyPromptSettings
 from callflows.survey import survey_call
 from storage import surveys as survey_repo
@@ -57,12 +57,6 @@ class TelephonySurveyCaller:
         self.manager = manager
         self.ring_timeout_s = ring_timeout_s
 
-    def _dial_form(self, number: str) -> str:
-        st = self.manager.service.settings
-        return parse_dialable(
-            number, st.phone_region, extensions_pattern=st.extensions_pattern
-        ).dial
-
     def _incident_of(self, survey_id: str) -> str | None:
         with session_scope(self.manager.factory) as session:
             try:
@@ -80,7 +74,7 @@ class TelephonySurveyCaller:
         busy / no answer / no key; a refused number is a `failed` outcome)."""
         started = utcnow()
         try:
-            target = self._dial_form(number)
+            target = self.manager.dial_form(number)
         except NumberError as exc:
             log.warning("survey %s: number %s refused: %s", survey_id, mask_number(number), exc)
             return CallResult(
