@@ -49,6 +49,7 @@ class Conference:
         self.name = name
         self.hold_music = hold_music
         self.failed_taps: list[FrameTap] = []
+        self.error: Exception | None = None  # set when a tick failed: the mixing stopped
         self._ticker = ticker
         self._legs: dict[RtpEndpoint, _Leg] = {}
         self._taps: list[FrameTap] = []
@@ -128,6 +129,9 @@ class Conference:
             leg.endpoint.push(out, index)
         if self._taps:
             self._feed_taps(mix(talk), {leg.role: frames[i] for i, leg in enumerate(legs)})
+
+    def tick_failed(self, error: Exception) -> None:
+        self.error = error
 
     def _music(self, leg: _Leg) -> bytes:
         music = self.hold_music

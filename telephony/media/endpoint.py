@@ -84,6 +84,7 @@ class RtpEndpoint:
         self.conference: Conference | None = None
         self.digits = DigitStream()
         self.media: NegotiatedMedia | None = None
+        self.error: Exception | None = None  # set when its tick failed: media stopped
         self._sock = rtp_sock
         self._rtcp_sock = rtcp_sock
         self._prompts = prompts
@@ -389,6 +390,9 @@ class RtpEndpoint:
         """Driven alone (in no conference): receive, and send prompts or silence."""
         self.pull()
         self.push(g711.SILENCE_FRAME, index)
+
+    def tick_failed(self, error: Exception) -> None:
+        self.error = error
 
     def _push_dtmf(self, timestamp: int) -> None:
         sender, fut = self._tx.dtmf[0]

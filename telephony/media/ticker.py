@@ -25,6 +25,10 @@ class TickUnit(Protocol):
 
     def tick(self, index: int, now: float) -> None: ...
 
+    def tick_failed(self, error: Exception) -> None:
+        """`tick` raised: the unit is no longer driven; it records why (its owner looks)."""
+        ...
+
 
 @dataclass(slots=True)
 class TickerStats:
@@ -41,7 +45,7 @@ class TickerStats:
 
 
 class Ticker:
-    """Calls `tick(index, now)` on every unit every `interval` seconds, on one task."""
+    """Calls `tick(index, now)` on every unit every `interval` seconds, from one loop timer."""
 
     def __init__(
         self, interval: float = TICK_SECONDS, perf: Callable[[], float] = time.perf_counter
@@ -59,12 +63,16 @@ class Ticker:
     def __len__(self) -> int:
         return len(self._units)
 
+    def __contains__(self, unit: object) -> bool:
+        return unit in self._units
+
     def add(self, unit: TickUnit) -> None:
         self._units[unit] = None
         self._snapshot = None
 
     def discard(self, unit: TickUnit) -> None:
-        if self._units.pop(unit, 0) is None:
+        if unit in self._units:
+            del self._units[unit]
             self._snapshot = None
 
     def start(self) -> None:
@@ -108,10 +116,11 @@ class Ticker:
         for unit in units:
             try:
                 unit.tick(index, now)
-            except Exception:
+            except Exception as exc:
                 self.stats.failures += 1
                 log.exception("media tick failed for %r; unit removed", unit)
                 self.discard(unit)
+                unit.tick_failed(exc)
         self.index = index + 1
         work = (self._perf() - started) * 1000.0
         st = self.stats

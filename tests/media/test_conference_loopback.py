@@ -108,3 +108,43 @@ async def test_loss_on_one_leg_shows_in_stats_and_others_hear_no_burst(engine: M
         heard = peer.audio(skip_s=0.3)
         assert max_frame_jump_db(heard) < 10.0  # concealment fades, never a click of catch-up
         assert level_db(heard, TONES["caller"]) > -20.0
+
+
+class BrokenTap:
+    def write(self, mixed: bytes, tracks: Mapping[str, bytes]) -> None:
+        raise OSError("disk gone")
+
+
+async def test_a_failing_tap_is_detached_and_the_call_goes_on(engine: MediaEngine) -> None:
+    conf = engine.create_conference("t")
+    broken, good = BrokenTap(), ListTap()
+    conf.add_tap(broken)
+    conf.add_tap(good)
+    peer = PacedPeer("caller", tone_pcm(500))
+    peer.bind()
+    ep = await engine.open_endpoint("caller")
+    ep.configure(peer.media_for(ep.local_port))
+    conf.add(ep, "caller")
+    peer.start(("127.0.0.1", ep.local_port))
+    await asyncio.sleep(0.4)
+    await peer.stop()
+    assert conf.failed_taps == [broken]
+    assert len(good.mixed) >= 15 and conf.error is None
+
+
+async def test_a_failing_tick_is_recorded_on_the_conference(
+    engine: MediaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = engine.create_conference("t")
+    ep = await engine.open_endpoint("caller")
+    other = await engine.open_endpoint("other")
+    conf.add(ep, "caller")
+
+    def broken() -> bytes:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(ep, "pull", broken)
+    await asyncio.sleep(0.1)
+    assert isinstance(conf.error, RuntimeError)
+    assert engine.ticker.stats.failures == 1  # once: the conference is no longer driven
+    assert other in engine.ticker  # everything else still is
