@@ -377,16 +377,18 @@ class CallManager:
             self._tasks.pop(call_id, None)
 
     def bridge_settings(self) -> BridgeSettings:
-        """Dial timeouts from the service settings."""
+        """Dial order and timeouts from the service settings."""
         st = self.service.settings
-        return BridgeSettings(
-            ring_timeouts_s={
-                Role.DISPATCHER: st.ring_timeout_dispatcher_s,
-                Role.CALLER: st.ring_timeout_caller_s,
-                Role.UNIT: st.ring_timeout_unit_s,
-            },
-            dial_deadline_s=st.bridge_dial_deadline_s,
-        )
+        timeouts = {
+            Role.DISPATCHER: st.ring_timeout_dispatcher_s,
+            Role.CALLER: st.ring_timeout_caller_s,
+            Role.UNIT: st.ring_timeout_unit_s,
+        }
+        if st.bridge_dial_order == "all_at_once":
+            return BridgeSettings.all_at_once(
+                ring_timeouts_s=timeouts, dial_deadline_s=st.bridge_dial_deadline_s
+            )
+        return BridgeSettings(ring_timeouts_s=timeouts, dial_deadline_s=st.bridge_dial_deadline_s)
 
     # -- inbound calls --
     async def _accept_inbound(self) -> None:

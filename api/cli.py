@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from api.cli_recordings import recordings_app
 from api.cli_units import units_app
 from api.logs import configure_logging
 from api.settings import Settings
@@ -24,6 +25,7 @@ tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(units_app, name="units")
+app.add_typer(recordings_app, name="recordings")
 
 
 def _settings() -> Settings:

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     ring_timeout_unit_s: float = Field(
         default=25.0, gt=0, le=300, description="per number of the unit's dial list"
     )
+    bridge_dial_order: str = Field(
+        default="dispatcher_first",
+        pattern="^(dispatcher_first|all_at_once)$",
+        description="dispatcher_first: the seat, then caller and unit together; all_at_once",
+    )
     bridge_dial_deadline_s: float = Field(
         default=180.0, gt=0, le=1800, description="a bridge never dials longer than this"
     )

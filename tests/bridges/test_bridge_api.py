@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import time
 import wave
 from pathlib import Path
@@ -96,6 +99,21 @@ def test_bridge_connects_three_phones_each_hears_the_others_and_the_recording_pr
     ).json()
     assert sum(1 for a in audit if a["action"] == "recording.audio") == 4
 
+    # the evidence check: intact now; an altered track is flagged and the command fails
+    env = {**os.environ, "LINKCALL_DATA_DIR": str(tmp_path / "data")}
+    env.pop("LINKCALL_DATABASE_URL", None)
+    check = [sys.executable, "-m", "api", "recordings", "check"]
+    ok = subprocess.run(check, env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "0 recording(s) with problems" in ok.stdout, ok.stdout
+    unit_wav = tmp_path / "data" / "recordings" / meta["tracks"]["unit"]["file"]
+    unit_wav.chmod(0o644)
+    with open(unit_wav, "r+b") as f:
+        f.seek(2000)
+        f.write(b"\x00" * 64)
+    bad = subprocess.run(check, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "hash_mismatch" in bad.stdout, bad.stdout
+    assert bridge_lab.get(f"/api/v1/recordings/{meta['id']}").json()["health"]["ok"] is False
+
 
 def test_unit_busy_then_no_answer_then_the_leader_answers(
     bridge_lab: BridgeLab,
@@ -165,11 +183,19 @@ def test_dispatcher_leaves_hold_and_mute_do_what_they_say(
     time.sleep(2.5)
     body = bridge_lab.get(f"/api/v1/bridges/{bid}").json()
     assert body["state"] == "connected" and leg(body, "dispatcher")["state"] == "left"
+    # the dispatcher is dialled again and rejoins the same call
+    assert bridge_lab.post(f"/api/v1/bridges/{bid}/legs/dispatcher/redial").status_code == 200
+    body = bridge_lab.wait_bridge(bid, lambda b: leg(b, "dispatcher")["state"] == "connected")
+    assert [a["result"] for a in leg(body, "dispatcher")["attempts"]] == ["answered", "answered"]
+    # an action that does not fit the party's state is a 409 problem, nothing changes
+    again = bridge_lab.post(f"/api/v1/bridges/{bid}/legs/dispatcher/redial")
+    assert again.status_code == 409, again.text
+    assert again.headers["content-type"].startswith("application/problem+json")
     bridge_lab.post(f"/api/v1/bridges/{bid}/end")
     bridge_lab.wait_bridge(bid, _ended)
 
     def window(phone: str, a: str, seconds: float = 2.0) -> dict[float, float]:
-        rec = phones[phone].received_recordings()[-1]
+        rec = phones[phone].received_recordings()[0]  # the first call (the dispatcher redials)
         with wave.open(str(rec)) as w:
             total = w.getnframes() / w.getframerate()
         # phones' recordings end when their call ends; align on the end of the caller's call
