@@ -92,3 +92,13 @@ def test_speech_does_not_talk_off_digits(tmp_path: Path) -> None:
     text = "满意请按一，基本满意请按二，不满意请按三。谢谢您的配合，再见。"
     subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(path), text], check=True, timeout=30)
     assert _detect(Prompt.from_wav(path).pcm) == []
+
+
+@pytest.mark.parametrize(("deviation", "accepted"), [(0.0, True), (0.015, True), (0.035, False)])
+def test_frequency_tolerance_of_q24(deviation: float, accepted: bool) -> None:
+    """ITU-T Q.24: accept tones within 1.5 % of nominal, reject beyond 3.5 %."""
+    for r, c, digit in ((0, 0, "1"), (3, 3, "D"), (2, 2, "9")):
+        pcm = _sines(
+            [(ROW_FREQS[r] * (1 + deviation), 0.1), (COL_FREQS[c] * (1 + deviation), 0.1)], 20
+        )
+        assert (classify(pcm) == digit) is accepted
