@@ -7,6 +7,8 @@ import asyncio
 import math
 import random
 import socket
+import struct
+import time
 from array import array
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ from telephony.media.rtp import RtpPacket, pack_header
 from telephony.types import Codec, Direction, NegotiatedMedia
 
 DTMF_PT = 101
+SO_TIMESTAMPNS = 35  # Linux
 
 
 def tone_pcm(freq: float, seconds: float = 1.0, level: float = 0.25) -> bytes:
@@ -73,6 +76,7 @@ class PacedPeer:
 
     def bind(self) -> tuple[str, int]:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.setblocking(False)
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
@@ -115,14 +119,20 @@ class PacedPeer:
             self.sock = None
 
     def _readable(self) -> None:
+        """Arrival times are the kernel's (SO_TIMESTAMPNS, wall clock): a busy test loop
+        reading late must not look like packets sent in a burst."""
         assert self.sock is not None
-        now = asyncio.get_running_loop().time()
         while True:
             try:
-                data, _ = self.sock.recvfrom(2048)
+                data, anc, _, _ = self.sock.recvmsg(2048, socket.CMSG_SPACE(16))
             except BlockingIOError:
                 return
-            self.received.append(Received(now, RtpPacket.parse(data)))
+            arrival = time.time()
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", cdata[:16])
+                    arrival = sec + nsec * 1e-9
+            self.received.append(Received(arrival, RtpPacket.parse(data)))
 
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
