@@ -13,7 +13,7 @@ from api.ivr_callers import TelephonyDutyCheckCaller
 from api.jobs import duty_check
 from api.jobs.surveys import SurveyDispatcher, SurveyDispatcherComponent
 from api.problems import install_problem_handlers
-from api.routers import admin, bridges, calls, events, health, recordings
+from api.routers import admin, bridges, calls, console, events, health, recordings
 from api.routers import incidents as incidents_router
 from api.routers import rosters as rosters_router
 from api.routers import surveys as surveys_router
@@ -86,4 +86,5 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.include_router(rosters_router.router)
     app.include_router(incidents_router.router)
     app.include_router(surveys_router.router)
+    app.include_router(console.router)
     return app
