@@ -189,3 +189,38 @@ def test_stats_view_shows_effective_callbacks_answers_and_the_satisfaction_rate(
     assert "3" in satisfied and "75.0%" in satisfied
     page.screenshot(path=str(tmp_path / "console-stats.png"), full_page=True)
     assert ui.errors == [], ui.errors
+
+
+def test_the_live_list_reconnects_with_last_event_id_and_catches_up(
+    live_api: LiveService, browser_page: Any
+) -> None:
+    page = browser_page
+    _signed_in(live_api, page)
+    page.wait_for_selector("#live[data-state='on']")
+    stream_requests: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda r: stream_requests.append(r.headers) if r.url.endswith("/api/v1/events") else None,
+    )
+    page.fill("#f-caller", "2001")
+    page.fill("#f-dispatcher", "2002")  # the trunk peer never answers: the call stays dialing
+    page.fill("#f-unit-number", "2003")
+    page.click("#bridge-submit")
+    page.wait_for_selector("#calls article.call[data-state='dialing']")
+    assert page.locator("#calls article.call").count() == 1
+    body = {
+        "caller": {"number": "2005"},
+        "dispatcher": {"number": "2006"},
+        "unit": {"number": "2007"},
+    }
+    with httpx.Client(base_url=live_api.base_url, headers=live_api.auth("dispatcher")) as http:
+        page.context.set_offline(True)  # the stream breaks
+        page.wait_for_selector("#live[data-state='retry']")
+        resp = http.post("/api/v1/bridges", json=body)  # another seat dials meanwhile
+        assert resp.status_code == 202, resp.text
+    page.context.set_offline(False)
+    page.wait_for_selector("#live[data-state='on']", timeout=15_000)
+    page.wait_for_function("() => document.querySelectorAll('#calls article.call').length === 2")
+    assert "2007" in page.locator("#calls article.call").first.inner_text()
+    assert len(stream_requests) == 1, "one reconnection"
+    assert int(stream_requests[0]["last-event-id"]) > 0

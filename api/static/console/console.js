@@ -603,26 +603,39 @@
     runEvents(ctl).catch(() => {});
   }
 
+  let attemptCtl = null; // the current connection; aborted when the browser goes offline
+  let wake = null;        // ends the wait before a reconnect early (browser back online)
+
   async function runEvents(ctl) {
     while (!ctl.signal.aborted && token) {
+      const attempt = new AbortController();
+      attemptCtl = attempt;
+      const stop = () => attempt.abort();
+      ctl.signal.addEventListener("abort", stop, { once: true });
       try {
         const headers = { Authorization: "Bearer " + token, Accept: "text/event-stream" };
         if (lastEventId != null) headers["Last-Event-ID"] = lastEventId;
-        const resp = await fetch("/api/v1/events", { headers, signal: ctl.signal, cache: "no-store" });
+        const resp = await fetch("/api/v1/events", { headers, signal: attempt.signal, cache: "no-store" });
         if (resp.status === 401) { onUnauthorized(); return; }
         if (!resp.ok || !resp.body) throw new Error("HTTP " + resp.status);
         setLive("on", "实时：已连接");
         if (everConnected) reloadListSoon(); // catch up on anything the ring no longer holds
         everConnected = true;
-        await readStream(resp.body, ctl);
+        await readStream(resp.body, attempt);
       } catch (e) {
-        if (ctl.signal.aborted) return;
+        // dropped, refused or aborted: retry below unless stopped
+      } finally {
+        ctl.signal.removeEventListener("abort", stop);
+        attemptCtl = null;
       }
       if (ctl.signal.aborted) return;
       setLive("retry", "实时：重新连接中…");
-      await new Promise((r) => setTimeout(r, retryMs));
+      await new Promise((resolve) => { wake = resolve; setTimeout(resolve, retryMs); });
+      wake = null;
     }
   }
+  window.addEventListener("offline", () => { if (attemptCtl) attemptCtl.abort(); });
+  window.addEventListener("online", () => { if (wake) wake(); });
 
   async function readStream(body, ctl) {
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();
