@@ -544,6 +544,9 @@
       bridges.set(b.id, b);
       upsertCall(summaryOf(b));
       renderCall(b.id);
+      if (path.endsWith("/end") && ACTIVE.has(b.state)) {
+        showMsg($("#calls-msg"), "info", "已请求结束通话，正在释放线路…", "end requested; waiting for the lines to clear");
+      }
     } catch (err) {
       showError($("#calls-msg"), err);
       btn.disabled = false;
@@ -685,6 +688,7 @@
     if (!known) { reloadListSoon(); return; }
     if (type === "call.state") {
       upsertCall({ id, state: ev.state, end_reason: ev.end_reason });
+      if (!ACTIVE.has(ev.state) && $("#calls-msg").classList.contains("info")) hideMsg($("#calls-msg"));
       if (ev.kind === "bridge" && known.kind !== "bridge") upsertCall({ id, kind: "bridge" });
     }
     const kind = calls.get(id).kind;
