@@ -49,7 +49,7 @@ def test_page_and_assets_are_served_without_a_token_under_a_self_only_csp(
 
 
 def test_a_refused_number_shows_the_422_next_to_the_field_and_dials_nothing(
-    live_api: LiveService, browser_page: Any
+    live_api: LiveService, browser_page: Any, tmp_path: Path
 ) -> None:
     page = browser_page
     ui = _signed_in(live_api, page)
@@ -68,6 +68,7 @@ def test_a_refused_number_shows_the_422_next_to_the_field_and_dials_nothing(
     assert "号码不可拨打" in message and "HTTP 422" in message
     assert page.locator(".field[data-field='dispatcher'].invalid").count() == 0
     assert page.is_visible("#view-bridge")  # stays on the form
+    page.screenshot(path=str(tmp_path / "console-refused.png"), full_page=True)
 
     # an unknown number format on the unit field lands next to the unit field
     page.fill("#f-caller", "2001")
