@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated
 
@@ -53,9 +54,13 @@ async def events(
                 pending = None
                 yield event.to_sse()
         finally:
-            if pending is not None:
+            # The generator may be suspended inside the pending __anext__: cancel that task and
+            # let it finish (which closes the generator and unsubscribes) before closing it.
+            if pending is not None and not pending.done():
                 pending.cancel()
-            await source.aclose()
+                await asyncio.gather(pending, return_exceptions=True)
+            with contextlib.suppress(RuntimeError):
+                await source.aclose()
 
     return StreamingResponse(
         stream(),

@@ -86,3 +86,26 @@ def test_a_malformed_last_event_id_is_a_422_problem(live_api: LiveService, bad: 
         timeout=5,
     )
     assert resp.status_code == 422
+
+
+async def test_a_client_that_goes_away_is_unsubscribed_without_errors(
+    live_api: LiveService, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus: EventBus = live_api.app.state.service.events  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(base_url=live_api.base_url, timeout=10) as client:
+        async with client.stream(
+            "GET", "/api/v1/events", headers=live_api.auth("dispatcher")
+        ) as resp:
+            assert resp.status_code == 200
+            async for _chunk in resp.aiter_text():
+                break
+            assert len(bus._subs) == 1
+    # the server notices the disconnect at the next event or heartbeat
+    server_loop = live_api.app.state.service.loop  # type: ignore[attr-defined]
+    for _ in range(50):
+        server_loop.call_soon_threadsafe(bus.publish, "leg.state", {"ping": True})
+        await asyncio.sleep(0.1)
+        if not bus._subs:
+            break
+    assert not bus._subs
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
