@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import tempfile
@@ -236,11 +237,14 @@ async def run_calls(lab: LoadLab, n: int, opt: Options) -> RunResult:
     rate, hold, capture_s = opt.rate, opt.hold, opt.capture_s
     tokens = lab.start_service()
     pid = lab.service_pid
-    print(f"service pid {pid}, log {lab.service_log}", flush=True)
+    loads = os.getloadavg()
+    load = " ".join(f"{x:.2f}" for x in loads)
+    print(f"service pid {pid}, log {lab.service_log}; machine load average {load}", flush=True)
     sampler = Sampler(pid)
     sampler.start()
     await asyncio.sleep(3.0)
     result = RunResult(n=n, rate=rate, hold_s=hold, answer_delay_ms=lab.answer_delay_ms)
+    result.load = loads[0]
     result.idle = sampler.window(time.monotonic() - 3.0, time.monotonic())
     log = EventLog()
     headers = {"Authorization": f"Bearer {tokens['dispatcher']}"}

@@ -69,6 +69,7 @@ class RunResult:
     still_up: int = 0
     end_all_s: float = 0.0
     end_errors: list[str] = field(default_factory=list)
+    load: float = 0.0  # the machine's 1-minute load average when the run started
     notes: list[str] = field(default_factory=list)
     orphans: int = 0  # bridges the service created although the POST failed
     rtp: RtpSummary | None = None
@@ -149,7 +150,7 @@ def print_result(r: RunResult) -> None:
 def summary_table(results: Sequence[RunResult]) -> str:
     """One row per N (markdown)."""
     head = (
-        "| N | rate/s | failed | setup p50 / p95 / max (ms) | p95 beyond 2x delay (ms) "
+        "| N | load | rate/s | failed | setup p50 / p95 / max (ms) | p95 beyond 2x delay (ms) "
         "| CPU setup / hold (% core) | RSS idle -> held (MiB) | RSS/bridge (KiB) "
         "| recordings finalised | RTP lost % / max gap (ms) / max jitter (ms) |"
     )
@@ -166,7 +167,7 @@ def summary_table(results: Sequence[RunResult]) -> str:
         cpu_setup = r.setup_window.cpu_pct if r.setup_window else float("nan")
         cpu_hold = r.hold.cpu_pct if r.hold else float("nan")
         lines.append(
-            f"| {r.n} | {r.rate:g} | {len(r.failed)} "
+            f"| {r.n} | {r.load:.1f} | {r.rate:g} | {len(r.failed)} "
             f"| {pct(s, 0.5):.0f} / {pct(s, 0.95):.0f} / {max(s, default=float('nan')):.0f} "
             f"| {r.overhead_p95_ms:.0f} | {cpu_setup:.0f} / {cpu_hold:.0f} "
             f"| {idle:.0f} -> {held:.0f} | {r.rss_per_bridge_kib:.0f} "
