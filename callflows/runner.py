@@ -221,9 +221,9 @@ class FlowRunner:
                 if fut is not None and not fut.done():
                     fut.set_exception(exc)
                 return
+            await self._execute(self.flow.start(self.clock()))
             if fut is not None and not fut.done():
                 fut.set_result(None)
-            await self._execute(self.flow.start(self.clock()))
             return
         try:
             cmds = self.flow.handle(event, self.clock())
@@ -233,9 +233,9 @@ class FlowRunner:
             else:
                 log.error("flow %s rejected %s: %s", self.flow.flow_id, event, exc)
             return
-        if fut is not None and not fut.done():
-            fut.set_result(None)
         await self._execute(cmds)
+        if fut is not None and not fut.done():  # the requester sees the state after its effect
+            fut.set_result(None)
 
     def _all_legs_ended(self) -> bool:
         return all(b.ended or b.sip is None for b in self._legs.values())
@@ -262,9 +262,11 @@ class FlowRunner:
                 if sip is not None and not sip.ended:
                     await sip.reject(status)
             case c.CancelDial(leg_id=leg_id) | c.Hangup(leg_id=leg_id):
-                sip = self._sip(leg_id)
-                if sip is not None and not sip.ended:
-                    await sip.hangup()
+                # CANCEL/BYE complete in the background: their end comes back as LegEnded,
+                # and a peer slow to confirm must not hold up the flow's next commands.
+                binding = self._legs.get(leg_id)
+                if binding is not None and binding.sip is not None and not binding.sip.ended:
+                    binding.tasks.append(self._spawn(self._hangup(binding.sip), f"hangup-{leg_id}"))
             case c.Join(leg_id=leg_id, conference_id=conf_id):
                 self._join(leg_id, conf_id)
             case c.Mute(leg_id=leg_id) | c.Unmute(leg_id=leg_id):
@@ -321,6 +323,12 @@ class FlowRunner:
         await binding.sip.answer((self.media.host, binding.endpoint.local_port))
         if binding.sip.media is not None:
             binding.endpoint.configure(binding.sip.media)
+
+    async def _hangup(self, sip: sipleg.Leg) -> None:
+        try:
+            await sip.hangup()
+        except SipError as exc:
+            log.warning("flow %s: hangup of %s failed: %s", self.flow.flow_id, sip.call_id[:8], exc)
 
     def _join(self, leg_id: str, conf_id: str) -> None:
         binding = self._legs[leg_id]

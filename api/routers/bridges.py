@@ -157,9 +157,9 @@ def _dialable(raw: str, field: str, settings: Settings) -> PhoneNumber:
             raw, settings.phone_region, extensions_pattern=settings.extensions_pattern, field=field
         )
     except NumberError as exc:
-        err = {"field": field, "message": str(exc), "type": type(exc).__name__}
+        err = {"field": field, "message": exc.reason, "type": type(exc).__name__}
         raise Problem(
-            422, "Number refused", f"{field}: {exc}", kind="validation", errors=[err]
+            422, "Number refused", f"{field}: {exc.reason}", kind="validation", errors=[err]
         ) from exc
 
 

@@ -255,3 +255,28 @@ def test_idempotency_key_dials_nothing_new_and_bad_numbers_are_refused(
         assert resp.headers["content-type"].startswith("application/problem+json")
         assert resp.json()["errors"][0]["field"].startswith(field)
     assert len(bridge_lab.get("/api/v1/calls").json()) == 1  # nothing dialled
+
+
+def test_ending_a_bridge_that_is_still_ringing_ends_it_at_once(bridge_lab: BridgeLab) -> None:
+    desk = bridge_lab.phone("2005", tone_hz=600.0, auto_answer=False)
+    since = desk.event_count()
+    resp = bridge_lab.post(
+        "/api/v1/bridges",
+        json={
+            "caller": {"number": "2001"},
+            "dispatcher": {"number": "2005"},
+            "unit": {"number": "2003"},
+        },
+    )
+    bid = resp.json()["id"]
+    desk.wait_incoming(10, since)
+    started = time.monotonic()
+    ended = bridge_lab.post(f"/api/v1/bridges/{bid}/end")
+    assert ended.status_code == 200
+    assert ended.json()["state"] == "ended", ended.json()
+    assert time.monotonic() - started < 3.0
+    desk.wait_closed(10, since)  # the seat stops ringing
+    body = bridge_lab.wait_bridge(
+        bid, lambda b: leg(b, "dispatcher")["attempts"][0]["result"] is not None
+    )
+    assert body["end_reason"] == "ended_by_request"
