@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(kamailio baresip-core sip-tester sox espeak-ng tshark)
-need_cmds=(kamailio baresip sipp sox espeak-ng)
+APT_PACKAGES=(kamailio baresip-core sip-tester sox espeak-ng tshark chromium fonts-wqy-microhei)
+need_cmds=(kamailio baresip sipp sox espeak-ng chromium)
 
 missing=()
 for c in "${need_cmds[@]}"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
