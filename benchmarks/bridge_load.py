@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -235,6 +236,10 @@ def finish_profile(prof: Profile | None) -> None:
 
 async def run_calls(lab: LoadLab, n: int, opt: Options) -> RunResult:
     rate, hold, capture_s = opt.rate, opt.hold, opt.capture_s
+    missing = [tool for tool in ("dumpcap", "tshark") if shutil.which(tool) is None]
+    if capture_s > 0 and missing:
+        print(f"RTP not captured: {', '.join(missing)} not installed", flush=True)
+        capture_s = 0.0
     tokens = lab.start_service()
     pid = lab.service_pid
     loads = os.getloadavg()

@@ -2,8 +2,9 @@
 
 ``RtpCapture.capture(seconds)`` runs dumpcap on ``lo`` with a BPF filter on the service's RTP
 source ports (so only the mixes the service sends to the peers are kept); ``analyse()`` runs
-``tshark -z rtp,streams`` (RTP found heuristically) afterwards, off the measured window, and
-summarises the per-stream packet counts, loss, inter-arrival deltas and RFC 3550 jitter.
+``tshark -z rtp,streams`` (the service's ports decoded as RTP) afterwards, off the measured
+window, and summarises the per-stream packet counts, loss, inter-arrival deltas and RFC 3550
+jitter.
 """
 
 from __future__ import annotations
@@ -140,6 +141,10 @@ class RtpCapture:
                 "tshark",
                 "-r",
                 str(self.path),
+                # decode the service's ports as RTP (a port another dissector claims would
+                # otherwise hide a stream from the heuristics), heuristics for the rest
+                "-d",
+                f"udp.port=={self.lo}-{self.hi},rtp",
                 "-o",
                 "rtp.heuristic_rtp:TRUE",
                 "-q",
