@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from storage.errors import NotFound
 from storage.models.auth import ApiToken, Role
 
 TOKEN_PREFIX = "lc"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,9 @@ def verify_token(session: Session, secret: str) -> Principal | None:
         return None
     if not hmac.compare_digest(row.secret_hash, digest):
         return None
-    row.last_used_at = utcnow()
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        row.last_used_at = now  # at most one write a minute per token, not one per request
     return Principal(token_id=row.id, name=row.name, role=row.role, unit_code=row.unit_code)
 
 

@@ -1,10 +1,16 @@
-"""Three-way bridged calls: create, read, control (issue 5)."""
+"""Three-way bridged calls: create, read, control (issue 5).
+
+The handlers are plain functions, so FastAPI runs them in its worker threads with their database
+session there; they reach the call manager on the event loop with `anyio.from_thread.run`. No
+SQL ever runs on the event loop (where the 20 ms media tick and every call flow live).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
+from anyio import from_thread
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -197,7 +203,7 @@ def _unit_dial_list(
     response_model=BridgeOut,
     summary="Bridge caller, dispatcher and a unit's on-duty phone into one call",
 )
-async def create_bridge(
+def create_bridge(
     body: BridgeIn,
     request: Request,
     session: SessionDep,
@@ -214,8 +220,9 @@ async def create_bridge(
     else:
         unit_numbers = [_dialable(body.unit.number, "unit.number", settings).dial]
     manager = _manager(service)
+    session.commit()  # end the read before the call manager writes (SQLite: one writer)
     if isinstance(body.caller, CallRef):
-        return await _add_unit_to_inbound(
+        return _add_unit_to_inbound(
             body.caller.call_id,
             unit_numbers,
             labels,
@@ -227,7 +234,8 @@ async def create_bridge(
         )
     caller = _dialable(body.caller.number, "caller.number", settings).dial
     dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
-    call_id, created = await manager.create_bridge(
+    call_id, created = from_thread.run(
+        manager.create_bridge,
         BridgeRequest(
             dial_lists={
                 Role.CALLER: [caller],
@@ -240,9 +248,9 @@ async def create_bridge(
             incident_id=body.incident_id,
             unit_code=unit_code,
             request=body.model_dump(mode="json"),
-        )
+        ),
     )
-    await manager.flushed()
+    from_thread.run(manager.flushed)
     if created:
         audit_ctx.record(
             session,
@@ -262,7 +270,7 @@ async def create_bridge(
     )
 
 
-async def _add_unit_to_inbound(
+def _add_unit_to_inbound(
     call_id: str,
     numbers: list[str],
     labels: dict[str, str],
@@ -274,7 +282,7 @@ async def _add_unit_to_inbound(
 ) -> JSONResponse:
     """Turn a connected inbound call (caller + the seat that took it) into a three-way call."""
     try:
-        await manager.add_unit(call_id, numbers, labels, unit_code)
+        from_thread.run(manager.add_unit, call_id, numbers, labels, unit_code)
     except CallNotActive as exc:
         raise Problem(
             422,
@@ -291,7 +299,7 @@ async def _add_unit_to_inbound(
         ) from exc
     except EventError as exc:
         raise Problem(exc.status_hint, "Not possible now", str(exc), kind="conflict") from exc
-    await manager.flushed()
+    from_thread.run(manager.flushed)
     audit_ctx.record(
         session, request, principal, "bridge.add_unit", "call", call_id, {"unit_code": unit_code}
     )
@@ -329,18 +337,20 @@ _ACTIONS: dict[
 }
 
 
-async def _control(bridge_id: str, event: Event, session: Session, service: ServiceDep) -> None:
+def _control(bridge_id: str, event: Event, session: Session, service: ServiceDep) -> None:
+    """Pass a request to the running bridge (on the event loop) from this worker thread."""
     _get_call(session, bridge_id)
+    session.commit()  # end the read before the call manager writes (SQLite: one writer)
     manager = _manager(service)
     try:
-        await manager.request(bridge_id, event)
+        from_thread.run(manager.request, bridge_id, event)
     except CallNotActive as exc:
         raise Problem(
             409, "Bridge is over", f"bridge {bridge_id} is no longer active", kind="conflict"
         ) from exc
     except EventError as exc:
         raise Problem(exc.status_hint, "Not possible now", str(exc), kind="conflict") from exc
-    await manager.flushed()
+    from_thread.run(manager.flushed)
 
 
 @router.post(
@@ -348,7 +358,7 @@ async def _control(bridge_id: str, event: Event, session: Session, service: Serv
     response_model=BridgeOut,
     summary="Hang up, redial, mute, unmute, hold or unhold one party",
 )
-async def control_leg(
+def control_leg(
     bridge_id: str,
     role: Annotated[Role, Path()],
     action: Annotated[LegAction, Path()],
@@ -357,7 +367,7 @@ async def control_leg(
     service: ServiceDep,
     principal: DispatcherDep,
 ) -> BridgeOut:
-    await _control(bridge_id, _ACTIONS[action](role), session, service)
+    _control(bridge_id, _ACTIONS[action](role), session, service)
     audit_ctx.record(
         session, request, principal, f"bridge.leg.{action}", "call", bridge_id, {"role": role.value}
     )
@@ -365,13 +375,13 @@ async def control_leg(
 
 
 @router.post("/{bridge_id}/end", response_model=BridgeOut, summary="End the bridge for everyone")
-async def end_bridge(
+def end_bridge(
     bridge_id: str,
     request: Request,
     session: SessionDep,
     service: ServiceDep,
     principal: DispatcherDep,
 ) -> BridgeOut:
-    await _control(bridge_id, EndBridge(), session, service)
+    _control(bridge_id, EndBridge(), session, service)
     audit_ctx.record(session, request, principal, "bridge.end", "call", bridge_id, {})
     return bridge_out(_get_call(session, bridge_id))

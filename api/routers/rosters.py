@@ -69,13 +69,13 @@ def get_reminders(
     status_code=201,
     summary="Import rosters from CSV or XLSX; all rows or none",
 )
-async def import_rosters(
+def import_rosters(
     file: Annotated[UploadFile, File(description="CSV (UTF-8) or XLSX, one row per person")],
     session: SessionDep,
     service: ServiceDep,
     principal: AdminDep,
 ) -> ImportResult:
-    data = await file.read(MAX_UPLOAD + 1)
+    data = file.file.read(MAX_UPLOAD + 1)  # a worker thread: no SQL or file I/O on the loop
     if len(data) > MAX_UPLOAD:
         raise Problem(413, "Upload too large", f"at most {MAX_UPLOAD} bytes", kind="too-large")
     try:
