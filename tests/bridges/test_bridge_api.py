@@ -280,3 +280,57 @@ def test_ending_a_bridge_that_is_still_ringing_ends_it_at_once(bridge_lab: Bridg
         bid, lambda b: leg(b, "dispatcher")["attempts"][0]["result"] is not None
     )
     assert body["end_reason"] == "ended_by_request"
+
+
+def test_concurrent_requests_never_stall_the_service(bridge_lab: BridgeLab) -> None:
+    """Twenty dispatchers at once: every request answers promptly and every call is stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {
+        "caller": {"number": "2001"},
+        "dispatcher": {"number": BUSY_NUMBER},
+        "unit": {"number": "2003"},
+    }
+    started = time.monotonic()
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(
+            pool.map(lambda _: bridge_lab.post("/api/v1/bridges", json=body).status_code, range(20))
+        )
+    assert codes == [202] * 20
+    assert time.monotonic() - started < 15.0
+    deadline = time.monotonic() + 20
+    while True:
+        calls = bridge_lab.get("/api/v1/calls", params={"limit": 100}).json()
+        if len(calls) == 20 and all(c["state"] == "failed" for c in calls):
+            break
+        assert time.monotonic() < deadline, [c["state"] for c in calls]
+        time.sleep(0.3)
+    assert {c["end_reason"] for c in calls} == {"unreachable:dispatcher"}
+    with ThreadPoolExecutor(20) as pool:  # ending what is over: a prompt 409 each
+        ends = list(pool.map(lambda c: bridge_lab.post(f"/api/v1/bridges/{c['id']}/end"), calls))
+    assert [r.status_code for r in ends] == [409] * 20
+
+
+def test_concurrent_controls_of_a_live_bridge_all_answer_promptly(bridge_lab: BridgeLab) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _phones(bridge_lab)
+    bid = _bridge(bridge_lab, {"number": USERS["unit"]})["id"]
+    bridge_lab.wait_bridge(bid, _connected)
+    actions = ["mute", "unmute"] * 10
+    started = time.monotonic()
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(
+            pool.map(
+                lambda a: bridge_lab.post(f"/api/v1/bridges/{bid}/legs/unit/{a}").status_code,
+                actions,
+            )
+        )
+    elapsed = time.monotonic() - started
+    assert set(codes) <= {200, 409} and codes.count(200) >= 10, codes
+    assert elapsed < 10.0, f"20 controls took {elapsed:.1f} s"
+    audit = bridge_lab.get(
+        "/api/v1/audit", role="supervisor", params={"resource_id": bid, "limit": 100}
+    ).json()
+    assert sum(1 for a in audit if a["action"].startswith("bridge.leg.")) == codes.count(200)
+    assert bridge_lab.post(f"/api/v1/bridges/{bid}/end").status_code == 200
