@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError
+
 from api import call_store
 from api.numbers import parse_dialable
 from api.prompts import PromptError, ensure_prompts
@@ -304,12 +306,11 @@ class CallManager:
         await self._run_db(lambda: None)
 
     # -- bridges --
-    async def create_bridge(self, req: BridgeRequest) -> tuple[str, bool]:
-        """Start a bridge; returns (call id, created). A known Idempotency-Key dials nothing."""
+    def store_bridge(self, req: BridgeRequest) -> tuple[str, bool]:
+        """Store a new bridge (in the caller's thread, not the event loop); returns (call id,
+        created). A known Idempotency-Key returns the existing bridge and stores nothing."""
         if req.idempotency_key:
-            existing = await self._run_db(
-                call_store.find_by_idempotency_key, self.factory, req.idempotency_key
-            )
+            existing = call_store.find_by_idempotency_key(self.factory, req.idempotency_key)
             if existing is not None:
                 return existing, False
         new = call_store.NewCall(
@@ -325,18 +326,18 @@ class CallManager:
             ),
         )
         try:
-            call_id = await self._run_db(call_store.insert_call, self.factory, new)
-        except Exception:
+            return call_store.insert_call(self.factory, new), True
+        except IntegrityError:
             if req.idempotency_key:  # a concurrent request with the same key won the insert
-                existing = await self._run_db(
-                    call_store.find_by_idempotency_key, self.factory, req.idempotency_key
-                )
+                existing = call_store.find_by_idempotency_key(self.factory, req.idempotency_key)
                 if existing is not None:
                     return existing, False
             raise
+
+    async def start_bridge(self, call_id: str, req: BridgeRequest) -> None:
+        """Run a stored bridge: dialling starts now."""
         flow = BridgeFlow(call_id, dict(req.dial_lists), utcnow(), self.bridge_settings())
         self._start_runner(call_id, flow, _BridgeHooks(self, call_id, req.labels))
-        return call_id, True
 
     def _start_runner(
         self, call_id: str, flow: c.Flow, hooks: _CallHooks, *, solo: bool = False

@@ -234,23 +234,22 @@ def create_bridge(
         )
     caller = _dialable(body.caller.number, "caller.number", settings).dial
     dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
-    call_id, created = from_thread.run(
-        manager.create_bridge,
-        BridgeRequest(
-            dial_lists={
-                Role.CALLER: [caller],
-                Role.DISPATCHER: [dispatcher],
-                Role.UNIT: unit_numbers,
-            },
-            created_by=principal.name,
-            labels=labels,
-            idempotency_key=idempotency_key,
-            incident_id=body.incident_id,
-            unit_code=unit_code,
-            request=body.model_dump(mode="json"),
-        ),
+    bridge_req = BridgeRequest(
+        dial_lists={
+            Role.CALLER: [caller],
+            Role.DISPATCHER: [dispatcher],
+            Role.UNIT: unit_numbers,
+        },
+        created_by=principal.name,
+        labels=labels,
+        idempotency_key=idempotency_key,
+        incident_id=body.incident_id,
+        unit_code=unit_code,
+        request=body.model_dump(mode="json"),
     )
-    from_thread.run(manager.flushed)
+    call_id, created = manager.store_bridge(bridge_req)  # this worker thread, not the loop
+    if created:
+        from_thread.run(manager.start_bridge, call_id, bridge_req)
     if created:
         audit_ctx.record(
             session,
