@@ -64,6 +64,9 @@ class Kamailio:
         trunk_regex: str | None = None,
         domain: str = HOST,
         log_level: int = 2,
+        register_auth: InviteAuth = "401",
+        qop: bool = False,
+        algorithm: str = "MD5",
     ) -> None:
         if invite_auth not in ("407", "401"):
             raise ValueError("invite_auth must be '407' or '401'")
@@ -80,6 +83,13 @@ class Kamailio:
         self.udp_port = base
         self.tcp_port = tcp_port if tcp_port is not None else base
         self.invite_auth: InviteAuth = invite_auth
+        if register_auth == "407" and invite_auth == "401":
+            raise ValueError("register_auth='407' needs the standards mode (invite_auth='407')")
+        self.register_auth: InviteAuth = register_auth
+        self.qop = qop
+        if algorithm not in ("MD5", "SHA-256"):
+            raise ValueError("algorithm must be 'MD5' or 'SHA-256'")
+        self.algorithm = algorithm
         if trunk_regex is None and trunk_prefix is not None:
             trunk_regex = "^" + re.escape(trunk_prefix) + "[0-9]*$"
         self.trunk_regex = trunk_regex
@@ -107,6 +117,12 @@ class Kamailio:
         }
         if self.invite_auth == "401":
             d["INVITE_AUTH_401"] = None
+        if self.register_auth == "407":
+            d["REGISTER_AUTH_407"] = None
+        if self.qop:
+            d["CHALLENGE_FLAGS"] = _cfg_str("1")
+        if self.algorithm != "MD5":
+            d["AUTH_ALGORITHM"] = _cfg_str(self.algorithm)
         if self.trunk_regex is not None and self.trunk_target is not None:
             host, port = self.trunk_target
             d["WITH_TRUNK"] = None
