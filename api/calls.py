@@ -20,17 +20,18 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 
 from api import call_store
+from api.call_hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks
 from api.numbers import parse_dialable
 from api.prompts import PromptError, ensure_prompts
 from api.service import Health, Service
 from api.telephony import Telephony
 from callflows import commands as c
-from callflows.bridge import BridgeFlow, BridgeSettings, BridgeSnapshot
+from callflows.bridge import BridgeFlow, BridgeSettings
 from callflows.events import AddUnit, Event, Role
-from callflows.inbound import InboundFlow, InboundSettings, InboundSnapshot, InboundState
+from callflows.inbound import InboundFlow, InboundSettings, InboundState
 from callflows.ivr import KeyPromptCall, KeyPromptResult
 from callflows.runner import FlowRunner
-from recordings import RecordingFlusher, RecordingInfo, RecordingWriter, recover
+from recordings import RecordingFlusher, RecordingWriter, recover
 from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
 from storage.base import utcnow
 from storage.models.calls import CallKind
@@ -57,163 +58,6 @@ class BridgeRequest:
     incident_id: str | None = None
     unit_code: str | None = None
     request: dict[str, Any] = field(default_factory=dict)
-
-
-class _CallHooks:
-    """Runner hooks every kind of call shares: notes, SIP Call-IDs, recordings."""
-
-    kind = "call"
-
-    def __init__(self, manager: CallManager, call_id: str) -> None:
-        self.m = manager
-        self.call_id = call_id
-
-    def on_save(self, snapshot: object) -> None:
-        raise NotImplementedError
-
-    def on_notify(self, note: c.Notify) -> None:
-        self.m.service.events.publish(
-            "call.note",
-            {
-                "call_id": self.call_id,
-                "topic": note.topic,
-                "role": note.role,
-                "detail": note.detail,
-            },
-        )
-
-    def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None:
-        self.m.db(call_store.set_sip_call_id, self.m.factory, self.call_id, role, sip_call_id)
-
-    def on_recording_started(self, recording_id: str, directory: Path) -> None:
-        rel = str(directory.relative_to(self.m.recordings_root))
-        self.m.db(call_store.recording_started, self.m.factory, self.call_id, recording_id, rel)
-        self.m.service.events.publish(
-            "recording.started", {"call_id": self.call_id, "recording_id": recording_id}
-        )
-
-    def on_recording_finished(
-        self, recording_id: str, info: RecordingInfo | None, error: str | None
-    ) -> None:
-        self.m.db(
-            call_store.recording_finished,
-            self.m.factory,
-            recording_id,
-            self.m.recordings_root,
-            info,
-            error,
-        )
-        self.m.service.events.publish(
-            "recording.finished",
-            {
-                "call_id": self.call_id,
-                "recording_id": recording_id,
-                "sha256": info.manifest_sha256 if info else None,
-                "error": error,
-            },
-        )
-
-
-class _BridgeHooks(_CallHooks):
-    """Runner hooks of one bridge: persist its snapshot, publish state changes."""
-
-    kind = "bridge"
-
-    def __init__(self, manager: CallManager, call_id: str, labels: dict[str, str]) -> None:
-        super().__init__(manager, call_id)
-        self.labels = labels
-        self._last: BridgeSnapshot | None = None
-
-    def on_save(self, snapshot: object) -> None:
-        assert isinstance(snapshot, BridgeSnapshot)
-        self.m.db(
-            call_store.save_bridge_snapshot, self.m.factory, self.call_id, snapshot, self.labels
-        )
-        self._publish_changes(snapshot)
-        self._last = snapshot
-
-    def _publish_changes(self, snap: BridgeSnapshot) -> None:
-        bus = self.m.service.events
-        if self._last is None or self._last.state is not snap.state:
-            bus.publish(
-                "call.state",
-                {
-                    "call_id": self.call_id,
-                    "kind": self.kind,
-                    "state": snap.state.value,
-                    "end_reason": snap.end_reason,
-                },
-            )
-        before = {p.role: p for p in self._last.parties} if self._last else {}
-        for party in snap.parties:
-            old = before.get(party.role)
-            seen = (old.state, old.muted, old.held, len(old.attempts)) if old else None
-            if seen != (party.state, party.muted, party.held, len(party.attempts)):
-                bus.publish(
-                    "leg.state",
-                    {
-                        "call_id": self.call_id,
-                        "role": party.role.value,
-                        "state": party.state.value,
-                        "muted": party.muted,
-                        "held": party.held,
-                        "attempts": len(party.attempts),
-                        "end_reason": party.end_reason,
-                    },
-                )
-
-
-class _InboundHooks(_BridgeHooks):
-    """An inbound call: seat-ringing snapshots first, bridge snapshots once a unit is added."""
-
-    kind = "inbound"
-
-    def __init__(self, manager: CallManager, call_id: str) -> None:
-        super().__init__(manager, call_id, {})
-        self._inbound_state: str | None = None
-
-    def on_save(self, snapshot: object) -> None:
-        if isinstance(snapshot, BridgeSnapshot):
-            self.kind = "bridge"
-            super().on_save(snapshot)
-            return
-        assert isinstance(snapshot, InboundSnapshot)
-        self.m.db(call_store.save_inbound_snapshot, self.m.factory, self.call_id, snapshot)
-        if snapshot.state.value != self._inbound_state:
-            self._inbound_state = snapshot.state.value
-            self.m.service.events.publish(
-                "call.state",
-                {
-                    "call_id": self.call_id,
-                    "kind": "inbound",
-                    "state": snapshot.state.value,
-                    "end_reason": snapshot.end_reason,
-                },
-            )
-
-
-class _IvrHooks(_CallHooks):
-    """Runner hooks of a prompt-and-key call (survey, duty check): keep its result."""
-
-    def __init__(self, manager: CallManager, call_id: str, kind: CallKind) -> None:
-        super().__init__(manager, call_id)
-        self.kind = kind.value
-        self.result: KeyPromptResult | None = None
-
-    def on_save(self, snapshot: object) -> None:
-        assert isinstance(snapshot, KeyPromptResult)
-        self.m.db(call_store.save_key_prompt, self.m.factory, self.call_id, snapshot)
-        if self.result is None or self.result.state is not snapshot.state:
-            self.m.service.events.publish(
-                "call.state",
-                {
-                    "call_id": self.call_id,
-                    "kind": self.kind,
-                    "state": snapshot.state.value,
-                    "end_reason": snapshot.outcome.value if snapshot.outcome else None,
-                },
-            )
-        self.result = snapshot
 
 
 class CallManager:
@@ -337,15 +181,15 @@ class CallManager:
     async def start_bridge(self, call_id: str, req: BridgeRequest) -> None:
         """Run a stored bridge: dialling starts now."""
         flow = BridgeFlow(call_id, dict(req.dial_lists), utcnow(), self.bridge_settings())
-        self._start_runner(call_id, flow, _BridgeHooks(self, call_id, req.labels))
+        self._start_runner(call_id, flow, BridgeHooks(self, call_id, req.labels))
 
     def _start_runner(
-        self, call_id: str, flow: c.Flow, hooks: _CallHooks, *, solo: bool = False
+        self, call_id: str, flow: c.Flow, hooks: CallHooks, *, solo: bool = False
     ) -> asyncio.Task[None]:
         return self._launch(call_id, self._make_runner(call_id, flow, hooks, solo=solo))
 
     def _make_runner(
-        self, call_id: str, flow: c.Flow, hooks: _CallHooks, *, solo: bool = False
+        self, call_id: str, flow: c.Flow, hooks: CallHooks, *, solo: bool = False
     ) -> FlowRunner:
         tel = self.telephony
         return FlowRunner(
@@ -422,7 +266,7 @@ class CallManager:
         call_id = await self._run_db(call_store.insert_call, self.factory, new)
         settings = InboundSettings(ring_deadline_s=self.service.settings.inbound_ring_deadline_s)
         flow = InboundFlow(call_id, "caller", leg.remote_number, seats, settings)
-        runner = self._make_runner(call_id, flow, _InboundHooks(self, call_id))
+        runner = self._make_runner(call_id, flow, InboundHooks(self, call_id))
         runner.adopt("caller", "caller", leg)
         self._launch(call_id, runner)
 
@@ -437,7 +281,7 @@ class CallManager:
         if not isinstance(flow, InboundFlow) or flow.state is not InboundState.CONNECTED:
             raise CallNotActive(call_id)
         hooks = runner.hooks
-        if isinstance(hooks, _BridgeHooks):
+        if isinstance(hooks, BridgeHooks):
             hooks.labels.update(labels)
         await self._run_db(
             call_store.become_bridge,
@@ -485,7 +329,7 @@ class CallManager:
         )
         call_id = await self._run_db(call_store.insert_call, self.factory, new)
         flow = make_flow(call_id)
-        hooks = _IvrHooks(self, call_id, kind)
+        hooks = IvrHooks(self, call_id, kind)
         task = self._start_runner(call_id, flow, hooks, solo=True)
         await asyncio.shield(task)
         await self.flushed()

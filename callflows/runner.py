@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from callflows import commands as c
 from callflows.errors import EventError
@@ -32,7 +31,8 @@ from callflows.events import (
     PlaybackFinished,
     TimerFired,
 )
-from recordings import RecordingFlusher, RecordingInfo, RecordingWriter
+from callflows.runner_hooks import NullHooks, RunnerHooks
+from recordings import RecordingFlusher, RecordingWriter
 from recordings.errors import RecordingError
 from telephony.media.conference import Conference
 from telephony.media.endpoint import RtpEndpoint
@@ -52,43 +52,6 @@ SETTLE_S = 10.0  # after the flow finished: how long to wait for the legs' final
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class RunnerHooks(Protocol):
-    """Where the runner reports what the rest of the service stores and shows."""
-
-    def on_save(self, snapshot: object) -> None: ...
-
-    def on_notify(self, note: c.Notify) -> None: ...
-
-    def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None: ...
-
-    def on_recording_started(self, recording_id: str, directory: Path) -> None: ...
-
-    def on_recording_finished(
-        self, recording_id: str, info: RecordingInfo | None, error: str | None
-    ) -> None: ...
-
-
-class NullHooks:
-    """Hooks that keep nothing (tests of the runner alone)."""
-
-    def on_save(self, snapshot: object) -> None:
-        return None
-
-    def on_notify(self, note: c.Notify) -> None:
-        return None
-
-    def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None:
-        return None
-
-    def on_recording_started(self, recording_id: str, directory: Path) -> None:
-        return None
-
-    def on_recording_finished(
-        self, recording_id: str, info: RecordingInfo | None, error: str | None
-    ) -> None:
-        return None
 
 
 @dataclass

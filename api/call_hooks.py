@@ -1,0 +1,178 @@
+"""Runner hooks of the call manager: what each kind of call stores and publishes.
+
+Every hook runs on the event loop and must be quick: database writes are queued to the call
+manager's database thread (`manager.db`), events go to the in-process bus.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from api import call_store
+from callflows import commands as c
+from callflows.bridge import BridgeSnapshot
+from callflows.inbound import InboundSnapshot
+from callflows.ivr import KeyPromptResult
+from recordings import RecordingInfo
+from storage.models.calls import CallKind
+
+if TYPE_CHECKING:
+    from api.calls import CallManager
+
+
+class CallHooks:
+    """Runner hooks every kind of call shares: notes, SIP Call-IDs, recordings."""
+
+    kind = "call"
+
+    def __init__(self, manager: CallManager, call_id: str) -> None:
+        self.m = manager
+        self.call_id = call_id
+
+    def on_save(self, snapshot: object) -> None:
+        raise NotImplementedError
+
+    def on_notify(self, note: c.Notify) -> None:
+        self.m.service.events.publish(
+            "call.note",
+            {
+                "call_id": self.call_id,
+                "topic": note.topic,
+                "role": note.role,
+                "detail": note.detail,
+            },
+        )
+
+    def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None:
+        self.m.db(call_store.set_sip_call_id, self.m.factory, self.call_id, role, sip_call_id)
+
+    def on_recording_started(self, recording_id: str, directory: Path) -> None:
+        rel = str(directory.relative_to(self.m.recordings_root))
+        self.m.db(call_store.recording_started, self.m.factory, self.call_id, recording_id, rel)
+        self.m.service.events.publish(
+            "recording.started", {"call_id": self.call_id, "recording_id": recording_id}
+        )
+
+    def on_recording_finished(
+        self, recording_id: str, info: RecordingInfo | None, error: str | None
+    ) -> None:
+        self.m.db(
+            call_store.recording_finished,
+            self.m.factory,
+            recording_id,
+            self.m.recordings_root,
+            info,
+            error,
+        )
+        self.m.service.events.publish(
+            "recording.finished",
+            {
+                "call_id": self.call_id,
+                "recording_id": recording_id,
+                "sha256": info.manifest_sha256 if info else None,
+                "error": error,
+            },
+        )
+
+
+class BridgeHooks(CallHooks):
+    """Runner hooks of one bridge: persist its snapshot, publish state changes."""
+
+    kind = "bridge"
+
+    def __init__(self, manager: CallManager, call_id: str, labels: dict[str, str]) -> None:
+        super().__init__(manager, call_id)
+        self.labels = labels
+        self._last: BridgeSnapshot | None = None
+
+    def on_save(self, snapshot: object) -> None:
+        assert isinstance(snapshot, BridgeSnapshot)
+        self.m.db(
+            call_store.save_bridge_snapshot, self.m.factory, self.call_id, snapshot, self.labels
+        )
+        self._publish_changes(snapshot)
+        self._last = snapshot
+
+    def _publish_changes(self, snap: BridgeSnapshot) -> None:
+        bus = self.m.service.events
+        if self._last is None or self._last.state is not snap.state:
+            bus.publish(
+                "call.state",
+                {
+                    "call_id": self.call_id,
+                    "kind": self.kind,
+                    "state": snap.state.value,
+                    "end_reason": snap.end_reason,
+                },
+            )
+        before = {p.role: p for p in self._last.parties} if self._last else {}
+        for party in snap.parties:
+            old = before.get(party.role)
+            seen = (old.state, old.muted, old.held, len(old.attempts)) if old else None
+            if seen != (party.state, party.muted, party.held, len(party.attempts)):
+                bus.publish(
+                    "leg.state",
+                    {
+                        "call_id": self.call_id,
+                        "role": party.role.value,
+                        "state": party.state.value,
+                        "muted": party.muted,
+                        "held": party.held,
+                        "attempts": len(party.attempts),
+                        "end_reason": party.end_reason,
+                    },
+                )
+
+
+class InboundHooks(BridgeHooks):
+    """An inbound call: seat-ringing snapshots first, bridge snapshots once a unit is added."""
+
+    kind = "inbound"
+
+    def __init__(self, manager: CallManager, call_id: str) -> None:
+        super().__init__(manager, call_id, {})
+        self._inbound_state: str | None = None
+
+    def on_save(self, snapshot: object) -> None:
+        if isinstance(snapshot, BridgeSnapshot):
+            self.kind = "bridge"
+            super().on_save(snapshot)
+            return
+        assert isinstance(snapshot, InboundSnapshot)
+        self.m.db(call_store.save_inbound_snapshot, self.m.factory, self.call_id, snapshot)
+        if snapshot.state.value != self._inbound_state:
+            self._inbound_state = snapshot.state.value
+            self.m.service.events.publish(
+                "call.state",
+                {
+                    "call_id": self.call_id,
+                    "kind": "inbound",
+                    "state": snapshot.state.value,
+                    "end_reason": snapshot.end_reason,
+                },
+            )
+
+
+class IvrHooks(CallHooks):
+    """Runner hooks of a prompt-and-key call (survey, duty check): keep its result."""
+
+    def __init__(self, manager: CallManager, call_id: str, kind: CallKind) -> None:
+        super().__init__(manager, call_id)
+        self.kind = kind.value
+        self.result: KeyPromptResult | None = None
+
+    def on_save(self, snapshot: object) -> None:
+        assert isinstance(snapshot, KeyPromptResult)
+        self.m.db(call_store.save_key_prompt, self.m.factory, self.call_id, snapshot)
+        if self.result is None or self.result.state is not snapshot.state:
+            self.m.service.events.publish(
+                "call.state",
+                {
+                    "call_id": self.call_id,
+                    "kind": self.kind,
+                    "state": snapshot.state.value,
+                    "end_reason": snapshot.outcome.value if snapshot.outcome else None,
+                },
+            )
+        self.result = snapshot
