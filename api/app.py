@@ -18,7 +18,7 @@ from api.routers import incidents as incidents_router
 from api.routers import rosters as rosters_router
 from api.routers import surveys as surveys_router
 from api.routers import units as units_router
-from api.scheduler import Scheduler
+from api.scheduler import ReminderSchedule, Scheduler
 from api.service import Service
 from api.settings import Settings
 from api.survey_caller import TelephonySurveyCaller
@@ -51,8 +51,14 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     else:
         dispatcher = None
     if not any(c.name == "scheduler" for c in svc.components):
+        day, _, hhmm = settings.roster_reminder.partition(" ")
+        hour, minute = (int(x) for x in hhmm.split(":"))
         svc.components.append(
-            Scheduler(database_url=settings.resolved_database_url, timezone=settings.timezone)
+            Scheduler(
+                database_url=settings.resolved_database_url,
+                timezone=settings.timezone,
+                reminder=ReminderSchedule(day_of_week=day, hour=hour, minute=minute),
+            )
         )
     if dispatcher is not None and survey_settings.enabled:
         svc.components.append(SurveyDispatcherComponent(dispatcher))

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import ApiHarness
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from api.app import create_app
+from tests.conftest import ApiHarness, service_settings
 
 PROBLEM = "application/problem+json"
 
@@ -97,3 +104,13 @@ def test_readiness_fails_when_the_schema_is_behind(api: ApiHarness) -> None:
         s.commit()
     body = _is_problem(api.client.get("/readyz"), 503)
     assert "linkcall db upgrade" in body["checks"]["database"]["detail"]
+
+
+def test_the_roster_reminder_time_comes_from_the_settings(tmp_path: Path) -> None:
+    app = create_app(service_settings(tmp_path, roster_reminder="thu 09:30"))  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        detail = client.get("/readyz").json()["checks"]["scheduler"]["detail"]
+    when = datetime.fromisoformat(detail.rsplit("at ", 1)[1])
+    assert (when.isoweekday(), when.hour, when.minute) == (4, 9, 30), detail
+    with pytest.raises(ValidationError):
+        service_settings(tmp_path, roster_reminder="friday 3pm")
