@@ -202,6 +202,7 @@ class CallManager:
             recording_id=call_id,
             flusher=self.flusher,
             record_solo=solo,
+            media_timeout_s=self.service.settings.media_timeout_s or None,
         )
 
     def _launch(self, call_id: str, runner: FlowRunner) -> asyncio.Task[None]:

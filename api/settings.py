@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=600, description="how long dispatcher seats ring"
     )
     duty_check_ring_timeout_s: float = Field(default=45.0, gt=0, le=300)
+    media_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="end a connected leg that sent no RTP this long (0: never)",
+    )
     roster_reminder: str = Field(
         default="fri 15:00",
         pattern=r"^(mon|tue|wed|thu|fri|sat|sun) ([01][0-9]|2[0-3]):[0-5][0-9]$",

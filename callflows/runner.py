@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DIAL_MARGIN_S = 5.0  # the UA's own ring timeout backs up the flow's ring timer
 SETTLE_S = 10.0  # after the flow finished: how long to wait for the legs' final echoes
+MEDIA_CHECK_S = 1.0  # how often answered legs are checked for incoming RTP
 
 
 def _utcnow() -> datetime:
@@ -65,6 +66,10 @@ class _Binding:
     conference: Conference | None = None
     ended: bool = False
     released: bool = False
+    answered: bool = False
+    peer_held: bool = False  # the peer put us on hold (sendonly/inactive): silence is expected
+    last_rx: int = 0
+    last_rx_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -97,6 +102,7 @@ class FlowRunner:
         recording_id: str | None = None,
         flusher: RecordingFlusher | None = None,
         record_solo: bool = False,
+        media_timeout_s: float | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.flow = flow
@@ -108,6 +114,8 @@ class FlowRunner:
         self.recording_id = recording_id or flow.flow_id
         self.flusher = flusher
         self.record_solo = record_solo  # a one-leg flow (IVR): record the leg once answered
+        # a leg whose peer vanished without a BYE (no RTP for this long) is ended "media_timeout"
+        self.media_timeout_s = media_timeout_s
         self.clock = clock
         self._queue: asyncio.Queue[tuple[Event | _Replace, asyncio.Future[None] | None]] = (
             asyncio.Queue()
@@ -155,6 +163,11 @@ class FlowRunner:
 
     async def run(self) -> None:
         """Start the flow and run it until it is over and every leg has settled."""
+        watchdog = (
+            self._spawn(self._watch_media(), f"media-watch-{self.flow.flow_id}")
+            if self.media_timeout_s
+            else None
+        )
         try:
             await self._execute(self.flow.start(self.clock()))
             while not (self.flow.finished and self._all_legs_ended()):
@@ -169,6 +182,8 @@ class FlowRunner:
                     break
                 await self._handle(event, fut)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             await self._cleanup()
             self._done.set()
 
@@ -286,6 +301,7 @@ class FlowRunner:
         await binding.sip.answer((self.media.host, binding.endpoint.local_port))
         if binding.sip.media is not None:
             binding.endpoint.configure(binding.sip.media)
+        self._mark_answered(binding)
 
     async def _hangup(self, sip: sipleg.Leg) -> None:
         try:
@@ -394,6 +410,7 @@ class FlowRunner:
                 case sipleg.Answered(media=media):
                     if media is not None and binding.endpoint is not None:
                         binding.endpoint.configure(media)
+                    self._mark_answered(binding)
                     if self.record_solo and binding.conference is None:
                         self._join(binding.leg_id, "solo")
                         try:
@@ -404,7 +421,9 @@ class FlowRunner:
                             )
                             self.hooks.on_recording_finished(self.recording_id, None, str(exc))
                     self._put(LegAnswered(binding.leg_id))
-                case sipleg.MediaChanged(media=media):
+                case sipleg.MediaChanged(media=media, held=held):
+                    binding.peer_held = held
+                    binding.last_rx_at = asyncio.get_running_loop().time()
                     if binding.endpoint is not None:
                         binding.endpoint.configure(media)
                 case sipleg.Dtmf(digit=digit):
@@ -415,6 +434,34 @@ class FlowRunner:
                     await self._release(binding)
                     self._put(LegEnded(binding.leg_id, reason.value, status))
                     return
+
+    def _mark_answered(self, binding: _Binding) -> None:
+        binding.answered = True
+        binding.last_rx_at = asyncio.get_running_loop().time()
+
+    async def _watch_media(self) -> None:
+        """End answered legs that stopped sending RTP (a phone gone without a BYE)."""
+        assert self.media_timeout_s is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(MEDIA_CHECK_S)
+            now = loop.time()
+            for b in list(self._legs.values()):
+                if not b.answered or b.ended or b.peer_held or b.endpoint is None or b.sip is None:
+                    continue
+                received = b.endpoint.stats.packets_received
+                if received != b.last_rx:
+                    b.last_rx, b.last_rx_at = received, now
+                elif now - b.last_rx_at >= self.media_timeout_s:
+                    log.warning(
+                        "flow %s: no RTP from %s for %.0f s: ending it",
+                        self.flow.flow_id,
+                        b.leg_id,
+                        now - b.last_rx_at,
+                    )
+                    b.ended = True
+                    self._put(LegEnded(b.leg_id, "media_timeout", None))
+                    b.tasks.append(self._spawn(self._hangup(b.sip), f"hangup-{b.leg_id}"))
 
     async def _release(self, binding: _Binding) -> None:
         """Take an ended leg out of its conference and close its media (once)."""

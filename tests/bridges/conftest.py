@@ -83,6 +83,7 @@ def bridge_lab(
         duty_check_ring_timeout_s=5.0,
         dispatcher_seats=",".join(SEATS),
         inbound_ring_deadline_s=20.0,
+        media_timeout_s=4.0,
     )
     try:
         with (

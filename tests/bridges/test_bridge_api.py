@@ -334,3 +334,27 @@ def test_concurrent_controls_of_a_live_bridge_all_answer_promptly(bridge_lab: Br
     ).json()
     assert sum(1 for a in audit if a["action"].startswith("bridge.leg.")) == codes.count(200)
     assert bridge_lab.post(f"/api/v1/bridges/{bid}/end").status_code == 200
+
+
+def test_a_phone_that_vanishes_without_bye_is_dropped_and_the_others_stay(
+    bridge_lab: BridgeLab,
+) -> None:
+    """A dropped leg: the unit's phone dies (no BYE, no RTP). After the media timeout (4 s in
+    this lab) its leg ends 'media_timeout'; caller and dispatcher stay connected."""
+    import signal
+
+    phones = _phones(bridge_lab)
+    bid = _bridge(bridge_lab, {"number": USERS["unit"]})["id"]
+    bridge_lab.wait_bridge(bid, _connected)
+    time.sleep(1.0)
+    pid = phones["unit"].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    body = bridge_lab.wait_bridge(bid, lambda b: leg(b, "unit")["state"] == "left", timeout=20)
+    assert 3.0 <= time.monotonic() - killed <= 12.0
+    assert leg(body, "unit")["end_reason"] == "media_timeout", leg(body, "unit")
+    assert body["state"] == "connected"
+    assert {leg(body, r)["state"] for r in ("caller", "dispatcher")} == {"connected"}
+    bridge_lab.post(f"/api/v1/bridges/{bid}/end")
+    bridge_lab.wait_bridge(bid, _ended)
