@@ -72,6 +72,7 @@ def test_bridge_connects_three_phones_each_hears_the_others_and_the_recording_pr
     assert body["state"] == "ended"
 
     for role, phone in phones.items():
+        phone.wait_closed(10)  # baresip completes the WAV when the call closes
         levels = tone_report(phone.received_recordings()[-1], TONES.values(), start=1.0)
         for other, hz in TONES.items():
             if other == role:
@@ -195,6 +196,7 @@ def test_dispatcher_leaves_hold_and_mute_do_what_they_say(
     bridge_lab.wait_bridge(bid, _ended)
 
     def window(phone: str, a: str, seconds: float = 2.0) -> dict[float, float]:
+        phones[phone].wait_closed(10)  # baresip completes the WAV when the call closes
         rec = phones[phone].received_recordings()[0]  # the first call (the dispatcher redials)
         with wave.open(str(rec)) as w:
             total = w.getnframes() / w.getframerate()

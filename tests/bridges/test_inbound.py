@@ -56,6 +56,7 @@ def test_inbound_call_rings_both_seats_first_answer_wins_then_a_unit_joins(
     bridge_lab.post(f"/api/v1/bridges/{call_id}/end")
     body = bridge_lab.wait_bridge(call_id, lambda b: b["state"] == "ended")
 
+    unit.wait_closed(10)  # baresip completes the WAV when the call closes
     heard = tone_report(unit.received_recordings()[-1], [400.0, 1000.0, 1800.0], start=1.0)
     assert heard[400.0] > -30 and heard[1000.0] > -30 and heard[1800.0] < -50, heard
     meta = bridge_lab.get(f"/api/v1/recordings/{body['recording_id']}").json()

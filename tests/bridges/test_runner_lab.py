@@ -105,6 +105,8 @@ async def test_three_way_bridge_each_hears_the_other_two_and_is_recorded(
 
     snap = flow.snapshot()
     assert snap.state is BridgeState.ENDED
+    for phone in phones.values():
+        phone.wait_closed(10)  # baresip writes the WAV's header when the call closes
     for role, phone in phones.items():
         recs = phone.received_recordings()
         assert recs, f"{role} recorded nothing"
@@ -146,6 +148,7 @@ async def test_dispatcher_leaves_and_caller_and_unit_still_hear_each_other(
     await runner.request(EndBridge())
     async with asyncio.timeout(20):
         await task
+    phones[Role.CALLER].wait_closed(10)  # baresip writes the WAV's header when the call closes
     caller_recs = phones[Role.CALLER].received_recordings()
     # the last 2.5 s: dispatcher gone, the unit still heard
     dur = _duration(caller_recs[-1])
