@@ -1,5 +1,5 @@
-"""Requests inside a dialog, both ways: BYE, re-INVITE (hold/resume, RFC 3264 8), INFO with
-application/dtmf-relay, OPTIONS (RFC 3261 12.2, 14, 15)."""
+"""Requests inside a dialog, both ways (the `InDialog` part of the UA): BYE, re-INVITE
+(hold/resume, RFC 3264 8), INFO with application/dtmf-relay, OPTIONS (RFC 3261 12.2, 14, 15)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,30 @@ from telephony.types import Direction, DtmfDigit
 
 from .answering import InboundCall
 from .builder import make_response
-from .callbase import CallBase
-from .endpoint import TransactionFailed
+from .context import ALLOW, UAContext
 from .errors import IncompatibleMedia, LegError, ParseError
 from .leg import EndReason, Leg
 from .message import SipRequest
 from .sdp import SessionDescription, answer_offer, make_offer, media_from_answer
 from .transaction import ServerInviteTransaction, ServerTransaction
+from .transaction_layer import TransactionFailed
 
 if TYPE_CHECKING:
-    from .callbase import Call
+    from .context import Call
 
 logger = logging.getLogger(__name__)
 
 _DTMF_SIGNALS = {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D"}
 
 
-class InDialog(CallBase):
-    """In-dialog requests we receive and send."""
+class InDialog:
+    """In-dialog requests we receive and send: one part of the UA, over the `UAContext`."""
 
-    async def in_dialog_request(self, req: SipRequest, tx: ServerTransaction | None) -> None:
-        call = self.calls.get(req.call_id)
+    def __init__(self, ctx: UAContext) -> None:
+        self.ctx = ctx
+
+    async def on_request(self, req: SipRequest, tx: ServerTransaction | None) -> None:
+        call = self.ctx.calls.get(req.call_id)
         dialog = call.leg.dialog if call else None
         if (
             call is None
@@ -39,31 +42,31 @@ class InDialog(CallBase):
             or req.from_.tag != dialog.remote_tag
         ):
             if tx is not None:
-                await self.endpoint.respond(tx, make_response(req, 481))
+                await self.ctx.endpoint.respond(tx, make_response(req, 481))
             return
         if req.method == "ACK":
             if isinstance(call, InboundCall):
-                await self.endpoint.confirm_2xx(call.tx)
+                await self.ctx.endpoint.confirm_2xx(call.tx)
                 await self._answer_in_ack(call, req)
             return
         assert tx is not None
         if not dialog.accept_request(req):
-            await self.endpoint.respond(tx, make_response(req, 500))  # RFC 3261 12.2.2
+            await self.ctx.endpoint.respond(tx, make_response(req, 500))  # RFC 3261 12.2.2
             return
         if req.method == "BYE":
-            await self.endpoint.respond(tx, make_response(req, 200))
-            self._finish(call, EndReason.NORMAL_REMOTE, None)
+            await self.ctx.endpoint.respond(tx, make_response(req, 200))
+            self.ctx.finish(call, EndReason.NORMAL_REMOTE, None)
         elif req.method == "INVITE":
             assert isinstance(tx, ServerInviteTransaction)
-            await self._reinvite(call, req, tx)
+            await self._on_reinvite(call, req, tx)
         elif req.method == "INFO":
             await self._info(call, req, tx)
         elif req.method == "OPTIONS":
-            await self.endpoint.respond(tx, self.options_response(req))
+            await self.ctx.endpoint.respond(tx, self.ctx.options_response(req))
         else:
             resp = make_response(req, 405)
-            resp.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
-            await self.endpoint.respond(tx, resp)
+            resp.headers.add("Allow", ALLOW)
+            await self.ctx.endpoint.respond(tx, resp)
 
     async def _answer_in_ack(self, call: InboundCall, ack: SipRequest) -> None:
         """Delayed offer: the ACK carries the answer to the offer in our 200 (RFC 3264 5)."""
@@ -74,15 +77,15 @@ class InDialog(CallBase):
             media = media_from_answer(offer, SessionDescription.parse(ack.body))
         except (ParseError, IncompatibleMedia) as exc:
             logger.warning("call %s: no usable answer in the ACK: %s", call.leg.call_id[:8], exc)
-            await self._bye(call.leg)
-            self._finish(call, EndReason.INCOMPATIBLE, None)
+            await self.ctx.bye(call.leg)
+            self.ctx.finish(call, EndReason.INCOMPATIBLE, None)
             return
         call.leg.mark_media(media)
 
-    async def _reinvite(self, call: Call, req: SipRequest, tx: ServerInviteTransaction) -> None:
+    async def _on_reinvite(self, call: Call, req: SipRequest, tx: ServerInviteTransaction) -> None:
         """RFC 3264 8 / RFC 3261 14.2: answer a hold/resume offer with our same address."""
         if call.reinviting:  # both sides re-INVITE at once: 491, the peer retries later
-            await self.endpoint.respond(tx, make_response(req, 491))
+            await self.ctx.endpoint.respond(tx, make_response(req, 491))
             return
         try:
             offer = SessionDescription.parse(req.body)
@@ -96,20 +99,20 @@ class InDialog(CallBase):
             )
         except (ParseError, IncompatibleMedia) as exc:
             status = 488 if isinstance(exc, IncompatibleMedia) else 400
-            await self.endpoint.respond(tx, make_response(req, status))
+            await self.ctx.endpoint.respond(tx, make_response(req, status))
             return
         resp = make_response(req, 200)
-        resp.headers.add("Contact", self.contact)
+        resp.headers.add("Contact", self.ctx.contact)
         resp.headers.add("Content-Type", "application/sdp")
         resp.body = bytes(answer)
-        await self.endpoint.respond(tx, resp)
+        await self.ctx.endpoint.respond(tx, resp)
         if isinstance(call, InboundCall):
             call.tx = tx  # the ACK for this 200 confirms the new transaction
         call.leg.mark_media(media)
 
     async def _info(self, call: Call, req: SipRequest, tx: ServerTransaction) -> None:
         if req.content_type != "application/dtmf-relay":
-            await self.endpoint.respond(tx, make_response(req, 200 if not req.body else 415))
+            await self.ctx.endpoint.respond(tx, make_response(req, 200 if not req.body else 415))
             return
         fields = {}
         for line in req.body.decode("utf-8", "replace").splitlines():
@@ -119,17 +122,17 @@ class InDialog(CallBase):
         duration = fields.get("duration", "0")
         try:
             digit = DtmfDigit(
-                signal, "info", self.clock(), int(duration) if duration.isdigit() else 0
+                signal, "info", self.ctx.clock(), int(duration) if duration.isdigit() else 0
             )
         except ValueError:
-            await self.endpoint.respond(tx, make_response(req, 400))
+            await self.ctx.endpoint.respond(tx, make_response(req, 400))
             return
-        await self.endpoint.respond(tx, make_response(req, 200))
+        await self.ctx.endpoint.respond(tx, make_response(req, 200))
         call.leg.mark_dtmf(digit)
 
-    async def leg_reinvite(self, leg: Leg, direction: Direction) -> int | None:
+    async def reinvite(self, leg: Leg, direction: Direction) -> int | None:
         """Offer a new direction (hold = sendonly, resume = sendrecv); RFC 3264 8.4."""
-        call = self.calls.get(leg.call_id)
+        call = self.ctx.calls.get(leg.call_id)
         dialog = leg.dialog
         if call is None or dialog is None:
             raise LegError("leg has no dialog", call_id=leg.call_id)
@@ -141,13 +144,13 @@ class InDialog(CallBase):
             session_version=call.sdp_version,
         )
         req = dialog.create_request("INVITE")
-        req.headers.prepend("Via", self.via())
+        req.headers.prepend("Via", self.ctx.via())
         req.headers.add("Content-Type", "application/sdp")
         req.body = bytes(offer)
         call.reinviting = True
         try:
-            handle = await self.endpoint.request(req, dialog.next_hop().hostport())
-            ev = await handle.final(64 * self._timers.t1 + 1)
+            handle = await self.ctx.endpoint.request(req, dialog.next_hop().hostport())
+            ev = await handle.final(64 * self.ctx.timers.t1 + 1)
         except TimeoutError:
             ev = TransactionFailed("timeout")
         finally:
@@ -157,17 +160,17 @@ class InDialog(CallBase):
         if 200 <= ev.status < 300:
             dialog.update_target(ev)
             ack = dialog.create_request("ACK", cseq=req.cseq.number)
-            ack.headers.prepend("Via", self.via())
-            await self.endpoint.send_raw(ack, dialog.next_hop().hostport())
+            ack.headers.prepend("Via", self.ctx.via())
+            await self.ctx.endpoint.send_raw(ack, dialog.next_hop().hostport())
             try:
                 leg.mark_media(media_from_answer(offer, SessionDescription.parse(ev.body)))
             except (ParseError, IncompatibleMedia) as exc:
                 logger.warning("call %s: bad re-INVITE answer: %s", leg.call_id[:8], exc)
         return ev.status
 
-    async def leg_send_info_dtmf(self, leg: Leg, digit: str) -> None:
+    async def send_info_dtmf(self, leg: Leg, digit: str) -> None:
         body = f"Signal={digit}\r\nDuration=160\r\n".encode()
-        ev = await self._in_dialog(leg, "INFO", body, "application/dtmf-relay")
+        ev = await self.ctx.in_dialog(leg, "INFO", body, "application/dtmf-relay")
         if isinstance(ev, TransactionFailed) or ev.status >= 300:
             raise LegError(
                 f"INFO DTMF not accepted: {getattr(ev, 'status', ev)}", call_id=leg.call_id

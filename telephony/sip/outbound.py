@@ -1,5 +1,6 @@
-"""Outbound calls: INVITE with digest auth, 1xx/2xx/3xx-6xx, ring timeout, CANCEL (RFC 3261 9.1,
-13, 17.1.1, 22) and the mapping of every failure to an `EndReason`."""
+"""Outbound calls, the `OutboundCalls` part of the UA: INVITE with digest auth, 1xx/2xx/3xx-6xx,
+ring timeout, CANCEL (RFC 3261 9.1, 13, 17.1.1, 22) and the mapping of every failure to an
+`EndReason`."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from typing import Any
 from telephony.privacy import mask_number
 from telephony.types import NegotiatedMedia
 
-from .callbase import CallBase
+from .context import ALLOW, UAContext
 from .dialog import Dialog
-from .endpoint import ClientHandle, TransactionFailed
 from .errors import AuthError, IncompatibleMedia, ParseError
 from .leg import EndReason, Leg, LegState
 from .message import SipRequest, SipResponse
 from .registration import challenge_of
 from .sdp import SessionDescription, make_offer, media_from_answer
+from .transaction_layer import ClientHandle, TransactionFailed
 from .transport import Address
 from .uri import SipUri
 
@@ -72,32 +73,35 @@ class OutboundCall:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class OutboundCalls(CallBase):
-    """Placing calls."""
+class OutboundCalls:
+    """Placing calls: one part of the UA, working over the shared `UAContext`."""
 
-    async def start_outbound(
+    def __init__(self, ctx: UAContext) -> None:
+        self.ctx = ctx
+
+    async def start(
         self, ruri: SipUri, local_media: tuple[str, int], ring_timeout: float, caller_id: str | None
     ) -> OutboundCall:
         offer = make_offer(local_media[0], local_media[1], session_id=secrets.randbelow(2**31))
-        invite = self._out_of_dialog("INVITE", ruri, ruri, from_display=caller_id)
-        invite.headers.add("Contact", self.contact)
-        invite.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
+        invite = self.ctx.out_of_dialog("INVITE", ruri, ruri, from_display=caller_id)
+        invite.headers.add("Contact", self.ctx.contact)
+        invite.headers.add("Allow", ALLOW)
         invite.headers.add("Content-Type", "application/sdp")
         invite.body = bytes(offer)
-        leg = Leg(invite.call_id, "outbound", ruri.user or "", self.as_control())
+        leg = Leg(invite.call_id, "outbound", ruri.user or "", self.ctx.control)
         call = OutboundCall(
             leg,
             invite,
             offer,
-            self.dest_for(ruri),
+            self.ctx.dest_for(ruri),
             ring_timeout,
             local_media=local_media,
             session_id=offer.session_id,
         )
-        self.calls[leg.call_id] = call
+        self.ctx.calls[leg.call_id] = call
         logger.info("dial %s call %s", mask_number(ruri.user), leg.call_id[:8])
-        call.handle = await self.endpoint.request(invite, call.dest)
-        self._spawn(self._run_outbound(call), f"sip-out-{leg.call_id[:8]}")
+        call.handle = await self.ctx.endpoint.request(invite, call.dest)
+        self.ctx.spawn(self._run_outbound(call), f"sip-out-{leg.call_id[:8]}")
         return call
 
     async def _run_outbound(self, call: OutboundCall) -> None:
@@ -116,19 +120,19 @@ class OutboundCalls(CallBase):
                         ev = await call.handle.events.get()
                 except TimeoutError:
                     if call.cancel_reason is None:
-                        await self._cancel_outbound(call, EndReason.TIMEOUT)
-                        guard = loop.time() + 64 * self._timers.t1
+                        await self.cancel(call, EndReason.TIMEOUT)
+                        guard = loop.time() + 64 * self.ctx.timers.t1
                     else:
-                        self._finish(call, call.cancel_reason, None)
+                        self.ctx.finish(call, call.cancel_reason, None)
                     continue
                 if call.cancel_reason is not None and guard is None:
-                    guard = loop.time() + 64 * self._timers.t1
+                    guard = loop.time() + 64 * self.ctx.timers.t1
                 if isinstance(ev, TransactionFailed):
                     failed = EndReason.UNREACHABLE
                     reason = (
                         call.cancel_reason if call.heard_anything and call.cancel_reason else failed
                     )
-                    self._finish(call, reason, None)
+                    self.ctx.finish(call, reason, None)
                     break
                 await self._outbound_response(call, ev, answered_challenges)
                 if call.leg.state == LegState.ANSWERED:
@@ -145,7 +149,7 @@ class OutboundCalls(CallBase):
         CANCEL a late 1xx, ACK and BYE a late 2xx (RFC 3261 9.1, 15), for at most 64*T1."""
         assert call.handle is not None
         try:
-            async with asyncio.timeout(64 * self._timers.t1):
+            async with asyncio.timeout(64 * self.ctx.timers.t1):
                 while not call.handle.tx.terminated:
                     ev = await call.handle.events.get()
                     if isinstance(ev, TransactionFailed) or ev.status >= 300:
@@ -178,14 +182,14 @@ class OutboundCalls(CallBase):
         if resp.status in (401, 407) and call.cancel_reason is None:
             if await self._reinvite_with_auth(call, resp, answered):
                 return
-            self._finish(call, EndReason.AUTH_FAILED, resp.status)
+            self.ctx.finish(call, EndReason.AUTH_FAILED, resp.status)
             return
         reason = (
             call.cancel_reason
             if resp.status == 487 and call.cancel_reason
             else end_reason_for(resp.status, rang=call.rang)
         )
-        self._finish(call, reason, resp.status)
+        self.ctx.finish(call, reason, resp.status)
 
     def _early_media(self, call: OutboundCall, resp: SipResponse) -> NegotiatedMedia | None:
         """The media of an SDP answer in a 18x (early media, RFC 3960), if there is one."""
@@ -210,50 +214,52 @@ class OutboundCalls(CallBase):
             logger.warning("call %s: credentials rejected (%s)", call.leg.call_id[:8], resp.status)
             return False
         answered.add(challenge.nonce)
-        invite = self.restamp(call.invite, call.invite.cseq.number + 1)
+        invite = self.ctx.restamp(call.invite, call.invite.cseq.number + 1)
         invite.headers.remove("Authorization")
         invite.headers.remove("Proxy-Authorization")
-        invite.headers.add(header, self.digest.authorization(challenge, "INVITE", str(invite.uri)))
+        invite.headers.add(
+            header, self.ctx.digest.authorization(challenge, "INVITE", str(invite.uri))
+        )
         call.invite = invite
         call.provisional = False
-        call.handle = await self.endpoint.request(invite, call.dest)
+        call.handle = await self.ctx.endpoint.request(invite, call.dest)
         return True
 
     async def _outbound_2xx(self, call: OutboundCall, resp: SipResponse) -> None:
         try:
-            dialog = Dialog.from_uac(call.invite, resp, self.contact)
+            dialog = Dialog.from_uac(call.invite, resp, self.ctx.contact)
         except ParseError as exc:
             logger.warning("call %s: unusable 2xx: %s", call.leg.call_id[:8], exc)
-            self._finish(call, EndReason.FAILED, resp.status)
+            self.ctx.finish(call, EndReason.FAILED, resp.status)
             return
         call.leg.dialog = dialog
         ack = dialog.create_request("ACK", cseq=call.invite.cseq.number)
-        ack.headers.add("Via", self.via())
+        ack.headers.add("Via", self.ctx.via())
         call.ack, call.ack_dest = ack, dialog.next_hop().hostport()
         await self.resend_ack(call)
         if call.cancel_reason is not None or call.leg.ended:  # answered after we gave up (9.1)
-            await self._bye(call.leg)
-            self._finish(call, call.cancel_reason or EndReason.TIMEOUT, resp.status)
+            await self.ctx.bye(call.leg)
+            self.ctx.finish(call, call.cancel_reason or EndReason.TIMEOUT, resp.status)
             return
         try:
             media = media_from_answer(call.offer, SessionDescription.parse(resp.body))
         except (IncompatibleMedia, ParseError) as exc:
             logger.warning("call %s: bad answer SDP: %s", call.leg.call_id[:8], exc)
-            await self._bye(call.leg)
-            self._finish(call, EndReason.INCOMPATIBLE, resp.status)
+            await self.ctx.bye(call.leg)
+            self.ctx.finish(call, EndReason.INCOMPATIBLE, resp.status)
             return
         call.leg.sip_status = resp.status
         call.leg.mark_answered(media)
 
     async def resend_ack(self, call: OutboundCall) -> None:
         if call.ack is not None and call.ack_dest is not None:
-            await self.endpoint.send_raw(call.ack, call.ack_dest)
+            await self.ctx.endpoint.send_raw(call.ack, call.ack_dest)
 
     async def _absorb_2xx(self, call: OutboundCall) -> None:
         """Re-ACK retransmitted 2xx until the INVITE transaction ends (RFC 6026 Timer M)."""
         assert call.handle is not None
         try:
-            async with asyncio.timeout(64 * self._timers.t1):
+            async with asyncio.timeout(64 * self.ctx.timers.t1):
                 while not call.handle.tx.terminated:
                     ev = await call.handle.events.get()
                     if isinstance(ev, SipResponse) and 200 <= ev.status < 300:
@@ -261,7 +267,16 @@ class OutboundCalls(CallBase):
         except TimeoutError:
             return
 
-    async def _cancel_outbound(self, call: OutboundCall, reason: EndReason) -> None:
+    async def hangup(self, call: OutboundCall) -> None:
+        """Hang up before answer: CANCEL (or end at once), then wait for the INVITE to end."""
+        await self.cancel(call, EndReason.CANCELLED)
+        try:
+            async with asyncio.timeout(64 * self.ctx.timers.t1 + 1):
+                await call.done.wait()
+        except TimeoutError:
+            self.ctx.finish(call, EndReason.CANCELLED, None)
+
+    async def cancel(self, call: OutboundCall, reason: EndReason) -> None:
         """Ring timeout or hangup before answer (RFC 3261 9.1): CANCEL once a 1xx was heard."""
         if call.cancel_reason is not None or call.leg.ended:
             return
@@ -270,7 +285,7 @@ class OutboundCalls(CallBase):
             await self._send_cancel(call)
         elif not call.heard_anything:
             # nothing heard at all: the peer is not there; end now, the transaction cleans up
-            self._finish(
+            self.ctx.finish(
                 call, EndReason.UNREACHABLE if reason == EndReason.TIMEOUT else reason, None
             )
 
@@ -282,11 +297,13 @@ class OutboundCalls(CallBase):
             cancel.headers.remove(name)
         cancel.headers.set("Via", inv.headers.get_all("Via")[0])
         cancel.headers.set("CSeq", f"{inv.cseq.number} CANCEL")
-        self._spawn(self._await_quietly(self.endpoint.request(cancel, call.dest)), "sip-cancel")
+        self.ctx.spawn(
+            self._await_quietly(self.ctx.endpoint.request(cancel, call.dest)), "sip-cancel"
+        )
 
     async def _await_quietly(self, coro: Coroutine[Any, Any, ClientHandle]) -> None:
         handle = await coro
         try:
-            await handle.final(64 * self._timers.t1 + 1)
+            await handle.final(64 * self.ctx.timers.t1 + 1)
         except TimeoutError:
             logger.info("no final response to CANCEL")

@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from telephony.privacy import mask_number
 
 from .digest import Challenge, DigestClient, choose
-from .endpoint import ClientEvent, TransactionFailed
 from .errors import AuthError, RegistrationAuthError, RegistrationError
 from .message import SipRequest, SipResponse
+from .transaction_layer import ClientEvent, TransactionFailed
+from .uri import SipUri
+
+if TYPE_CHECKING:
+    from .context import UAContext
 
 logger = logging.getLogger(__name__)
 
@@ -174,3 +179,47 @@ class Registration:
         except TimeoutError:
             return False
         return not isinstance(ev, TransactionFailed)
+
+
+class RegisterRequests:
+    """Builds our REGISTERs (one Call-ID, rising CSeq; RFC 3261 10.2) and OPTIONS probes."""
+
+    def __init__(self, ctx: UAContext, call_id: str) -> None:
+        self._ctx = ctx
+        self._call_id = call_id
+        self._cseq = 0
+
+    def registrar_uri(self) -> SipUri:
+        cfg = self._ctx.config
+        assert cfg.registrar is not None
+        host, port = cfg.registrar
+        return SipUri(cfg.domain or host, port=None if cfg.domain else port)
+
+    def register(self, expires: int) -> SipRequest:
+        self._cseq += 1
+        aor = self._ctx.aor()
+        req = self._ctx.out_of_dialog(
+            "REGISTER", self.registrar_uri(), aor, call_id=self._call_id, cseq=self._cseq
+        )
+        req.headers.add("Contact", self._ctx.contact)
+        req.headers.add("Expires", str(expires))
+        return req
+
+    def options(self) -> SipRequest:
+        return self._ctx.out_of_dialog("OPTIONS", self.registrar_uri(), self._ctx.aor())
+
+
+def registration_for(ctx: UAContext, call_id: str) -> Registration:
+    """The `Registration` part of a UA in registrar mode."""
+    requests = RegisterRequests(ctx, call_id)
+    cfg = ctx.config
+    return Registration(
+        user=cfg.user,
+        digest=ctx.digest,
+        send=ctx.send_request,
+        build_register=requests.register,
+        build_options=requests.options,
+        contact_uri=str(ctx.contact_uri),
+        expires=cfg.register_expires,
+        keepalive_interval=cfg.keepalive_interval,
+    )

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from telephony.sip.digest import Challenge
-from telephony.sip.inbound import Rejected, screen
 from telephony.sip.message import SipRequest, SipResponse, parse_message
+from telephony.sip.screening import Rejected, screen
 from telephony.sip.sdp import SessionDescription, answer_offer
 
 CAPTURES = sorted((Path(__file__).parent / "captures").glob("*.sip"))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from telephony.sip.digest import Challenge
 from telephony.sip.errors import AuthError, IncompatibleMedia, ParseError
-from telephony.sip.inbound import Rejected, screen
 from telephony.sip.message import Message, SipRequest, StreamFramer, parse_message
+from telephony.sip.screening import Rejected, screen
 from telephony.sip.sdp import SessionDescription, answer_offer
 
 from .test_message import COMPACT, INVITE

@@ -7,9 +7,9 @@ import asyncio
 import time
 
 from telephony.sip.builder import make_response
-from telephony.sip.endpoint import SipEndpoint
 from telephony.sip.message import SipRequest, SipResponse, parse_message
 from telephony.sip.transaction import ServerInviteTransaction, ServerTransaction, TimerConfig
+from telephony.sip.transaction_layer import TransactionLayer
 
 Address = tuple[str, int]
 
@@ -55,7 +55,7 @@ def options(n: int) -> bytes:
 async def test_responses_needing_a_connection_do_not_stall_dispatch() -> None:
     transport = SlowTcp(delay=1.0)
     handled: list[float] = []
-    endpoint: SipEndpoint
+    endpoint: TransactionLayer
 
     async def on_request(req: SipRequest, tx: ServerTransaction | None, source: Address) -> None:
         handled.append(time.monotonic())
@@ -68,7 +68,7 @@ async def test_responses_needing_a_connection_do_not_stall_dispatch() -> None:
     async def factory(_: object) -> SlowTcp:
         return transport
 
-    endpoint = SipEndpoint(
+    endpoint = TransactionLayer(
         factory,  # type: ignore[arg-type]
         timers=TimerConfig(),
         clock=time.monotonic,
@@ -106,7 +106,7 @@ async def test_retransmitted_invite_is_answered_by_the_transaction() -> None:
     async def factory(_: object) -> SlowTcp:
         return transport
 
-    endpoint = SipEndpoint(
+    endpoint = TransactionLayer(
         factory,  # type: ignore[arg-type]
         timers=TimerConfig(),
         clock=time.monotonic,

@@ -1,6 +1,6 @@
-"""The transaction layer at work: one transport, the live transactions, their timers.
+"""The transaction layer (RFC 3261 17) at work: one transport, the live transactions, their timers.
 
-`SipEndpoint` owns the receive queue (one dispatcher task handles messages in arrival order),
+`TransactionLayer` owns the receive queue (one dispatcher task handles messages in arrival order),
 the table of client and server transactions and one timer task that sleeps until the nearest
 transaction deadline (time comes from the injected clock). It executes the transactions'
 commands and passes to its user (the UA) what the transactions do not absorb:
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from .builder import make_response
 from .errors import TransportError
-from .inbound import Rejected, screen
 from .message import SipRequest, SipResponse
+from .screening import Rejected, screen
 from .transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -75,7 +75,7 @@ class ClientHandle:
                     return ev
 
 
-class SipEndpoint:
+class TransactionLayer:
     """Transport + transactions + timers; see the module docstring."""
 
     def __init__(
