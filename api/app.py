@@ -8,12 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.calls import CallManager
-from api.ivr_callers import TelephonyDutyCheckCaller
-from api.jobs import duty_check
-from api.jobs.surveys import SurveyDispatcher, SurveyDispatcherComponent
 from api.problems import install_problem_handlers
-from api.routers import admin, bridges, calls, console, events, health, recordings
+from api.routers import admin, bridges, call_history, console, events, health, recordings
 from api.routers import incidents as incidents_router
 from api.routers import rosters as rosters_router
 from api.routers import surveys as surveys_router
@@ -21,47 +17,98 @@ from api.routers import units as units_router
 from api.scheduler import ReminderSchedule, Scheduler
 from api.service import Service
 from api.settings import Settings
-from api.survey_caller import TelephonySurveyCaller
-from api.survey_settings import SurveySettings
-from api.telephony import Telephony
+from api.sip_stack import Telephony
+from callflows.bridge import BridgeSettings
+from callflows.events import Role
+from calls import duty_check_job
+from calls.duty_check_caller import TelephonyDutyCheckCaller
+from calls.manager import CallManager, CallSettings
+from calls.survey_caller import TelephonySurveyCaller
+from calls.survey_job import SurveyDispatcher, SurveyDispatcherComponent
 
 log = logging.getLogger(__name__)
+
+
+def bridge_settings(settings: Settings) -> BridgeSettings:
+    """Dial order and timeouts of bridges."""
+    timeouts = {
+        Role.DISPATCHER: settings.ring_timeout_dispatcher_s,
+        Role.CALLER: settings.ring_timeout_caller_s,
+        Role.UNIT: settings.ring_timeout_unit_s,
+    }
+    if settings.bridge_dial_order == "all_at_once":
+        return BridgeSettings.all_at_once(
+            ring_timeouts_s=timeouts, dial_deadline_s=settings.bridge_dial_deadline_s
+        )
+    return BridgeSettings(ring_timeouts_s=timeouts, dial_deadline_s=settings.bridge_dial_deadline_s)
+
+
+def call_settings(settings: Settings) -> CallSettings:
+    """What the call manager needs, from the service settings."""
+    return CallSettings(
+        node=settings.node,
+        recordings_root=settings.recordings_dir,
+        data_dir=settings.data_dir,
+        dial_policy=settings.dial_policy,
+        bridge=bridge_settings(settings),
+        dispatcher_seats=tuple(settings.dispatcher_seat_list),
+        inbound_ring_deadline_s=settings.inbound_ring_deadline_s,
+        media_timeout_s=settings.media_timeout_s or None,
+    )
+
+
+def compose(svc: Service) -> None:
+    """Build the service's components in start order (the service stops them in reverse, so
+    the jobs that place calls stop before the call manager and the telephony)."""
+    settings = svc.settings
+    if svc.scheduler is None:
+        day, _, hhmm = settings.roster_reminder.partition(" ")
+        hour, minute = (int(x) for x in hhmm.split(":"))
+        svc.scheduler = Scheduler(
+            database_url=settings.resolved_database_url,
+            timezone=settings.timezone,
+            reminder=ReminderSchedule(day_of_week=day, hour=hour, minute=minute),
+        )
+    dispatcher: SurveyDispatcherComponent | None = None
+    if svc.telephony is None:
+        telephony = Telephony(settings)
+        manager = CallManager(
+            call_settings(settings),
+            ua=telephony.ua,
+            media=telephony.media,
+            session_factory=svc.session_factory,
+            publish=svc.events.publish,
+        )
+        svc.telephony, svc.calls = telephony, manager
+        svc.components += [telephony, manager]
+        duty_check_job.set_caller(
+            TelephonyDutyCheckCaller(manager, ring_timeout_s=settings.duty_check_ring_timeout_s),
+            settings.dial_policy,
+        )
+        if settings.survey_enabled:
+            survey_caller = TelephonySurveyCaller(
+                manager, svc.session_factory, ring_timeout_s=settings.ring_timeout_caller_s
+            )
+            dispatcher = SurveyDispatcherComponent(
+                SurveyDispatcher(
+                    svc.session_factory,
+                    survey_caller,
+                    settings.survey_run_settings(),
+                    publish=svc.events.publish,
+                )
+            )
+            dispatcher.register(svc.scheduler.add_interval_job)
+    if svc.scheduler not in svc.components:
+        svc.components.append(svc.scheduler)
+    if dispatcher is not None:
+        svc.components.append(dispatcher)
 
 
 def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
     """Build the app. The lifespan starts what the service owns and stops it on shutdown."""
     settings = settings or Settings()
     svc = service or Service.build(settings)
-    survey_settings = SurveySettings()
-    # Start order = dependency order; the service stops them in reverse, so the jobs that place
-    # calls (scheduler, survey dispatcher) stop before the call manager and the telephony.
-    if not any(c.name == "sip" for c in svc.components):
-        telephony = Telephony(settings)
-        manager = CallManager(svc, telephony, node=settings.node_name or None)
-        svc.components.append(telephony)
-        svc.components.append(manager)
-        duty_check.set_caller(TelephonyDutyCheckCaller(manager))
-        survey_caller = TelephonySurveyCaller(
-            manager, ring_timeout_s=settings.ring_timeout_caller_s
-        )
-        dispatcher = SurveyDispatcher(
-            svc.session_factory, survey_caller, survey_settings,
-            zone=settings.timezone, events=svc.events,
-        )  # fmt: skip
-    else:
-        dispatcher = None
-    if not any(c.name == "scheduler" for c in svc.components):
-        day, _, hhmm = settings.roster_reminder.partition(" ")
-        hour, minute = (int(x) for x in hhmm.split(":"))
-        svc.components.append(
-            Scheduler(
-                database_url=settings.resolved_database_url,
-                timezone=settings.timezone,
-                reminder=ReminderSchedule(day_of_week=day, hour=hour, minute=minute),
-            )
-        )
-    if dispatcher is not None and survey_settings.enabled:
-        svc.components.append(SurveyDispatcherComponent(dispatcher))
+    compose(svc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,13 +127,12 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         lifespan=lifespan,
     )
     app.state.service = svc
-    app.state.survey_settings = survey_settings
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(events.router)
     app.include_router(bridges.router)
-    app.include_router(calls.router)
+    app.include_router(call_history.router)
     app.include_router(recordings.router)
     app.include_router(units_router.router)
     app.include_router(rosters_router.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated
 
 import typer
@@ -122,11 +123,19 @@ def demo(
         float, typer.Option(help="keep the service running this long after the demo call")
     ] = 0,
 ) -> None:
-    """Run the demonstration: lab peers, the service, a recorded three-way call."""
-    from api.demo import run_demo
+    """Run the demonstration: lab peers, the service, a recorded three-way call.
 
+    The demo lives with the SIP lab (lab/demo.py), which a source checkout has and the installed
+    wheel does not ship; the product never imports the lab, so it is loaded by name here."""
+    try:
+        lab_demo = importlib.import_module("lab.demo")
+    except ModuleNotFoundError as exc:
+        typer.echo(
+            "the demo needs the SIP lab of a source checkout: run ./scripts/demo there", err=True
+        )
+        raise typer.Exit(3) from exc
     settings = _settings()
-    raise typer.Exit(run_demo(settings, seconds=seconds))
+    raise typer.Exit(lab_demo.run_demo(settings, seconds=seconds))
 
 
 def main() -> None:

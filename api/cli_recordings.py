@@ -11,7 +11,7 @@ from api.settings import Settings
 from recordings import check
 from storage import audit
 from storage.engine import make_engine, make_session_factory, session_scope
-from storage.models.calls import Recording, RecordingState
+from storage.models.call_records import Recording, RecordingState
 
 recordings_app = typer.Typer(help="Recordings (evidence).", no_args_is_help=True)
 

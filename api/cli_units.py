@@ -16,8 +16,8 @@ import typer
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.logs import configure_logging
-from api.numbers import NumberError, parse_number
 from api.settings import Settings
+from registry.numbers import NumberError
 from storage import audit, migrate
 from storage import registry as repo
 from storage.engine import make_engine, make_session_factory, session_scope
@@ -52,9 +52,7 @@ def _factory() -> tuple[Settings, sessionmaker[Session]]:
 def _fallback(raw: str, settings: Settings) -> str | None:
     if not raw.strip():
         return None
-    return parse_number(
-        raw, settings.phone_region, extensions_pattern=settings.extensions_pattern
-    ).canonical
+    return settings.dial_policy.check(raw).canonical
 
 
 @units_app.command("list")

@@ -1,4 +1,6 @@
-"""The scheduler component: APScheduler 3 on the service's event loop, in the county's zone.
+"""The scheduler component: the service's one APScheduler 3, on its event loop, in the county's
+zone. It runs the weekly roster reminder, on-demand duty checks and the survey dispatcher's
+interval job (`add_interval_job`).
 
 Jobs are registered with explicit ids, `replace_existing=True` and a misfire grace time, and
 point at module-level functions with serialisable arguments (see api/jobs/). The clock is
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,10 +21,11 @@ from apscheduler.job import Job  # type: ignore[import-untyped]
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from api.jobs.duty_check import duty_check_job
-from api.jobs.reminder import run_weekly_reminder
-from api.service import Health
+from calls.component import Health
+from calls.duty_check_job import duty_check_job
+from registry.reminder import run_weekly_reminder
 from storage.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,36 @@ class Scheduler:
         self.clock = clock
         self.misfire_grace_s = misfire_grace_s
         self._scheduler: AsyncIOScheduler | None = None
+        self._interval_jobs: list[tuple[Callable[[], Awaitable[None]], float, str, str]] = []
+
+    def add_interval_job(
+        self, func: Callable[[], Awaitable[None]], *, seconds: float, job_id: str, name: str
+    ) -> None:
+        """Run `func` every `seconds` from start (one instance at a time, late runs coalesced);
+        jobs added before `start` are registered when it starts."""
+        self._interval_jobs.append((func, seconds, job_id, name))
+        if self._scheduler is not None:
+            self._register_interval(self._scheduler, func, seconds, job_id, name)
+
+    def _register_interval(
+        self,
+        scheduler: AsyncIOScheduler,
+        func: Callable[[], Awaitable[None]],
+        seconds: float,
+        job_id: str,
+        name: str,
+    ) -> None:
+        scheduler.add_job(
+            func,
+            IntervalTrigger(seconds=seconds),
+            id=job_id,
+            name=name,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(seconds)),
+            next_run_time=self.clock(),
+        )
 
     def reminder_trigger(self) -> CronTrigger:
         """The weekly reminder's trigger, in the county's zone."""
@@ -82,6 +115,8 @@ class Scheduler:
             misfire_grace_time=self.misfire_grace_s,
             coalesce=True,
         )
+        for func, seconds, job_id, name in self._interval_jobs:
+            self._register_interval(scheduler, func, seconds, job_id, name)
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler started; reminder next at %s", self.next_fire_time(REMINDER_JOB_ID))

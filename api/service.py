@@ -1,7 +1,8 @@
 """The service container: what the running process owns, started and stopped in order.
 
-create_app builds one Service from Settings; its lifespan starts it and stops it. Later parts
-(the SIP user agent, the media engine, the scheduler) plug in as components.
+create_app builds one Service from Settings; its lifespan starts it and stops it. The parts it
+owns (telephony, the call manager, the scheduler, the survey dispatcher) are components, in start
+order, and are also reachable by name as typed attributes for the routers (no isinstance search).
 """
 
 from __future__ import annotations
@@ -9,37 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.events import EventBus
 from api.settings import Settings
+from calls.component import Component, Health
+from calls.event_bus import EventBus
 from storage import migrate
 from storage.engine import make_engine, make_session_factory
 
+if TYPE_CHECKING:
+    from api.scheduler import Scheduler
+    from api.sip_stack import Telephony
+    from calls.manager import CallManager
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """One component's state for /readyz."""
-
-    ok: bool
-    detail: str = ""
-
-
-class Component(Protocol):
-    """Something the service starts, stops (in reverse order) and asks for its health."""
-
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def health(self) -> Health: ...
 
 
 @dataclass
@@ -51,6 +38,10 @@ class Service:
     session_factory: sessionmaker[Session]
     components: list[Component] = field(default_factory=list)
     events: EventBus = field(default_factory=EventBus)
+    # the parts the routers use, by name (also in `components` when running)
+    telephony: Telephony | None = None
+    calls: CallManager | None = None
+    scheduler: Scheduler | None = None
     loop: asyncio.AbstractEventLoop | None = None
     started: list[Component] = field(default_factory=list)
 

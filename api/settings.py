@@ -7,6 +7,8 @@ contract (an acceptance check outside the project uses them).
 from __future__ import annotations
 
 import os
+import socket
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,7 +21,31 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from callflows.ivr import CallOutcome, KeyPromptSettings
+from callflows.survey import CallingHours, RetryPolicy, SurveySchedule
+from calls.survey_job import SurveyRunSettings
+from registry.numbers import DialPolicy
+
 CONFIG_FILE_ENV = "LINKCALL_CONFIG"
+
+
+def parse_hours(value: str) -> tuple[time, time]:
+    """`08:30-21:00` as two times; ValueError when malformed."""
+    start, sep, end = value.partition("-")
+    if not sep:
+        raise ValueError(f"calling hours must be HH:MM-HH:MM, got {value!r}")
+    return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+
+
+def key_map_of(value: str) -> dict[str, str]:
+    """`1=satisfied,2=...` as a dict (keypad digit → stored answer); ValueError when malformed."""
+    out: dict[str, str] = {}
+    for part in value.split(","):
+        digit, sep, answer = part.strip().partition("=")
+        if not sep or len(digit) != 1 or digit not in "0123456789*#" or not answer:
+            raise ValueError(f"keys must be digit=answer pairs, got {part!r}")
+        out[digit] = answer.strip()
+    return out
 
 
 def _host_port(value: str, name: str) -> tuple[str, int]:
@@ -84,6 +110,25 @@ class Settings(BaseSettings):
     )
     node_name: str = Field(default="", description="this node's name (default: the hostname)")
 
+    # ---- callback surveys (LINKCALL_SURVEY_*; docs/surveys.md) ----
+    survey_enabled: bool = Field(default=True, description="place survey calls from this node")
+    survey_hours: str = Field(default="08:30-21:00", description="calling hours, HH:MM-HH:MM")
+    survey_delay_after_close_s: float = Field(default=3600.0, ge=0)
+    survey_max_attempts: int = Field(default=3, ge=1, le=20)
+    survey_retry_no_answer_s: float = Field(default=1800.0, gt=0)
+    survey_retry_busy_s: float = Field(default=600.0, gt=0)
+    survey_retry_failed_s: float = Field(default=3600.0, gt=0)
+    survey_retry_no_key_s: float = Field(default=3600.0, gt=0)
+    survey_backoff: float = Field(default=2.0, ge=1)
+    survey_max_delay_s: float = Field(default=43200.0, gt=0)
+    survey_keys: str = Field(default="1=satisfied,2=basically_satisfied,3=unsatisfied")
+    survey_rework_answers: str = Field(default="unsatisfied", description="comma-separated")
+    survey_poll_s: float = Field(
+        default=15.0, gt=0, description="how often due surveys are claimed"
+    )
+    survey_lease_s: float = Field(default=300.0, gt=0, description="claim lease, renewed in calls")
+    survey_max_concurrent: int = Field(default=10, ge=1, description="survey calls at once")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -132,6 +177,18 @@ class Settings(BaseSettings):
             raise ValueError(f"LINKCALL_RTP_PORTS out of range: {v!r}")
         return v
 
+    @field_validator("survey_hours")
+    @classmethod
+    def _check_hours(cls, v: str) -> str:
+        parse_hours(v)
+        return v
+
+    @field_validator("survey_keys")
+    @classmethod
+    def _check_keys(cls, v: str) -> str:
+        key_map_of(v)
+        return v
+
     @field_validator("timezone")
     @classmethod
     def _check_tz(cls, v: str) -> str:
@@ -176,6 +233,60 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def node(self) -> str:
+        """This node's one name: LINKCALL_NODE_NAME, else the hostname. Its calls, its survey
+        claims and its crash recovery go by this name, so two service processes on one host
+        need different names."""
+        return self.node_name or socket.gethostname()
+
+    @property
+    def dial_policy(self) -> DialPolicy:
+        """The one dial policy: the county's region and internal extension pattern."""
+        return DialPolicy(home_region=self.phone_region, extensions_pattern=self.extensions_pattern)
+
+    def survey_schedule(self) -> SurveySchedule:
+        """The pure scheduling policy (callflows.survey) the survey settings describe."""
+        start, end = parse_hours(self.survey_hours)
+        delays = {
+            CallOutcome.NO_ANSWER: timedelta(seconds=self.survey_retry_no_answer_s),
+            CallOutcome.BUSY: timedelta(seconds=self.survey_retry_busy_s),
+            CallOutcome.FAILED: timedelta(seconds=self.survey_retry_failed_s),
+            CallOutcome.NO_KEY: timedelta(seconds=self.survey_retry_no_key_s),
+        }
+        return SurveySchedule(
+            hours=CallingHours(start, end, self.timezone),
+            retry=RetryPolicy(
+                max_attempts=self.survey_max_attempts,
+                delays=delays,
+                backoff=self.survey_backoff,
+                max_delay=timedelta(seconds=self.survey_max_delay_s),
+            ),
+            delay_after_close=timedelta(seconds=self.survey_delay_after_close_s),
+        )
+
+    def survey_ivr(self) -> KeyPromptSettings:
+        """The survey IVR: the prompts of calls/prompts.py and the configured keys."""
+        return KeyPromptSettings(
+            prompt_key="survey.question",
+            keys=key_map_of(self.survey_keys),
+            thanks_key="survey.thanks",
+        )
+
+    def survey_run_settings(self) -> SurveyRunSettings:
+        """What the survey dispatcher needs."""
+        return SurveyRunSettings(
+            schedule=self.survey_schedule(),
+            ivr=self.survey_ivr(),
+            node=self.node,
+            rework_answers=frozenset(
+                a.strip() for a in self.survey_rework_answers.split(",") if a.strip()
+            ),
+            lease_s=self.survey_lease_s,
+            max_concurrent=self.survey_max_concurrent,
+            poll_s=self.survey_poll_s,
+        )
 
     def public_dict(self) -> dict[str, Any]:
         """Settings safe to show (no secrets)."""

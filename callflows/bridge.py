@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from callflows.bridge_party import ExistingLeg, Party, PartySnapshot, PartyState
-from callflows.bridge_requests import apply_request
 from callflows.commands import (
     CancelTimer,
     Command,
@@ -41,16 +40,29 @@ from callflows.commands import (
     StopRecording,
 )
 from callflows.dialing import LegIds
-from callflows.errors import CallflowConfigError, IllegalTransitionError, UnknownLegError
+from callflows.errors import (
+    CallflowConfigError,
+    FlowFinishedError,
+    IllegalTransitionError,
+    UnknownLegError,
+)
 from callflows.events import (
+    AddUnit,
     DtmfReceived,
+    EndBridge,
     Event,
+    HangupParty,
+    HoldParty,
     LegAnswered,
     LegEnded,
     LegRinging,
+    MuteParty,
     PlaybackFinished,
+    RedialParty,
     Role,
     TimerFired,
+    UnholdParty,
+    UnmuteParty,
 )
 
 log = logging.getLogger(__name__)
@@ -199,8 +211,33 @@ class BridgeFlow:
             case TimerFired(timer_id=timer_id):
                 cmds = self._on_timer(timer_id, now)
             case _:
-                cmds = apply_request(self, event, now)
+                cmds = self._on_request(event, now)
         return self._finish_step(cmds, now)
+
+    def _on_request(self, event: Event, now: datetime) -> list[Command]:
+        """One dispatcher request (drop, redial, mute, hold, end, add a unit); the party refuses
+        what does not fit its state (PartyStateError), a finished bridge refuses everything."""
+        if self.finished:
+            raise FlowFinishedError(
+                f"bridge is {self.state.value}: cannot apply {type(event).__name__}",
+                flow_id=self.bridge_id,
+                party=getattr(event, "role", None),
+                state=self.state.value,
+            )
+        match event:
+            case EndBridge():
+                return self.finish(BridgeState.ENDED, "ended_by_request", now)
+            case HangupParty(role=role):
+                return self.parties[role].drop(now)
+            case RedialParty(role=role):
+                return self.parties[role].redial(now)
+            case AddUnit(numbers=numbers):
+                return self.parties[Role.UNIT].add(numbers, now)
+            case MuteParty(role=role) | UnmuteParty(role=role):
+                return self.parties[role].set_muted(isinstance(event, MuteParty))
+            case HoldParty(role=role) | UnholdParty(role=role):
+                return self.parties[role].set_held(isinstance(event, HoldParty))
+        raise TypeError(f"not a bridge event: {event!r}")
 
     def snapshot(self) -> BridgeSnapshot:
         """The bridge as stored and shown by the API."""

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from callflows.commands import Command, Hangup
+from callflows.commands import Command, Hangup, Hold, Mute, Notify, Unhold, Unmute
 from callflows.dialing import Attempt, DialerStatus, LegIds, SequentialDialer
-from callflows.errors import IllegalTransitionError
+from callflows.errors import IllegalTransitionError, PartyStateError
 from callflows.events import Role
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,59 @@ class Party:
         self.end_reason = reason
         self.muted = self.held = False
         self._set_state(PartyState.LEFT)
+
+    # -- the dispatcher's requests (each refuses with PartyStateError when it does not fit) --
+    def _refuse(self, what: str) -> PartyStateError:
+        return PartyStateError(
+            f"cannot {what} a party that is {self.state.value}",
+            flow_id=self.flow_id,
+            party=self.role.value,
+            state=self.state.value,
+        )
+
+    def drop(self, now: datetime) -> list[Command]:
+        """The dispatcher hangs this party up (or stops dialling it)."""
+        if self.state not in (PartyState.CONNECTED, PartyState.DIALING, PartyState.WAITING):
+            raise self._refuse("hang up")
+        cmds = self.leave("dropped", now)
+        return [*cmds, Notify(self.flow_id, "party.left", self.role.value, "dropped")]
+
+    def redial(self, now: datetime) -> list[Command]:
+        """Dial a party that left or was unreachable again, from the top of its list."""
+        if self.state not in (PartyState.LEFT, PartyState.UNREACHABLE):
+            raise self._refuse("redial")
+        return [*self.dial(now), Notify(self.flow_id, "party.dialing", self.role.value)]
+
+    def add(self, numbers: Sequence[str], now: datetime) -> list[Command]:
+        """Bring the party in with a new dial list (a unit added to an inbound call)."""
+        if self.state not in (PartyState.ABSENT, PartyState.LEFT, PartyState.UNREACHABLE):
+            raise self._refuse("add")
+        return [*self.dial(now, numbers), Notify(self.flow_id, "party.dialing", self.role.value)]
+
+    def _connected_leg(self, what: str) -> str:
+        if self.state is not PartyState.CONNECTED or self.leg_id is None:
+            raise self._refuse(what)
+        return self.leg_id
+
+    def set_muted(self, mute: bool) -> list[Command]:
+        """Mute or unmute (a no-op when already so): the others stop or start hearing it."""
+        leg_id = self._connected_leg("mute" if mute else "unmute")
+        if self.muted == mute:
+            return []
+        self.muted = mute
+        cmd: Command = Mute(leg_id) if mute else Unmute(leg_id)
+        topic = "party.muted" if mute else "party.unmuted"
+        return [cmd, Notify(self.flow_id, topic, self.role.value)]
+
+    def set_held(self, hold: bool) -> list[Command]:
+        """Put on hold or take off hold (a no-op when already so)."""
+        leg_id = self._connected_leg("hold" if hold else "unhold")
+        if self.held == hold:
+            return []
+        self.held = hold
+        cmd: Command = Hold(leg_id) if hold else Unhold(leg_id)
+        topic = "party.held" if hold else "party.unheld"
+        return [cmd, Notify(self.flow_id, topic, self.role.value)]
 
     def attempts(self) -> tuple[Attempt, ...]:
         """Every attempt of every (re)dial, oldest first."""

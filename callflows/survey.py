@@ -113,8 +113,8 @@ class SurveySchedule:
     delay_after_close: timedelta = timedelta(hours=1)
 
 
-class SurveyStatus(enum.StrEnum):
-    """Where a survey stands after its attempts so far."""
+class SurveyProgress(enum.StrEnum):
+    """Where a survey stands after its attempts so far (the stored status has more states)."""
 
     SCHEDULED = "scheduled"
     ANSWERED = "answered"
@@ -133,7 +133,7 @@ class AttemptRecord:
 class SurveyPlan:
     """What to do next: call at `next_attempt_at`, or nothing (answered / unreached)."""
 
-    status: SurveyStatus
+    status: SurveyProgress
     next_attempt_at: datetime | None
     reason: str
 
@@ -161,16 +161,20 @@ def plan_next(
 ) -> SurveyPlan:
     """Decide a survey's next step from its attempts so far (oldest first)."""
     if not history:
-        return SurveyPlan(SurveyStatus.SCHEDULED, schedule.hours.next_opening(now), "first_attempt")
+        return SurveyPlan(
+            SurveyProgress.SCHEDULED, schedule.hours.next_opening(now), "first_attempt"
+        )
     if any(a.outcome is CallOutcome.ANSWER for a in history):
-        return SurveyPlan(SurveyStatus.ANSWERED, None, "answered")
+        return SurveyPlan(SurveyProgress.ANSWERED, None, "answered")
     last = history[-1]
     if len(history) >= schedule.retry.max_attempts:
-        return SurveyPlan(SurveyStatus.UNREACHED, None, f"last_attempt:{last.outcome.value}")
+        return SurveyPlan(SurveyProgress.UNREACHED, None, f"last_attempt:{last.outcome.value}")
     delay = retry_delay(last.outcome, len(history), schedule.retry)
     if delay is None:
-        return SurveyPlan(SurveyStatus.UNREACHED, None, f"not_retried:{last.outcome.value}")
+        return SurveyPlan(SurveyProgress.UNREACHED, None, f"not_retried:{last.outcome.value}")
     earliest = max(_aware(now), last.ended_at + delay)
     return SurveyPlan(
-        SurveyStatus.SCHEDULED, schedule.hours.next_opening(earliest), f"retry:{last.outcome.value}"
+        SurveyProgress.SCHEDULED,
+        schedule.hours.next_opening(earliest),
+        f"retry:{last.outcome.value}",
     )

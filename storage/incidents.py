@@ -1,6 +1,6 @@
 """Repository for incidents: plain values in, plain values out.
 
-Numbers handed in are already canonical (api/numbers.py). The legal state changes are in
+Numbers handed in are already canonical (registry/numbers.py). The legal state changes are in
 `TRANSITIONS`; every change writes an `IncidentTransition` row in the same unit of work.
 """
 

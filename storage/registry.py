@@ -1,7 +1,7 @@
 """Repository for the duty registry: plain values in, plain values out.
 
-Numbers handed in are already canonical (api/numbers.py); weeks are already canonical
-(`2026-W49`, api/duty.py). This module only stores and reads.
+Numbers handed in are already canonical (registry/numbers.py); weeks are already canonical
+(`2026-W49`, registry/duty.py). This module only stores and reads.
 """
 
 from __future__ import annotations

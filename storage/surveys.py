@@ -15,7 +15,7 @@ Claiming is safe with several service processes on one PostgreSQL:
 SQLite (one process): the claim starts with a write, which takes SQLite's single write lock
 for the transaction (the equivalent of BEGIN IMMEDIATE).
 
-This module does not decide retries: the caller (api/jobs/surveys.py) asks
+This module does not decide retries: the caller (calls/survey_job.py) asks
 callflows.survey.plan_next and hands the decision back with `apply_outcome`.
 """
 
@@ -33,7 +33,6 @@ from storage.base import utcnow
 from storage.errors import Conflict, NotFound
 from storage.models.incidents import Incident, IncidentCategory, IncidentState
 from storage.models.surveys import FINISHED_STATUSES, Survey, SurveyAttempt, SurveyStatus
-from telephony.privacy import mask_number
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ def create_survey(
     )
     session.add(row)
     session.flush()
-    log.info("survey %s for %s due %s", row.id, mask_number(number), first_attempt_at.isoformat())
+    log.info("survey %s due %s", row.id, first_attempt_at.isoformat())
     return SurveyInfo.of(row)
 
 

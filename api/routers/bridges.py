@@ -18,10 +18,7 @@ from sqlalchemy.orm import Session
 
 from api import audit_ctx
 from api.auth import DispatcherDep
-from api.calls import BridgeRequest, CallManager, CallNotActive
 from api.deps import ServiceDep, SessionDep
-from api.duty import dial_list, week_of
-from api.numbers import NumberError, PhoneNumber, parse_dialable
 from api.problems import Problem
 from api.settings import Settings
 from callflows.errors import EventError
@@ -36,10 +33,12 @@ from callflows.events import (
     UnholdParty,
     UnmuteParty,
 )
-from storage import registry as repo
+from calls.manager import BridgeRequest, CallManager, CallNotActive
+from registry.duty import unit_dial_list
+from registry.numbers import NumberError, PhoneNumber
 from storage.base import utcnow
 from storage.errors import NotFound
-from storage.models.calls import Call, CallKind
+from storage.models.call_records import Call, CallKind
 from storage.tokens import Principal
 
 router = APIRouter(prefix="/api/v1/bridges", tags=["bridges"])
@@ -148,20 +147,16 @@ def bridge_out(call: Call) -> BridgeOut:
 
 
 def _manager(service: ServiceDep) -> CallManager:
-    manager = next((c for c in service.components if isinstance(c, CallManager)), None)
-    if manager is None or not manager.telephony.health().ok:
-        detail = (
-            "telephony is not configured" if manager is None else manager.telephony.health().detail
-        )
+    manager, telephony = service.calls, service.telephony
+    if manager is None or telephony is None or not telephony.health().ok:
+        detail = "telephony is not configured" if telephony is None else telephony.health().detail
         raise Problem(503, "Telephony unavailable", detail, kind="telephony-unavailable")
     return manager
 
 
 def _dialable(raw: str, field: str, settings: Settings) -> PhoneNumber:
     try:
-        return parse_dialable(
-            raw, settings.phone_region, extensions_pattern=settings.extensions_pattern, field=field
-        )
+        return settings.dial_policy.check(raw, field=field)
     except NumberError as exc:
         err = {"field": field, "message": exc.reason, "type": type(exc).__name__}
         raise Problem(
@@ -173,20 +168,25 @@ def _unit_dial_list(
     session: Session, code: str, settings: Settings
 ) -> tuple[list[str], dict[str, str]]:
     try:
-        unit = repo.get_unit(session, code)
+        dial = unit_dial_list(session, code, utcnow(), settings.zone, settings.dial_policy)
     except NotFound as exc:
         err = {"field": "unit.unit_code", "message": f"unknown unit {code!r}", "type": "unknown"}
         raise Problem(
             422, "Unknown unit", f"unit {code!r} does not exist", kind="validation", errors=[err]
         ) from exc
-    now = utcnow()
-    roster = repo.latest_roster(session, code, week_of(now, settings.zone))
     numbers: list[str] = []
     labels: dict[str, str] = {}
-    for i, entry in enumerate(dial_list(roster, unit.fallback_number, now, settings.zone)):
-        number = _dialable(entry.number, f"unit.dial_list[{i}]", settings).dial
-        numbers.append(number)
-        labels[number] = f"{entry.role}: {entry.name}"
+    for i, target in enumerate(dial.targets):
+        if target.dial is None:
+            field = f"unit.dial_list[{i}]"
+            reason = target.refused or "refused"
+            err = {"field": field, "message": reason, "type": "DialRefused"}
+            raise Problem(
+                422, "Number refused", f"{field}: {reason}", kind="validation",
+                errors=[err],
+            )  # fmt: skip
+        numbers.append(target.dial)
+        labels[target.dial] = target.label
     if not numbers:
         raise Problem(
             422,

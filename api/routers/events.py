@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from api.auth import DispatcherDep
 from api.deps import ServiceDep
-from api.events import BusEvent
+from calls.event_bus import BusEvent
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 HEARTBEAT_S = 15.0

@@ -11,13 +11,11 @@ import logging
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from api.auth import DispatcherDep, PrincipalDep, ensure_unit_scope
 from api.deps import ServiceDep, SessionDep
-from api.numbers import DialRefused, NumberError, parse_dialable, parse_number
 from api.problems import Problem
-from api.routers.surveys import get_survey_settings
 from api.schemas.incidents import (
     AcceptIn,
     CloseIn,
@@ -26,11 +24,10 @@ from api.schemas.incidents import (
     IncidentOut,
     TransitionOut,
 )
-from api.survey_settings import SurveySettings
-from callflows.survey import first_attempt_at
+from calls.survey_scheduling import schedule_after_close
+from registry.numbers import NumberError
 from storage import audit, registry
 from storage import incidents as repo
-from storage import surveys as survey_repo
 from storage.base import utcnow
 from storage.errors import NotFound
 from storage.incidents import Actor, IncidentInfo
@@ -41,7 +38,6 @@ from telephony.privacy import mask_number
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
-SurveySettingsDep = Annotated[SurveySettings, Depends(get_survey_settings)]
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -87,12 +83,7 @@ def create_incident(
 ) -> IncidentOut:
     settings = service.settings
     try:
-        number = parse_number(
-            body.reporter_number,
-            settings.phone_region,
-            extensions_pattern=settings.extensions_pattern,
-            field="reporter_number",
-        )
+        number = settings.dial_policy.parse(body.reporter_number, field="reporter_number")
     except NumberError as exc:
         raise field_problem("reporter_number", exc.reason, "phone_number") from exc
     info = repo.create_incident(
@@ -189,7 +180,6 @@ def accept(
 def close(
     incident_id: str,
     body: CloseIn,
-    request: Request,
     session: SessionDep,
     service: ServiceDep,
     principal: PrincipalDep,
@@ -203,34 +193,10 @@ def close(
     audit.record(session, principal, "incident.close", "incident", incident_id)
     survey_id = None
     if body.survey:
-        survey_id = _schedule_survey(session, service, get_survey_settings(request), info, now)
+        settings = service.settings
+        survey_id = schedule_after_close(
+            session, info, policy=settings.dial_policy, schedule=settings.survey_schedule(),
+            closed_at=now,
+        )  # fmt: skip
     publish(service, info)
     return IncidentOut.of(info, survey_id)
-
-
-def _schedule_survey(
-    session: SessionDep,
-    service: ServiceDep,
-    survey_settings: SurveySettings,
-    info: IncidentInfo,
-    closed_at: datetime,
-) -> str | None:
-    settings = service.settings
-    try:
-        parse_dialable(
-            info.reporter_number, settings.phone_region,
-            extensions_pattern=settings.extensions_pattern,
-        )  # fmt: skip
-    except (DialRefused, NumberError) as exc:
-        log.warning("incident %s: no callback survey, number refused: %s", info.id, exc.reason)
-        return None
-    schedule = survey_settings.schedule(settings.timezone)
-    survey = survey_repo.create_survey(
-        session,
-        number=info.reporter_number,
-        incident_id=info.id,
-        first_attempt_at=first_attempt_at(closed_at, schedule),
-        created_by="system:incident.close",
-        now=closed_at,
-    )
-    return survey.id

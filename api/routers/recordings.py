@@ -15,7 +15,7 @@ from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
 from recordings import ArchiveError, FilesystemArchive
 from storage.errors import NotFound
-from storage.models.calls import Recording
+from storage.models.call_records import Recording
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
 

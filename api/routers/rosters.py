@@ -10,11 +10,11 @@ from fastapi.responses import Response
 
 from api.auth import AdminDep, DispatcherDep
 from api.deps import ServiceDep, SessionDep
-from api.duty import coming_week, week_of
 from api.problems import Problem
-from api.roster_io import parse_sheet, read_table, roster_rows, to_csv, to_xlsx
-from api.routers.units import checked_week, number_rules
+from api.routers.units import checked_week
 from api.schemas.registry import ImportResult, MissingOut, NotificationOut, UnitOut
+from registry.duty import coming_week, week_of
+from registry.roster_io import parse_sheet, read_table, roster_rows, to_csv, to_xlsx
 from storage import audit
 from storage import registry as repo
 from storage.base import utcnow
@@ -85,7 +85,7 @@ def import_rosters(
             422, "Unreadable sheet", f"not a CSV or XLSX file: {exc}", kind="validation"
         ) from exc
     known = {u.code for u in repo.list_units(session)}
-    rosters, errors = parse_sheet(table, known, number_rules(service.settings))
+    rosters, errors = parse_sheet(table, known, service.settings.dial_policy)
     if errors:
         raise Problem(
             422,

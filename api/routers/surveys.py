@@ -1,7 +1,7 @@
 """Callback surveys (回访): schedule one, read them, satisfaction statistics (CSV too).
 
 Dispatchers, supervisors and admins schedule and read surveys; statistics are for
-supervisors and admins. The dispatcher job (api/jobs/surveys.py) places the calls.
+supervisors and admins. The dispatcher job (calls/survey_job.py) places the calls.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.auth import DispatcherDep, SupervisorDep
 from api.deps import ServiceDep, SessionDep
-from api.numbers import NumberError, parse_dialable
 from api.problems import Problem
 from api.schemas.surveys import SurveyIn, SurveyOut, SurveyStats, stats_csv, summarise
-from api.survey_settings import SurveySettings
+from calls.survey_scheduling import schedule_survey
+from registry.numbers import NumberError
 from storage import audit
 from storage import surveys as repo
 from storage.base import utcnow
@@ -30,49 +30,28 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/surveys", tags=["callback surveys"])
 
 
-def get_survey_settings(request: Request) -> SurveySettings:
-    """The app's survey settings (LINKCALL_SURVEY_*; tests may set app.state.survey_settings)."""
-    settings: SurveySettings | None = getattr(request.app.state, "survey_settings", None)
-    if settings is None:
-        settings = SurveySettings()
-        request.app.state.survey_settings = settings
-    return settings
-
-
 @router.post("", response_model=SurveyOut, status_code=201, summary="Schedule a survey")
 def create_survey(
     body: SurveyIn,
-    request: Request,
     session: SessionDep,
     service: ServiceDep,
     principal: DispatcherDep,
 ) -> SurveyOut:
     settings = service.settings
+    if body.not_before is not None and body.not_before.tzinfo is None:
+        err = {"field": "not_before", "message": "give a time zone offset", "type": "datetime"}
+        raise Problem(422, "Invalid request", "not_before: naive", kind="validation", errors=[err])
     try:
-        number = parse_dialable(
-            body.number, settings.phone_region,
-            extensions_pattern=settings.extensions_pattern, field="number",
+        info = schedule_survey(
+            session, number=body.number, policy=settings.dial_policy,
+            schedule=settings.survey_schedule(), created_by=principal.name, now=utcnow(),
+            incident_id=body.incident_id, not_before=body.not_before,
         )  # fmt: skip
     except NumberError as exc:
         err = {"field": "number", "message": exc.reason, "type": "phone_number"}
         raise Problem(
             422, "Invalid request", f"number: {exc.reason}", kind="validation", errors=[err]
         ) from exc
-    if body.not_before is not None and body.not_before.tzinfo is None:
-        err = {"field": "not_before", "message": "give a time zone offset", "type": "datetime"}
-        raise Problem(422, "Invalid request", "not_before: naive", kind="validation", errors=[err])
-    schedule = get_survey_settings(request).schedule(settings.timezone)
-    now = utcnow()
-    earliest = max(now, body.not_before) if body.not_before else now
-    info = repo.create_survey(
-        session,
-        number=number.canonical,
-        incident_id=body.incident_id,
-        not_before=earliest,
-        first_attempt_at=schedule.hours.next_opening(earliest),
-        created_by=principal.name,
-        now=now,
-    )
     audit.record(session, principal, "survey.create", "survey", info.id)
     log.info("survey %s scheduled for %s by %s", info.id, mask_number(info.number), principal.name)
     return SurveyOut.of(info)
@@ -103,8 +82,8 @@ def list_surveys(
     responses={200: {"content": {"text/csv": {}}}},
 )
 def stats(
-    request: Request,
     session: SessionDep,
+    service: ServiceDep,
     _principal: SupervisorDep,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
@@ -112,7 +91,7 @@ def stats(
     category: IncidentCategory | None = None,
     format: Literal["json", "csv"] = "json",
 ) -> SurveyStats | Response:
-    answers = list(dict.fromkeys(get_survey_settings(request).key_map.values()))
+    answers = list(dict.fromkeys(service.settings.survey_ivr().keys.values()))
     cells = repo.finished_counts(
         session, finished_from=from_, finished_to=to, unit_code=unit, category=category
     )

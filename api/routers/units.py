@@ -10,18 +10,13 @@ from fastapi import APIRouter, Path, Query
 
 from api.auth import AdminDep, DispatcherDep, PrincipalDep, SupervisorDep, ensure_unit_scope
 from api.deps import ServiceDep, SessionDep
-from api.duty import InvalidWeek, dial_list, parse_week, week_of
-from api.jobs.duty_check import caller_installed
-from api.numbers import NumberError, parse_number
 from api.problems import Problem
-from api.scheduler import Scheduler
 from api.schemas.registry import (
     UNIT_CODE,
     DialEntryOut,
     DialListOut,
     DutyCheckOut,
     DutyCheckScheduled,
-    NumberRules,
     RosterIn,
     RosterOut,
     RosterVersionOut,
@@ -30,7 +25,9 @@ from api.schemas.registry import (
     invalid_numbers,
     roster_values,
 )
-from api.settings import Settings
+from calls.duty_check_job import caller_installed
+from registry.duty import InvalidWeek, parse_week, unit_dial_list
+from registry.numbers import DialPolicy, NumberError
 from storage import audit
 from storage import registry as repo
 from storage.base import utcnow
@@ -45,11 +42,6 @@ CodePath = Annotated[str, Path(pattern=UNIT_CODE, description="unit code, e.g. L
 WeekPath = Annotated[str, Path(description="ISO week in the county's zone, e.g. 2026-W49")]
 
 
-def number_rules(settings: Settings) -> NumberRules:
-    """The number rules configured for this county."""
-    return NumberRules(region=settings.phone_region, extensions_pattern=settings.extensions_pattern)
-
-
 def checked_week(week: str, field: str = "week") -> str:
     """The canonical ISO week, or a 422 problem naming the field."""
     try:
@@ -59,12 +51,10 @@ def checked_week(week: str, field: str = "week") -> str:
         raise Problem(422, "Invalid week", str(exc), kind="validation", errors=[err]) from exc
 
 
-def display_number(number: str, rules: NumberRules) -> str:
+def display_number(number: str, policy: DialPolicy) -> str:
     """How people write a stored number (the stored form when it no longer parses)."""
     try:
-        return parse_number(
-            number, rules.region, extensions_pattern=rules.extensions_pattern
-        ).display
+        return policy.parse(number).display
     except NumberError:
         return number
 
@@ -80,13 +70,9 @@ def create_unit(
 ) -> UnitOut:
     fallback = None
     if body.fallback_number:
-        rules = number_rules(service.settings)
         try:
-            fallback = parse_number(
-                body.fallback_number,
-                rules.region,
-                extensions_pattern=rules.extensions_pattern,
-                field="fallback_number",
+            fallback = service.settings.dial_policy.check(
+                body.fallback_number, field="fallback_number"
             ).canonical
         except NumberError as exc:
             raise invalid_numbers(
@@ -137,7 +123,7 @@ def put_roster(
     ensure_unit_scope(principal, code)
     canonical = checked_week(week)
     repo.get_unit(session, code)  # 404 before validating numbers
-    values = roster_values(body, number_rules(service.settings))
+    values = roster_values(body, service.settings.dial_policy)
     stored = repo.add_roster_version(session, code, canonical, values, submitted_by=principal.name)
     audit.record(
         session,
@@ -196,28 +182,23 @@ def get_dial_list(
     when = at or utcnow()
     if when.tzinfo is None:
         when = when.replace(tzinfo=service.settings.zone)  # a wall-clock time in the county
-    zone = service.settings.zone
-    unit = repo.get_unit(session, code)
-    week = week_of(when, zone)
-    roster = repo.latest_roster(session, code, week)
-    rules = number_rules(service.settings)
-    entries = []
-    for i, e in enumerate(dial_list(roster, unit.fallback_number, when, zone), start=1):
-        entries.append(
-            DialEntryOut(
-                position=i,
-                number=e.number,
-                display=display_number(e.number, rules),
-                role=e.role,
-                name=e.name,
-                order=e.order,
-            )
+    dial = unit_dial_list(session, code, when, service.settings.zone, service.settings.dial_policy)
+    entries = [
+        DialEntryOut(
+            position=i,
+            number=t.entry.number,
+            display=t.display,
+            role=t.entry.role,
+            name=t.entry.name,
+            order=t.entry.order,
         )
+        for i, t in enumerate(dial.targets, start=1)
+    ]
     return DialListOut(
         unit_code=code,
         at=when,
-        week=week,
-        roster_version=roster.version if roster else None,
+        week=dial.week,
+        roster_version=dial.roster_version,
         entries=entries,
     )
 
@@ -245,7 +226,7 @@ def post_duty_check(
     code: CodePath, session: SessionDep, service: ServiceDep, principal: SupervisorDep
 ) -> DutyCheckScheduled:
     repo.get_unit(session, code)
-    scheduler = next((c for c in service.components if isinstance(c, Scheduler)), None)
+    scheduler = service.scheduler
     if scheduler is None or not scheduler.health().ok or not caller_installed():
         raise Problem(
             503,

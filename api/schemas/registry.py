@@ -10,8 +10,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from api.numbers import NumberError, parse_dialable
 from api.problems import Problem
+from registry.numbers import DialPolicy, NumberError
 from storage.models.registry import DutyCheckOutcome, UnitKind
 from storage.registry import (
     DutyCheckRecord,
@@ -23,13 +23,6 @@ from storage.registry import (
 )
 
 UNIT_CODE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
-
-
-class NumberRules(BaseModel):
-    """What the composition root knows about numbers (from settings)."""
-
-    region: str = "CN"
-    extensions_pattern: str | None = None
 
 
 class UnitIn(BaseModel):
@@ -105,15 +98,13 @@ class RosterIn(BaseModel):
     notes: str | None = Field(default=None, max_length=2000)
 
 
-def roster_values(body: RosterIn, rules: NumberRules) -> RosterValues:
+def roster_values(body: RosterIn, policy: DialPolicy) -> RosterValues:
     """Normalise every number; one 422 problem naming each bad field, nothing stored."""
     errors: list[dict[str, Any]] = []
 
     def phone(raw: str, field: str) -> str:
         try:
-            return parse_dialable(
-                raw, rules.region, extensions_pattern=rules.extensions_pattern, field=field
-            ).canonical
+            return policy.check(raw, field=field).canonical
         except NumberError as exc:
             errors.append({"field": field, "message": exc.reason, "type": "phone_number"})
             return raw

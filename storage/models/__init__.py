@@ -1,7 +1,7 @@
 """All linkcall models, imported here so metadata (and Alembic) sees every table."""
 
 from storage.models.auth import ApiToken, AuditEntry
-from storage.models.calls import Attempt, Call, Leg, Recording  # noqa: F401
+from storage.models.call_records import Attempt, Call, Leg, Recording  # noqa: F401
 from storage.models.incidents import Incident, IncidentTransition  # noqa: F401
 from storage.models.registry import DutyCheck, RegistryNotification, Roster, Unit  # noqa: F401
 from storage.models.surveys import Survey, SurveyAttempt  # noqa: F401

@@ -53,7 +53,7 @@ class Roster(Base):
     """One submitted version of a unit's roster for one ISO week; the highest version counts.
 
     `staff` is a list of {"name", "phone", "order", "shift": {"days", "start", "end"} | null};
-    phones are canonical numbers (see api/numbers.py). Versions are never changed.
+    phones are canonical numbers (see registry/numbers.py). Versions are never changed.
     """
 
     __tablename__ = "rosters"

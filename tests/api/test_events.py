@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from api.events import EventBus
+from calls.event_bus import EventBus
 from tests.conftest import LiveService
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from callflows.bridge import BridgeFlow, BridgeState
 from callflows.events import EndBridge, HangupParty, Role
-from callflows.runner import FlowRunner, NullHooks
+from calls.runner import FlowRunner, NullHooks
 from lab import ports
 from lab.audio import tone_report
 from lab.baresip import BaresipPhone

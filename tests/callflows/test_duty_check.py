@@ -53,3 +53,31 @@ def test_no_key_fails_after_one_repeat() -> None:
     v = verdict(call.result())
     assert v.status is DutyCheckStatus.FAILED and v.reason is CallOutcome.NO_KEY
     assert call.result().prompts_played == 2
+
+
+def test_the_stored_outcome_is_the_verdict_of_the_call() -> None:
+    """What the service stores for a unit (calls/duty_check_caller.py) comes from `verdict`."""
+    from calls.duty_check_caller import stored_outcome
+    from storage.models.registry import DutyCheckOutcome
+
+    passed = duty_check_call("dc-5", "+8613800000001")
+    passed.start(T0)
+    passed.handle(LegAnswered(LEG), at(5))
+    passed.handle(DtmfReceived(LEG, "1"), at(7))
+    passed.handle(PlaybackFinished(LEG, "duty_check.thanks"), at(9))
+    assert stored_outcome(verdict(passed.result())) is DutyCheckOutcome.PASSED
+
+    wrong = duty_check_call("dc-6", "+8613800000001")
+    wrong.start(T0)
+    wrong.handle(LegAnswered(LEG), at(5))
+    for n in (1, 2):  # a wrong key, then nothing: asked twice, never confirmed
+        wrong.handle(PlaybackFinished(LEG, "duty_check.prompt"), at(10 * n))
+        wrong.handle(DtmfReceived(LEG, "5") if n == 1 else TimerFired(f"key:{n}"), at(10 * n + 2))
+    result = wrong.result()
+    assert result.invalid_keys == ("5",)
+    assert stored_outcome(verdict(result)) is DutyCheckOutcome.NO_KEY
+
+    busy = duty_check_call("dc-7", "+8613800000001")
+    busy.start(T0)
+    busy.handle(LegEnded(LEG, "busy", 486), at(2))
+    assert stored_outcome(verdict(busy.result())) is DutyCheckOutcome.BUSY

@@ -13,8 +13,8 @@ from callflows.survey import (
     AttemptRecord,
     CallingHours,
     RetryPolicy,
+    SurveyProgress,
     SurveySchedule,
-    SurveyStatus,
     first_attempt_at,
     plan_next,
     retry_delay,
@@ -82,13 +82,13 @@ def test_backoff_schedule_then_unreached() -> None:
     schedule = SurveySchedule(retry=RetryPolicy(max_attempts=3))
     history = [AttemptRecord(CallOutcome.NO_ANSWER, sh(1, 10, 0))]
     plan = plan_next(sh(1, 10, 0), history, schedule)
-    assert plan.status is SurveyStatus.SCHEDULED and plan.next_attempt_at == sh(1, 10, 30)
+    assert plan.status is SurveyProgress.SCHEDULED and plan.next_attempt_at == sh(1, 10, 30)
     history.append(AttemptRecord(CallOutcome.BUSY, sh(1, 10, 31)))
     plan = plan_next(sh(1, 10, 31), history, schedule)
     assert plan.next_attempt_at == sh(1, 10, 51)  # busy: 10 min, second retry doubles it
     history.append(AttemptRecord(CallOutcome.NO_ANSWER, sh(1, 10, 52)))
     plan = plan_next(sh(1, 10, 52), history, schedule)
-    assert plan.status is SurveyStatus.UNREACHED and plan.next_attempt_at is None
+    assert plan.status is SurveyProgress.UNREACHED and plan.next_attempt_at is None
     assert plan.reason == "last_attempt:no_answer"
 
 
@@ -100,11 +100,11 @@ def test_retry_lands_in_next_window() -> None:
 
 def test_answered_stops_and_unlisted_outcome_is_not_retried() -> None:
     answered = [AttemptRecord(CallOutcome.ANSWER, sh(1, 10, 0))]
-    assert plan_next(sh(1, 10, 0), answered, SurveySchedule()).status is SurveyStatus.ANSWERED
+    assert plan_next(sh(1, 10, 0), answered, SurveySchedule()).status is SurveyProgress.ANSWERED
     no_failed = RetryPolicy(delays={CallOutcome.BUSY: timedelta(minutes=5)})
     failed = [AttemptRecord(CallOutcome.FAILED, sh(1, 10, 0))]
     plan = plan_next(sh(1, 10, 0), failed, SurveySchedule(retry=no_failed))
-    assert plan.status is SurveyStatus.UNREACHED and plan.reason == "not_retried:failed"
+    assert plan.status is SurveyProgress.UNREACHED and plan.reason == "not_retried:failed"
 
 
 def test_delay_is_capped() -> None:
@@ -116,4 +116,4 @@ def test_delay_is_capped() -> None:
 
 def test_no_history_calls_at_next_opening() -> None:
     plan = plan_next(sh(1, 6, 0), [], SurveySchedule())
-    assert plan.status is SurveyStatus.SCHEDULED and plan.next_attempt_at == sh(1, 8, 30)
+    assert plan.status is SurveyProgress.SCHEDULED and plan.next_attempt_at == sh(1, 8, 30)

@@ -108,7 +108,7 @@ def test_a_wrong_token_is_refused_with_a_clear_message_and_not_kept(
 def test_duty_view_shows_the_dial_list_now_and_the_units_missing_a_roster(
     live_api: LiveService, browser_page: Any, tmp_path: Path
 ) -> None:
-    from api.duty import week_of
+    from registry.duty import week_of
     from storage.base import utcnow
 
     week = week_of(utcnow(), live_api.app.state.service.settings.zone)  # type: ignore[attr-defined]

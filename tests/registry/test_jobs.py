@@ -11,8 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.jobs.duty_check import CallResult, NoDutyPhone, run_duty_check, set_caller
 from api.scheduler import REMINDER_JOB_ID, ReminderSchedule, Scheduler
+from calls.duty_check_job import (
+    DutyCheckCallResult,
+    NoDutyPhone,
+    run_duty_check,
+    set_caller,
+)
 from storage import registry as repo
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.registry import DutyCheckOutcome, UnitKind
@@ -112,15 +117,12 @@ async def test_reminder_time_is_configurable(migrated_url: str) -> None:
 class FakeCaller:
     """The seam the SIP user agent will fill: records calls, answers with a scripted result."""
 
-    def __init__(self, result: CallResult | Exception) -> None:
+    def __init__(self, result: DutyCheckCallResult | Exception) -> None:
         self.result = result
-        self.calls: list[tuple[str, str, float]] = []
+        self.calls: list[tuple[str, float]] = []
 
-    async def call(
-        self, number: str, *, prompt: str, expect_key: str, timeout_s: float
-    ) -> CallResult:
-        self.calls.append((number, expect_key, timeout_s))
-        assert "按1" in prompt
+    async def call(self, number: str, *, timeout_s: float) -> DutyCheckCallResult:
+        self.calls.append((number, timeout_s))
         if isinstance(self.result, Exception):
             raise self.result
         return self.result
@@ -139,9 +141,9 @@ async def test_duty_checks_are_stored_and_listed_per_unit(reg: Any) -> None:
         == 201
     )
     results = [
-        CallResult(DutyCheckOutcome.PASSED, key="1"),
-        CallResult(DutyCheckOutcome.PASSED, key="5"),  # answered but the wrong key: not a pass
-        CallResult(DutyCheckOutcome.NO_ANSWER, detail="480 after 30 s"),
+        DutyCheckCallResult(DutyCheckOutcome.PASSED, key="1"),
+        DutyCheckCallResult(DutyCheckOutcome.NO_KEY, key="5"),  # the wrong key: not a pass
+        DutyCheckCallResult(DutyCheckOutcome.NO_ANSWER, detail="480 after 30 s"),
         RuntimeError("media engine down"),
     ]
     callers = []
@@ -152,7 +154,7 @@ async def test_duty_checks_are_stored_and_listed_per_unit(reg: Any) -> None:
         await run_duty_check(
             reg.session_factory, caller, "U01", zone=SH, clock=lambda t=tick: t, timeout_s=5
         )
-    assert all(c.calls == [("+8613812345678", "1", 5)] for c in callers)
+    assert all(c.calls == [("+8613812345678", 5)] for c in callers)
 
     r = reg.client.get("/api/v1/units/U01/duty-checks", headers=reg.auth("supervisor"))
     assert r.status_code == 200
@@ -179,7 +181,7 @@ async def test_a_unit_without_any_number_cannot_be_checked(factory: sessionmaker
         repo.create_unit(s, code="N", name="无号码", kind=UnitKind.TOWNSHIP, fallback_number=None)
     with pytest.raises(NoDutyPhone):
         await run_duty_check(
-            factory, FakeCaller(CallResult(DutyCheckOutcome.PASSED, "1")), "N", zone=SH
+            factory, FakeCaller(DutyCheckCallResult(DutyCheckOutcome.PASSED, "1")), "N", zone=SH
         )
     with session_scope(factory) as s:
         assert repo.list_duty_checks(s, "N") == []
@@ -191,7 +193,7 @@ def test_a_supervisor_starts_a_duty_check_that_the_running_scheduler_performs(re
     r = reg.client.post(url, headers=reg.auth("supervisor"))
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
-    caller = FakeCaller(CallResult(DutyCheckOutcome.PASSED, key="1"))
+    caller = FakeCaller(DutyCheckCallResult(DutyCheckOutcome.PASSED, key="1"))
     set_caller(caller)  # the fake at the telephony seam (the app installed the real one)
     try:
         assert reg.client.post(url, headers=reg.auth("dispatcher")).status_code == 403
@@ -215,7 +217,7 @@ def test_a_supervisor_starts_a_duty_check_that_the_running_scheduler_performs(re
 
 
 def test_reminders_raised_by_the_job_are_listed(reg: Any) -> None:
-    from api.jobs.reminder import remind_missing_rosters
+    from registry.reminder import remind_missing_rosters
 
     fire = datetime(2026, 12, 4, 15, tzinfo=SH)
     with session_scope(reg.session_factory) as s:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from api.numbers import (
+from registry.numbers import (
     DialPolicy,
     DialRefused,
     InvalidNumber,
     NumberKind,
     check_dial_policy,
-    parse_dialable,
     parse_number,
 )
 
@@ -99,10 +98,10 @@ def test_special_service_numbers_are_refused_even_though_they_look_like_extensio
     with pytest.raises(DialRefused):
         check_dial_policy(number)
     with pytest.raises(DialRefused) as err:
-        parse_dialable(raw, "CN", extensions_pattern=EXT, field="leader.phone")
+        DialPolicy(extensions_pattern=EXT).check(raw, field="leader.phone")
     assert err.value.field == "leader.phone"
 
 
 def test_400_service_lines_are_domestic_and_allowed() -> None:
-    number = parse_dialable("400-812-3456", "CN")
+    number = DialPolicy().check("400-812-3456")
     assert number.e164 == "+864008123456"

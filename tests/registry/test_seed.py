@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from api.duty import dial_list
-from api.numbers import parse_dialable
-from api.seed import seed_demo
+from registry.duty import dial_list
+from registry.numbers import DialPolicy
+from registry.seed import seed_demo
 from storage import registry as repo
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.registry import UnitKind
@@ -37,7 +37,7 @@ def test_seed_demo_is_complete_valid_and_idempotent(migrated_url: str) -> None:
             numbers = [roster.leader_phone, *(p.phone for p in roster.staff), unit.fallback_number]
             for n in numbers:
                 assert n is not None
-                assert parse_dialable(n).canonical == n
+                assert DialPolicy().check(n).canonical == n
             # Wednesday 10:00: the day-shift officer first, the night officer is off duty.
             entries = dial_list(roster, unit.fallback_number, now, SH)
             assert entries[0].name == roster.staff[0].name

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.duty import (
+from registry.duty import (
     InvalidWeek,
     coming_week,
     format_shift,

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.jobs.surveys import CallResult
 from callflows.ivr import CallOutcome, KeyPromptSettings
+from calls.survey_job import SurveyCallResult
 from storage.engine import make_engine, make_session_factory
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -40,6 +40,7 @@ class Clock:
 @dataclass
 class FakeCaller:
     """Answers from a script: per number, a list of (outcome, key, digits), consumed in order.
+    The script says what the IVR flow decided (a wrong key is `no_key` with its digits).
 
     Each call "lasts" `duration` on the test clock: it ends at clock() + duration.
     """
@@ -51,7 +52,9 @@ class FakeCaller:
     concurrent: int = 0
     max_concurrent: int = 0
 
-    async def call(self, survey_id: str, number: str, settings: KeyPromptSettings) -> CallResult:
+    async def call(
+        self, survey_id: str, number: str, settings: KeyPromptSettings
+    ) -> SurveyCallResult:
         started = self.clock()
         self.calls.append((survey_id, number, started))
         self.concurrent += 1
@@ -61,7 +64,11 @@ class FakeCaller:
             outcome, key, digits = self.script.get(number, [(CallOutcome.ANSWER, "1", "1")]).pop(0)
         finally:
             self.concurrent -= 1
-        return CallResult(outcome, key, digits, started, started + self.duration, None, None)
+        # as the IVR flow reports it: an accepted key comes with its meaning
+        answer = settings.keys.get(key) if outcome is CallOutcome.ANSWER and key else None
+        return SurveyCallResult(
+            outcome, key, digits, started, started + self.duration, None, None, answer
+        )
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
-from api.survey_settings import SurveySettings
-
 
 @pytest.fixture
 def app_api(api):  # type: ignore[no-untyped-def]
     """The API with units U01 and U02 and surveys due 10 minutes after close."""
-    api.client.app.state.survey_settings = SurveySettings(
-        delay_after_close_s=600, hours="00:00-23:59:59.999999"
+    service = api.client.app.state.service
+    service.settings = service.settings.model_copy(
+        update={"survey_delay_after_close_s": 600, "survey_hours": "00:00-23:59:59.999999"}
     )
     for code, name in (("U01", "县供电公司"), ("U02", "县自来水公司")):
         r = api.client.post(

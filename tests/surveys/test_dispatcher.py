@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.jobs.surveys import SurveyDispatcher
-from api.survey_settings import SurveySettings
+from api.settings import Settings
 from callflows.ivr import CallOutcome
+from calls.survey_job import SurveyDispatcher, SurveyRunSettings
 from storage import incidents as incident_repo
 from storage import surveys as repo
 from storage.engine import session_scope
@@ -18,19 +19,21 @@ from storage.models.surveys import SurveyStatus
 from tests.surveys.conftest import SHANGHAI, Clock, FakeCaller, local
 
 NUMBER = "+8613812345678"
-SETTINGS = SurveySettings(
-    hours="08:30-21:00",
-    max_attempts=3,
-    retry_no_answer_s=1800,
-    retry_busy_s=600,
-    backoff=2.0,
+SETTINGS = dataclasses.replace(
+    Settings(
+        survey_hours="08:30-21:00",
+        survey_max_attempts=3,
+        survey_retry_no_answer_s=1800,
+        survey_retry_busy_s=600,
+        survey_backoff=2.0,
+    ).survey_run_settings(),
     node="node-a",
 )
 
 
 def _dispatcher(factory: sessionmaker[Session], clock: Clock, caller: FakeCaller,
-                settings: SurveySettings = SETTINGS) -> SurveyDispatcher:  # fmt: skip
-    return SurveyDispatcher(factory, caller, settings, zone="Asia/Shanghai", clock=clock)
+                settings: SurveyRunSettings = SETTINGS) -> SurveyDispatcher:  # fmt: skip
+    return SurveyDispatcher(factory, caller, settings, clock=clock)
 
 
 def _survey(factory: sessionmaker[Session], due: object, number: str = NUMBER,
@@ -148,11 +151,11 @@ async def test_unsatisfied_answer_flags_the_incident_for_rework_and_marks_it_sur
     assert steps[-1].to_state is IncidentState.SURVEYED and steps[-1].actor == "system"
 
 
-async def test_answered_with_a_key_that_is_not_accepted_counts_as_no_key(
+async def test_a_key_that_is_not_accepted_is_stored_as_no_key_and_retried(
     factory: sessionmaker[Session],
 ) -> None:
     clock = Clock(local(2026, 12, 1, 10, 0))
-    caller = FakeCaller(clock, {NUMBER: [(CallOutcome.ANSWER, "7", "7")]})
+    caller = FakeCaller(clock, {NUMBER: [(CallOutcome.NO_KEY, None, "7")]})
     sid = _survey(factory, clock())
     await _dispatcher(factory, clock, caller).run_once()
     survey = _get(factory, sid)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from api.prompts import (
+from calls.prompts import (
     CATALOGUE,
     PromptError,
     convert_recording,

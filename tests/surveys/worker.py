@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 from datetime import timedelta
 
-from api.jobs.surveys import CallResult, SurveyDispatcher, SurveyDispatcherComponent
-from api.survey_settings import SurveySettings
+from api.settings import Settings
 from callflows.ivr import CallOutcome, KeyPromptSettings
+from calls.survey_job import SurveyCallResult, SurveyDispatcher, SurveyDispatcherComponent
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory
 
@@ -29,7 +30,9 @@ class LoggingCaller:
         self.path = path
         self.call_s = call_s
 
-    async def call(self, survey_id: str, number: str, settings: KeyPromptSettings) -> CallResult:
+    async def call(
+        self, survey_id: str, number: str, settings: KeyPromptSettings
+    ) -> SurveyCallResult:
         started = utcnow()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -37,25 +40,30 @@ class LoggingCaller:
         finally:
             os.close(fd)
         await asyncio.sleep(self.call_s)
-        return CallResult(CallOutcome.ANSWER, "1", "1", started, started + timedelta(seconds=1))
+        return SurveyCallResult(
+            CallOutcome.ANSWER, "1", "1", started, started + timedelta(seconds=1),
+            answer=settings.keys["1"],
+        )  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> None:
     engine = make_engine(args.url)
-    settings = SurveySettings(
-        hours="00:00-23:59:59.999999", poll_s=0.2, lease_s=args.lease_s,
-        max_concurrent=args.concurrency, node=f"worker-{os.getpid()}",
-    )  # fmt: skip
+    settings = Settings(
+        survey_hours="00:00-23:59:59.999999", survey_poll_s=0.2, survey_lease_s=args.lease_s,
+        survey_max_concurrent=args.concurrency, node_name=f"worker-{os.getpid()}",
+    ).survey_run_settings()  # fmt: skip
     dispatcher = SurveyDispatcher(
-        make_session_factory(engine), LoggingCaller(args.log, args.call_s), settings,
-        zone="Asia/Shanghai",
-    )  # fmt: skip
+        make_session_factory(engine), LoggingCaller(args.log, args.call_s), settings
+    )
     component = SurveyDispatcherComponent(dispatcher)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await component.start()
     try:
-        await stop.wait()
+        while not stop.is_set():  # the service's scheduler runs this tick as an interval job
+            await component.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.poll_s)
     finally:
         await component.stop()
         engine.dispose()

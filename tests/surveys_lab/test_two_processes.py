@@ -21,13 +21,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.numbers import parse_dialable
 from lab import ports
 from lab.sipp import Sipp
+from registry.numbers import DialPolicy
 from storage import surveys as repo
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope
-from storage.models.calls import Call, CallKind, Leg
+from storage.models.call_records import Call, CallKind, Leg
 from storage.models.surveys import Survey, SurveyAttempt, SurveyStatus
 from tests.surveys_lab.conftest import SURVEY_ENV, sipp_info_answerer
 
@@ -45,7 +45,7 @@ class ServiceProcess:
 
     @property
     def node(self) -> str:
-        return self.env["LINKCALL_SURVEY_NODE"]
+        return self.env["LINKCALL_NODE_NAME"]
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
@@ -111,7 +111,6 @@ def services(
             **os.environ,
             **SURVEY_ENV,
             "LINKCALL_SURVEY_LEASE_S": "3",
-            "LINKCALL_SURVEY_NODE": name,
             "LINKCALL_NODE_NAME": name,
             "LINKCALL_DATABASE_URL": migrated_url,
             "LINKCALL_DATA_DIR": str(tmp_path / name),
@@ -203,7 +202,7 @@ def _invites(sipp_dir: Path) -> Counter[str]:
 
 
 def _dial_form(number: str) -> str:
-    return parse_dialable(number, "CN").dial
+    return DialPolicy(home_region="CN").check(number).dial
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from api.duty import week_of
-from api.numbers import parse_dialable
+from registry.duty import week_of
+from registry.numbers import DialPolicy
 from storage import registry as repo
 from storage.models.registry import UnitKind
 from storage.registry import RosterValues, Shift, StaffEntry, UnitInfo
@@ -54,6 +54,9 @@ class SeedSummary:
     rosters_added: int
 
 
+_POLICY = DialPolicy()
+
+
 def demo_units() -> list[UnitInfo]:
     """The 75 demo units: L01-L45 linkage units, T01-T30 townships."""
     units = [
@@ -72,13 +75,13 @@ def _person(rng: random.Random) -> str:
 
 
 def _mobile(rng: random.Random) -> str:
-    return parse_dialable(rng.choice(_MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}").canonical
+    return _POLICY.check(rng.choice(_MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}").canonical
 
 
 def demo_roster(unit: UnitInfo, week: str) -> RosterValues:
     """A plausible roster: a leader, a day-shift officer, a night-shift officer, an office line."""
     rng = random.Random(f"{unit.code}/{week}")
-    office = parse_dialable(f"0833-4{rng.randrange(10**6):06d}").canonical
+    office = _POLICY.check(f"0833-4{rng.randrange(10**6):06d}").canonical
     staff = (
         StaffEntry(_person(rng), _mobile(rng), 1, _DAY),
         StaffEntry(_person(rng), _mobile(rng), 2, _NIGHT),

@@ -1,4 +1,4 @@
-"""The real callback-survey caller: the `SurveyCaller` seam of api/jobs/surveys.py on our SIP
+"""The real callback-survey caller: the `SurveyCaller` seam of calls/survey_job.py on our SIP
 user agent and media engine.
 
 Each call is a `callflows.survey.survey_call` (a `KeyPromptCall`) placed by
@@ -14,16 +14,18 @@ import asyncio
 import dataclasses
 import logging
 
-from api.calls import CallManager
-from api.jobs.surveys import CallResult
-from api.numbers import NumberError
+from sqlalchemy.orm import Session, sessionmaker
+
 from callflows.ivr import CallOutcome, KeyPromptCall, KeyPromptResult, KeyPromptSettings
 from callflows.survey import survey_call
+from calls.manager import CallManager
+from calls.survey_job import SurveyCallResult
+from registry.numbers import NumberError
 from storage import surveys as survey_repo
 from storage.base import utcnow
 from storage.engine import session_scope
 from storage.errors import NotFound
-from storage.models.calls import CallKind, Recording
+from storage.models.call_records import CallKind, Recording
 from telephony.privacy import mask_number
 
 log = logging.getLogger(__name__)
@@ -53,23 +55,32 @@ class TelephonySurveyCaller:
     it to `Settings.ring_timeout_caller_s`, the ring timeout for citizens.
     """
 
-    def __init__(self, manager: CallManager, *, ring_timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        manager: CallManager,
+        session_factory: sessionmaker[Session],
+        *,
+        ring_timeout_s: float | None = None,
+    ) -> None:
         self.manager = manager
+        self.session_factory = session_factory
         self.ring_timeout_s = ring_timeout_s
 
     def _incident_of(self, survey_id: str) -> str | None:
-        with session_scope(self.manager.factory) as session:
+        with session_scope(self.session_factory) as session:
             try:
                 return survey_repo.get_survey(session, survey_id).incident_id
             except NotFound:
                 return None
 
     def _recording_of(self, call_id: str) -> str | None:
-        with session_scope(self.manager.factory) as session:
+        with session_scope(self.session_factory) as session:
             rec = session.get(Recording, call_id)
             return rec.id if rec is not None else None
 
-    async def call(self, survey_id: str, number: str, settings: KeyPromptSettings) -> CallResult:
+    async def call(
+        self, survey_id: str, number: str, settings: KeyPromptSettings
+    ) -> SurveyCallResult:
         """Place one survey call to `number` and report what happened (never raises for
         busy / no answer / no key; a refused number is a `failed` outcome)."""
         started = utcnow()
@@ -77,7 +88,7 @@ class TelephonySurveyCaller:
             target = self.manager.dial_form(number)
         except NumberError as exc:
             log.warning("survey %s: number %s refused: %s", survey_id, mask_number(number), exc)
-            return CallResult(
+            return SurveyCallResult(
                 CallOutcome.FAILED, None, "", started, utcnow(), None, f"number refused: {exc}"
             )
         ivr = settings
@@ -97,7 +108,7 @@ class TelephonySurveyCaller:
             "survey %s: call %s to %s ended %s (key %s)",
             survey_id, call_id, mask_number(target), outcome.value, result.key or "-",
         )  # fmt: skip
-        return CallResult(
+        return SurveyCallResult(
             outcome=outcome,
             key=result.key,
             digits=digits_pressed(result),
@@ -105,4 +116,5 @@ class TelephonySurveyCaller:
             ended_at=result.ended_at or utcnow(),
             recording_id=recording_id,
             sip_reason=sip_reason(result),
+            answer=result.answer,
         )

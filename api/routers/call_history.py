@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.auth import DispatcherDep
 from api.deps import SessionDep
-from storage.models.calls import Call, CallKind, CallState
+from storage.models.call_records import Call, CallKind, CallState
 
 router = APIRouter(prefix="/api/v1/calls", tags=["calls"])
 

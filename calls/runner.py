@@ -31,7 +31,7 @@ from callflows.events import (
     PlaybackFinished,
     TimerFired,
 )
-from callflows.runner_hooks import NullHooks, RunnerHooks
+from calls.runner_hooks import NullHooks, RunnerHooks
 from recordings import RecordingFlusher, RecordingWriter
 from recordings.errors import RecordingError
 from telephony.media.conference import Conference

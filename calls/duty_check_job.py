@@ -1,8 +1,10 @@
 """查岗: call a unit's on-duty phone, ask for a keypress, store pass or fail.
 
-The call itself goes through the `DutyCheckCaller` seam: the SIP user agent and media engine
-implement it (the lead wires the real one with `set_caller`); tests use a fake. Only a `1`
-pressed on an answered call is a pass; anything else is stored as a failure with its reason.
+The call itself goes through the `DutyCheckCaller` seam: the real one (calls/duty_check_caller.py)
+places a `callflows.duty_check` IVR call that plays the `duty_check.prompt` prompt and turns its
+result into pass/fail with `callflows.duty_check.verdict` (the one place that decides); the
+composition root installs it with `set_caller`; tests use a fake. This module picks whom to
+call (the unit dial list) and stores what the caller reports.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.duty import DialEntry, unit_dial_list, week_of
+from registry.duty import UnitDialList, unit_dial_list
+from registry.numbers import DialPolicy
 from storage import registry as repo
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope
@@ -27,17 +30,12 @@ from telephony.privacy import mask_number
 
 log = logging.getLogger(__name__)
 
-PROMPT = (
-    "这里是110指挥中心查岗，请按1确认在岗。"
-    " This is the 110 command center duty check: please press 1 to confirm you are on duty."
-)
-EXPECTED_KEY = "1"
 _SLACK_S = 15.0  # on top of the answer timeout: ringing, prompt playback
 
 
 @dataclass(frozen=True, slots=True)
-class CallResult:
-    """What the caller observed. `key` is the first DTMF digit received, if any."""
+class DutyCheckCallResult:
+    """What the caller decided: pass or the reason it failed; `key` the digit pressed, if any."""
 
     outcome: DutyCheckOutcome
     key: str | None = None
@@ -45,11 +43,9 @@ class CallResult:
 
 
 class DutyCheckCaller(Protocol):
-    """Places the check call: dial, play the prompt once answered, wait for a key."""
+    """Places the check call: dial, play the duty-check prompt once answered, wait for a key."""
 
-    async def call(
-        self, number: str, *, prompt: str, expect_key: str, timeout_s: float
-    ) -> CallResult:
+    async def call(self, number: str, *, timeout_s: float) -> DutyCheckCallResult:
         """Return when the call has ended; never raise for busy / no answer (use outcome)."""
         ...
 
@@ -59,12 +55,14 @@ class NoDutyPhone(LookupError):
 
 
 _caller: DutyCheckCaller | None = None
+_policy = DialPolicy()
 
 
-def set_caller(caller: DutyCheckCaller | None) -> None:
-    """Install the caller scheduled checks use (the composition root calls this)."""
-    global _caller
+def set_caller(caller: DutyCheckCaller | None, policy: DialPolicy | None = None) -> None:
+    """Install the caller scheduled checks use, and the dial policy (the composition root)."""
+    global _caller, _policy
     _caller = caller
+    _policy = policy or DialPolicy()
 
 
 def caller_installed() -> bool:
@@ -78,22 +76,24 @@ async def run_duty_check(
     unit_code: str,
     *,
     zone: ZoneInfo,
+    policy: DialPolicy | None = None,
     clock: Callable[[], datetime] = utcnow,
     timeout_s: float = 30.0,
 ) -> DutyCheckRecord:
-    """Call the first number of the unit's dial list now and store the outcome."""
+    """Call the first dialable number of the unit's dial list now and store the outcome."""
     started = clock()
-    week = week_of(started, zone)
     # Database work runs in a thread: the event loop keeps serving calls and requests.
-    entries = await asyncio.to_thread(_lookup, session_factory, unit_code, started, zone)
-    if not entries:
+    dial = await asyncio.to_thread(
+        _lookup, session_factory, unit_code, started, zone, policy or _policy
+    )
+    week = dial.week
+    targets = [t for t in dial.targets if t.dial is not None]
+    if not targets:
         raise NoDutyPhone(f"unit {unit_code} has no duty phone for {week}")
-    target = entries[0]
-    log.info("duty check %s: calling %s (%s)", unit_code, mask_number(target.number), target.role)
-    result = await _call(caller, target.number, timeout_s)
+    entry = targets[0].entry
+    log.info("duty check %s: calling %s (%s)", unit_code, mask_number(entry.number), entry.role)
+    result = await _call(caller, entry.number, timeout_s)
     outcome = result.outcome
-    if outcome is DutyCheckOutcome.PASSED and result.key != EXPECTED_KEY:
-        outcome = DutyCheckOutcome.NO_KEY
     finished = clock()
 
     def store() -> DutyCheckRecord:
@@ -102,8 +102,8 @@ async def run_duty_check(
                 session,
                 unit_code,
                 week=week,
-                number=target.number,
-                person=target.name,
+                number=entry.number,
+                person=entry.name,
                 outcome=outcome,
                 key_pressed=result.key,
                 detail=result.detail,
@@ -117,23 +117,30 @@ async def run_duty_check(
 
 
 def _lookup(
-    session_factory: sessionmaker[Session], unit_code: str, at: datetime, zone: ZoneInfo
-) -> list[DialEntry]:
+    session_factory: sessionmaker[Session],
+    unit_code: str,
+    at: datetime,
+    zone: ZoneInfo,
+    policy: DialPolicy,
+) -> UnitDialList:
     with session_scope(session_factory) as session:
-        return unit_dial_list(session, unit_code, at, zone)
+        return unit_dial_list(session, unit_code, at, zone, policy)
 
 
-async def _call(caller: DutyCheckCaller, number: str, timeout_s: float) -> CallResult:
+async def _call(caller: DutyCheckCaller, number: str, timeout_s: float) -> DutyCheckCallResult:
     try:
         return await asyncio.wait_for(
-            caller.call(number, prompt=PROMPT, expect_key=EXPECTED_KEY, timeout_s=timeout_s),
-            timeout_s + _SLACK_S,
+            caller.call(number, timeout_s=timeout_s), timeout_s + _SLACK_S
         )
     except TimeoutError:
-        return CallResult(DutyCheckOutcome.NO_ANSWER, detail="no result within the deadline")
+        return DutyCheckCallResult(
+            DutyCheckOutcome.NO_ANSWER, detail="no result within the deadline"
+        )
     except Exception as exc:  # a failed call is a recorded failure, never a lost check
         log.exception("duty check call to %s failed", mask_number(number))
-        return CallResult(DutyCheckOutcome.FAILED, detail=f"call failed: {type(exc).__name__}")
+        return DutyCheckCallResult(
+            DutyCheckOutcome.FAILED, detail=f"call failed: {type(exc).__name__}"
+        )
 
 
 async def duty_check_job(database_url: str, timezone: str, unit_code: str) -> str:

@@ -151,8 +151,8 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 def _seed(env: dict[str, str]) -> None:
     _cli(env, "db", "upgrade")
-    from api.seed import seed_demo
     from api.settings import Settings as S
+    from registry.seed import seed_demo
     from storage.base import utcnow
     from storage.engine import make_engine, make_session_factory, session_scope
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from api.duty import coming_week
+from registry.duty import coming_week
 from storage import registry as repo
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope

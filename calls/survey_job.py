@@ -1,6 +1,7 @@
 """The survey dispatcher: claim due callback surveys, call them, store what happened.
 
-Every `poll_s` (APScheduler interval job `surveys.dispatch`) each process, inside calling
+Every `poll_s` (the interval job `surveys.dispatch` on the service's one scheduler) each
+process, inside calling
 hours, claims as many due surveys as it has free call slots (storage.surveys.claim_due: a
 lease, SKIP LOCKED, one call per number), hands each to the `SurveyCaller` seam, renews the
 lease while the call runs, then stores the attempt and what callflows.survey.plan_next decides:
@@ -21,15 +22,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
-from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.events import EventBus
-from api.service import Health
-from api.survey_settings import SurveySettings
 from callflows.ivr import CallOutcome, KeyPromptSettings
-from callflows.survey import AttemptRecord, SurveyPlan, SurveyStatus, plan_next
+from callflows.survey import AttemptRecord, SurveyPlan, SurveyProgress, SurveySchedule, plan_next
+from calls.component import Health
+from calls.hooks import Publish
 from storage import surveys as repo
 from storage.base import utcnow
 from storage.engine import session_scope
@@ -42,9 +40,10 @@ DISPATCH_JOB_ID = "surveys.dispatch"
 
 
 @dataclass(frozen=True, slots=True)
-class CallResult:
-    """What one survey call observed. `key` is the accepted key (None: none), `digits` every
-    digit pressed in order (wrong ones too), `sip_reason` the end reason or SIP status text."""
+class SurveyCallResult:
+    """What one survey call observed. `key` is the accepted key (None: none) and `answer` its
+    meaning as the IVR flow decided it (the one place keys get a meaning), `digits` every digit
+    pressed in order (wrong ones too), `sip_reason` the end reason or SIP status text."""
 
     outcome: CallOutcome
     key: str | None
@@ -53,6 +52,20 @@ class CallResult:
     ended_at: datetime
     recording_id: str | None = None
     sip_reason: str | None = None
+    answer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyRunSettings:
+    """How this process places surveys (from the service settings)."""
+
+    schedule: SurveySchedule
+    ivr: KeyPromptSettings
+    node: str  # the claim owner: this node's name and process id
+    rework_answers: frozenset[str] = frozenset({"unsatisfied"})
+    lease_s: float = 300.0
+    max_concurrent: int = 10
+    poll_s: float = 15.0
 
 
 class SurveyCaller(Protocol):
@@ -62,7 +75,9 @@ class SurveyCaller(Protocol):
     exceptions; an exception is stored as a failed attempt with the exception's name.
     """
 
-    async def call(self, survey_id: str, number: str, settings: KeyPromptSettings) -> CallResult:
+    async def call(
+        self, survey_id: str, number: str, settings: KeyPromptSettings
+    ) -> SurveyCallResult:
         """Call `number` for survey `survey_id` with the IVR `settings`."""
         ...
 
@@ -74,20 +89,19 @@ class SurveyDispatcher:
         self,
         session_factory: sessionmaker[Session],
         caller: SurveyCaller,
-        settings: SurveySettings,
+        settings: SurveyRunSettings,
         *,
-        zone: str,
         clock: Callable[[], datetime] = utcnow,
-        events: EventBus | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.caller = caller
         self.settings = settings
-        self.schedule = settings.schedule(zone)
-        self.ivr = settings.ivr()
-        self.node = settings.node_name
+        self.schedule = settings.schedule
+        self.ivr = settings.ivr
+        self.node = settings.node
         self.clock = clock
-        self.events = events
+        self.publish = publish
         self.lease = timedelta(seconds=settings.lease_s)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -151,12 +165,12 @@ class SurveyDispatcher:
         except Exception as exc:
             log.exception("survey %s: the caller failed", survey.id)
             now = self.clock()
-            result = CallResult(
+            result = SurveyCallResult(
                 CallOutcome.FAILED, None, "", started, now, None, type(exc).__name__
             )
         info = await asyncio.to_thread(self._store, survey, result)
-        if self.events is not None and info is not None:
-            self.events.publish(
+        if self.publish is not None and info is not None:
+            self.publish(
                 "survey.attempt",
                 {
                     "survey_id": survey.id,
@@ -171,10 +185,10 @@ class SurveyDispatcher:
             if not repo.renew_leases(session, node=self.node, survey_ids=[survey_id], until=until):
                 log.warning("survey %s: lease lost while calling", survey_id)
 
-    def _store(self, survey: repo.ClaimedSurvey, result: CallResult) -> repo.SurveyInfo | None:
+    def _store(
+        self, survey: repo.ClaimedSurvey, result: SurveyCallResult
+    ) -> repo.SurveyInfo | None:
         outcome = result.outcome
-        if outcome is CallOutcome.ANSWER and result.key not in self.ivr.keys:
-            outcome = CallOutcome.NO_KEY  # answered, but no accepted key
         values = repo.AttemptValues(
             outcome=outcome.value,
             key=result.key if outcome is CallOutcome.ANSWER else None,
@@ -193,7 +207,7 @@ class SurveyDispatcher:
             now = self.clock()
             records = [AttemptRecord(CallOutcome(o), at) for o, at in history]
             plan = plan_next(now, records, self.schedule)
-            return self._apply(session, survey.id, plan, values, now)
+            return self._apply(session, survey.id, plan, values, result.answer, now)
 
     def _apply(
         self,
@@ -201,22 +215,22 @@ class SurveyDispatcher:
         survey_id: str,
         plan: SurveyPlan,
         values: repo.AttemptValues,
+        answer: str | None,
         now: datetime,
     ) -> repo.SurveyInfo:
         log.info("survey %s: %s (%s)", survey_id, plan.status.value, plan.reason)
-        if plan.status is SurveyStatus.SCHEDULED:
+        if plan.status is SurveyProgress.SCHEDULED:
             return repo.apply_outcome(
                 session, survey_id, status=StoredStatus.PENDING, now=now, reason=plan.reason,
                 next_attempt_at=plan.next_attempt_at,
             )  # fmt: skip
-        if plan.status is SurveyStatus.UNREACHED:
+        if plan.status is SurveyProgress.UNREACHED:
             return repo.apply_outcome(
                 session, survey_id, status=StoredStatus.UNREACHED, now=now, reason=plan.reason
             )
-        answer = self.ivr.keys[values.key] if values.key else None
         rework = (
             f"callback answer {values.key}: {answer}"
-            if answer in self.settings.rework_answer_set
+            if answer in self.settings.rework_answers
             else None
         )
         return repo.apply_outcome(
@@ -227,34 +241,26 @@ class SurveyDispatcher:
 
 
 class SurveyDispatcherComponent:
-    """A service component running `SurveyDispatcher.tick` every `poll_s` with APScheduler.
-
-    `register(scheduler)` adds the job to an existing AsyncIOScheduler (the service's
-    scheduler component); `start()` without one runs a scheduler of its own.
-    """
+    """A service component: the dispatcher's `tick` as the interval job `surveys.dispatch` on the
+    service's one scheduler (`register`), and its calls cancelled on stop."""
 
     name = "surveys"
 
     def __init__(self, dispatcher: SurveyDispatcher) -> None:
         self.dispatcher = dispatcher
-        self._own: AsyncIOScheduler | None = None
         self._last_error: str | None = None
 
-    def register(self, scheduler: AsyncIOScheduler) -> None:
-        """Add the dispatch job (one instance at a time; late runs are coalesced)."""
-        scheduler.add_job(
-            self._tick,
-            IntervalTrigger(seconds=self.dispatcher.settings.poll_s),
-            id=DISPATCH_JOB_ID,
+    def register(self, add_interval_job: Callable[..., None]) -> None:
+        """Add the dispatch job through the scheduler's `add_interval_job`."""
+        add_interval_job(
+            self.tick,
+            seconds=self.dispatcher.settings.poll_s,
+            job_id=DISPATCH_JOB_ID,
             name="callback survey dispatcher",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(self.dispatcher.settings.poll_s)),
-            next_run_time=utcnow(),
         )
 
-    async def _tick(self) -> None:
+    async def tick(self) -> None:
+        """One dispatch round; a failure is logged and shown in health, the next tick retries."""
         try:
             await self.dispatcher.tick()
             self._last_error = None
@@ -263,17 +269,10 @@ class SurveyDispatcherComponent:
             self._last_error = f"{type(exc).__name__}: {exc}"
 
     async def start(self) -> None:
-        """Run the dispatch job on a scheduler of its own."""
-        scheduler = AsyncIOScheduler()
-        self.register(scheduler)
-        scheduler.start()
-        self._own = scheduler
+        """Nothing to start: the scheduler runs the job."""
 
     async def stop(self) -> None:
-        """Stop dispatching and cancel calls in flight (their leases expire)."""
-        scheduler, self._own = self._own, None
-        if scheduler is not None and scheduler.running:
-            scheduler.shutdown(wait=False)
+        """Cancel calls in flight (their leases expire and they are called again)."""
         await self.dispatcher.cancel_all()
 
     def health(self) -> Health:

@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 
-from api.service import Health
 from api.settings import Settings
+from calls.component import Health
 from telephony.media.engine import MediaEngine
 from telephony.sip.errors import RegistrationAuthError, RegistrationError, SipError
 from telephony.sip.ua import UAConfig, UserAgent

@@ -1,8 +1,10 @@
-"""The call manager: creates bridged calls, runs their flows, keeps the database and the event
-stream in step, and recovers what a crash left behind. A component of the service.
+"""The call manager: creates bridged calls, runs their flows, keeps the call records and the
+event stream in step, and recovers what a crash left behind. A component of the service.
 
-Database writes go through one worker thread, in order, so neither the event loop (where the
-20 ms media tick runs) nor a flow ever waits on SQL.
+It is given the values it needs (`CallSettings`), the SIP user agent and media engine, a session
+factory and a `publish` callable; it reads no settings. Database writes go through the call
+records' writer thread, in order, so neither the event loop (where the 20 ms media tick runs)
+nor a flow ever waits on SQL.
 """
 
 from __future__ import annotations
@@ -10,37 +12,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
-from api import call_store
-from api.call_hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks
-from api.numbers import parse_dialable
-from api.prompts import PromptError, ensure_prompts
-from api.service import Health, Service
-from api.telephony import Telephony
 from callflows import commands as c
 from callflows.bridge import BridgeFlow, BridgeSettings
 from callflows.events import AddUnit, Event, Role
 from callflows.inbound import InboundFlow, InboundSettings, InboundState
 from callflows.ivr import KeyPromptCall, KeyPromptResult
-from callflows.runner import FlowRunner
+from calls import records as call_store
+from calls.component import Health
+from calls.hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks, Publish
+from calls.prompts import PromptError, ensure_prompts
+from calls.records import CallRecords
+from calls.runner import FlowRunner
 from recordings import RecordingFlusher, RecordingWriter, recover
 from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
+from registry.numbers import DialPolicy
 from storage.base import utcnow
-from storage.models.calls import CallKind
+from storage.models.call_records import CallKind
+from telephony.media.engine import MediaEngine
 from telephony.privacy import mask_number
 from telephony.sip import leg as sipleg
+from telephony.sip.ua import UserAgent
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    """What the call manager needs from the service's configuration."""
+
+    node: str
+    recordings_root: Path
+    data_dir: Path  # prompts live under it
+    dial_policy: DialPolicy
+    bridge: BridgeSettings
+    dispatcher_seats: tuple[str, ...] = ()
+    inbound_ring_deadline_s: float = 30.0
+    media_timeout_s: float | None = 30.0
 
 
 class CallNotActive(LookupError):
@@ -65,16 +81,24 @@ class CallManager:
 
     name = "calls"
 
-    def __init__(self, service: Service, telephony: Telephony, *, node: str | None = None) -> None:
-        self.service = service
-        self.telephony = telephony
-        self.factory = service.session_factory
-        self.node = node or socket.gethostname()
-        self.recordings_root = service.settings.recordings_dir.resolve()
+    def __init__(
+        self,
+        settings: CallSettings,
+        *,
+        ua: UserAgent,
+        media: MediaEngine,
+        session_factory: sessionmaker[Session],
+        publish: Publish,
+    ) -> None:
+        self.settings = settings
+        self.ua = ua
+        self.media = media
+        self.publish = publish
+        self.node = settings.node
+        self.recordings_root = settings.recordings_root.resolve()
+        self.records = CallRecords(session_factory, self.recordings_root)
         self.runners: dict[str, FlowRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._pending: set[asyncio.Future[Any]] = set()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calls-db")
         self.flusher = RecordingFlusher(self._on_write_error)
         self._recovered: list[str] = []
         self._write_errors = 0
@@ -90,14 +114,7 @@ class CallManager:
         except RecoveryError as exc:
             log.error("some recordings could not be recovered: %s", exc)
             infos = list(exc.recovered)
-        self._recovered = await self._run_db(
-            call_store.mark_interrupted,
-            self.factory,
-            self.node,
-            infos,
-            self.recordings_root,
-            utcnow(),
-        )
+        self._recovered = await self.records.mark_interrupted(self.node, infos, utcnow())
         if self._recovered:
             log.warning(
                 "%d call(s) were interrupted by a restart and are marked so", len(self._recovered)
@@ -105,7 +122,7 @@ class CallManager:
         self.flusher.start()
         self._inbound_task = asyncio.create_task(self._accept_inbound(), name="inbound-calls")
         try:
-            self.prompts = await asyncio.to_thread(ensure_prompts, self.service.settings.data_dir)
+            self.prompts = await asyncio.to_thread(ensure_prompts, self.settings.data_dir)
         except PromptError as exc:
             self._prompt_problem = f"prompts unavailable: {exc}"
             log.error("IVR %s", self._prompt_problem)
@@ -120,9 +137,7 @@ class CallManager:
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=STOP_TIMEOUT_S)
         await self.flusher.stop()
-        if self._pending:
-            await asyncio.wait(list(self._pending), timeout=STOP_TIMEOUT_S)
-        self._executor.shutdown(wait=True)
+        await self.records.close(STOP_TIMEOUT_S)
 
     def health(self) -> Health:
         detail = f"{len(self.runners)} active call(s)"
@@ -130,31 +145,16 @@ class CallManager:
             return Health(False, f"{detail}; {self._write_errors} recording write error(s)")
         return Health(True, detail)
 
-    # -- database thread --
-    def db(self, fn: Callable[..., object], *args: object) -> None:
-        """Queue a write; it runs after every write queued before it."""
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        self._pending.add(fut)
-        fut.add_done_callback(self._written)
-
-    def _written(self, fut: asyncio.Future[Any]) -> None:
-        self._pending.discard(fut)
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("call record write failed", exc_info=fut.exception())
-
-    async def _run_db(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
     async def flushed(self) -> None:
-        """Wait until every queued write is done (tests, shutdown)."""
-        await self._run_db(lambda: None)
+        """Wait until every queued call record write is done (tests, shutdown)."""
+        await self.records.flushed()
 
     # -- bridges --
     def store_bridge(self, req: BridgeRequest) -> tuple[str, bool]:
         """Store a new bridge (in the caller's thread, not the event loop); returns (call id,
         created). A known Idempotency-Key returns the existing bridge and stores nothing."""
         if req.idempotency_key:
-            existing = call_store.find_by_idempotency_key(self.factory, req.idempotency_key)
+            existing = self.records.find_by_idempotency_key(req.idempotency_key)
             if existing is not None:
                 return existing, False
         new = call_store.NewCall(
@@ -170,18 +170,20 @@ class CallManager:
             ),
         )
         try:
-            return call_store.insert_call(self.factory, new), True
+            return self.records.insert_now(new), True
         except IntegrityError:
             if req.idempotency_key:  # a concurrent request with the same key won the insert
-                existing = call_store.find_by_idempotency_key(self.factory, req.idempotency_key)
+                existing = self.records.find_by_idempotency_key(req.idempotency_key)
                 if existing is not None:
                     return existing, False
             raise
 
     async def start_bridge(self, call_id: str, req: BridgeRequest) -> None:
         """Run a stored bridge: dialling starts now."""
-        flow = BridgeFlow(call_id, dict(req.dial_lists), utcnow(), self.bridge_settings())
-        self._start_runner(call_id, flow, BridgeHooks(self, call_id, req.labels))
+        flow = BridgeFlow(call_id, dict(req.dial_lists), utcnow(), self.settings.bridge)
+        self._start_runner(
+            call_id, flow, BridgeHooks(self.records, self.publish, call_id, req.labels)
+        )
 
     def _start_runner(
         self, call_id: str, flow: c.Flow, hooks: CallHooks, *, solo: bool = False
@@ -191,18 +193,17 @@ class CallManager:
     def _make_runner(
         self, call_id: str, flow: c.Flow, hooks: CallHooks, *, solo: bool = False
     ) -> FlowRunner:
-        tel = self.telephony
         return FlowRunner(
             flow,
-            ua=tel.ua,
-            media=tel.media,
+            ua=self.ua,
+            media=self.media,
             hooks=hooks,
             prompts=self.prompts,
             recordings_root=self.recordings_root,
             recording_id=call_id,
             flusher=self.flusher,
             record_solo=solo,
-            media_timeout_s=self.service.settings.media_timeout_s or None,
+            media_timeout_s=self.settings.media_timeout_s or None,
         )
 
     def _launch(self, call_id: str, runner: FlowRunner) -> asyncio.Task[None]:
@@ -222,25 +223,11 @@ class CallManager:
             self.runners.pop(call_id, None)
             self._tasks.pop(call_id, None)
 
-    def bridge_settings(self) -> BridgeSettings:
-        """Dial order and timeouts from the service settings."""
-        st = self.service.settings
-        timeouts = {
-            Role.DISPATCHER: st.ring_timeout_dispatcher_s,
-            Role.CALLER: st.ring_timeout_caller_s,
-            Role.UNIT: st.ring_timeout_unit_s,
-        }
-        if st.bridge_dial_order == "all_at_once":
-            return BridgeSettings.all_at_once(
-                ring_timeouts_s=timeouts, dial_deadline_s=st.bridge_dial_deadline_s
-            )
-        return BridgeSettings(ring_timeouts_s=timeouts, dial_deadline_s=st.bridge_dial_deadline_s)
-
     # -- inbound calls --
     async def _accept_inbound(self) -> None:
         """Every call to the service rings the dispatcher seats at once (first to answer)."""
         while True:
-            leg = await self.telephony.ua.incoming.get()
+            leg = await self.ua.incoming.get()
             try:
                 await self._inbound(leg)
             except Exception:
@@ -249,7 +236,7 @@ class CallManager:
                     await leg.reject(500)
 
     async def _inbound(self, leg: sipleg.Leg) -> None:
-        seats = self.service.settings.dispatcher_seat_list
+        seats = list(self.settings.dispatcher_seats)
         if not seats:
             log.warning(
                 "inbound call from %s refused: no LINKCALL_DISPATCHER_SEATS",
@@ -264,10 +251,10 @@ class CallManager:
             node=self.node,
             parties=(("caller", leg.remote_number), ("dispatcher", None)),
         )
-        call_id = await self._run_db(call_store.insert_call, self.factory, new)
-        settings = InboundSettings(ring_deadline_s=self.service.settings.inbound_ring_deadline_s)
+        call_id = await self.records.insert(new)
+        settings = InboundSettings(ring_deadline_s=self.settings.inbound_ring_deadline_s)
         flow = InboundFlow(call_id, "caller", leg.remote_number, seats, settings)
-        runner = self._make_runner(call_id, flow, InboundHooks(self, call_id))
+        runner = self._make_runner(call_id, flow, InboundHooks(self.records, self.publish, call_id))
         runner.adopt("caller", "caller", leg)
         self._launch(call_id, runner)
 
@@ -284,14 +271,8 @@ class CallManager:
         hooks = runner.hooks
         if isinstance(hooks, BridgeHooks):
             hooks.labels.update(labels)
-        await self._run_db(
-            call_store.become_bridge,
-            self.factory,
-            call_id,
-            unit_code,
-            numbers[0] if numbers else None,
-        )
-        settings = self.bridge_settings()
+        await self.records.become_bridge(call_id, unit_code, numbers[0] if numbers else None)
+        settings = self.settings.bridge
         await runner.replace_flow(lambda old: flow.to_bridge(utcnow(), call_id, settings))
         await runner.request(AddUnit(tuple(numbers)))
 
@@ -299,10 +280,7 @@ class CallManager:
     def dial_form(self, number: str) -> str:
         """What to dial for a stored number (E.164 or extension), after the dial policy;
         NumberError when the number is invalid or refused."""
-        st = self.service.settings
-        return parse_dialable(
-            number, st.phone_region, extensions_pattern=st.extensions_pattern
-        ).dial
+        return self.settings.dial_policy.check(number).dial
 
     async def run_key_prompt(
         self,
@@ -328,9 +306,9 @@ class CallManager:
             unit_code=unit_code,
             parties=(("callee", number),),
         )
-        call_id = await self._run_db(call_store.insert_call, self.factory, new)
+        call_id = await self.records.insert(new)
         flow = make_flow(call_id)
-        hooks = IvrHooks(self, call_id, kind)
+        hooks = IvrHooks(self.records, self.publish, call_id, kind)
         task = self._start_runner(call_id, flow, hooks, solo=True)
         await asyncio.shield(task)
         await self.flushed()
@@ -348,9 +326,7 @@ class CallManager:
     def _on_write_error(self, writer: RecordingWriter, err: RecordingWriteError) -> None:
         self._write_errors += 1
         log.error("recording %s: write failed: %s", writer.recording_id, err)
-        self.service.events.publish(
-            "recording.error", {"recording_id": writer.recording_id, "error": str(err)}
-        )
+        self.publish("recording.error", {"recording_id": writer.recording_id, "error": str(err)})
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until no call runs (tests)."""

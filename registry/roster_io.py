@@ -17,9 +17,8 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from api.duty import InvalidWeek, format_shift, parse_shift_text, parse_week
-from api.numbers import NumberError, parse_dialable
-from api.schemas.registry import NumberRules
+from registry.duty import InvalidWeek, format_shift, parse_shift_text, parse_week
+from registry.numbers import DialPolicy, NumberError
 from storage.registry import RosterValues, RosterVersion, StaffEntry
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -100,7 +99,7 @@ def _read_xlsx(data: bytes) -> list[list[str]]:
 
 
 def parse_sheet(
-    table: Sequence[Sequence[str]], known_units: set[str], rules: NumberRules
+    table: Sequence[Sequence[str]], known_units: set[str], policy: DialPolicy
 ) -> tuple[list[ImportedRoster], list[RowError]]:
     """Rosters grouped by unit and week, or the errors of every bad row (then no rosters)."""
     if not table:
@@ -115,7 +114,7 @@ def parse_sheet(
         row = {c: (cells[i] if i < len(cells) else "") for i, c in enumerate(columns) if c}
         if not any(row.values()):
             continue
-        _parse_row(number, row, known_units, rules, groups, errors)
+        _parse_row(number, row, known_units, policy, groups, errors)
     if errors:
         return [], sorted(errors, key=lambda e: e.row)
     rosters = []
@@ -136,7 +135,7 @@ def _parse_row(
     number: int,
     row: dict[str, str],
     known_units: set[str],
-    rules: NumberRules,
+    policy: DialPolicy,
     groups: dict[tuple[str, str], _Group],
     errors: list[RowError],
 ) -> None:
@@ -160,9 +159,7 @@ def _parse_row(
         fail("name", "the name is empty")
     phone = ""
     try:
-        phone = parse_dialable(
-            row.get("phone", ""), rules.region, extensions_pattern=rules.extensions_pattern
-        ).canonical
+        phone = policy.check(row.get("phone", "")).canonical
     except NumberError as exc:
         fail("phone", exc.reason)
     order_text, order = row.get("order", ""), 0

@@ -28,7 +28,6 @@ __all__ = [
     "NumberKind",
     "PhoneNumber",
     "check_dial_policy",
-    "parse_dialable",
     "parse_number",
 ]
 
@@ -100,9 +99,14 @@ class PhoneNumber:
 
 @dataclass(frozen=True, slots=True)
 class DialPolicy:
-    """What linkcall may dial: domestic public numbers and configured internal extensions."""
+    """What linkcall may dial: domestic public numbers and configured internal extensions.
+
+    This is the one dial policy of the service: every number that will be dialled or stored as
+    a duty phone goes through `check` (the API, roster import, fallbacks, the call manager).
+    """
 
     home_region: str = "CN"
+    extensions_pattern: str | None = None
     allowed_kinds: frozenset[NumberKind] = field(
         default_factory=lambda: frozenset(
             {
@@ -116,6 +120,22 @@ class DialPolicy:
         )
     )
     allow_international: bool = False
+
+    def parse(self, raw: str, *, field: str | None = None) -> PhoneNumber:
+        """Parse with this county's region and extension pattern (no policy check)."""
+        return parse_number(
+            raw, self.home_region, extensions_pattern=self.extensions_pattern, field=field
+        )
+
+    def check(self, raw: str, *, field: str | None = None) -> PhoneNumber:
+        """Parse and check against the policy: the number linkcall may dial, or NumberError
+        (InvalidNumber or DialRefused) naming `field`."""
+        number = self.parse(raw, field=field)
+        try:
+            check_dial_policy(number, self)
+        except DialRefused as exc:
+            raise DialRefused(exc.reason, field=field) from None
+        return number
 
 
 # "0833-1234567-8001", "0833-1234567 转 8001", "... ext 8001", "... x8001", "...#8001"
@@ -234,20 +254,3 @@ def check_dial_policy(number: PhoneNumber, policy: DialPolicy | None = None) -> 
         raise DialRefused(f"international numbers are refused ({number.region or 'unknown'})")
     if number.kind not in policy.allowed_kinds:
         raise DialRefused(f"{number.kind.value} numbers are not on the allow-list")
-
-
-def parse_dialable(
-    raw: str,
-    region: str = "CN",
-    *,
-    extensions_pattern: str | None = None,
-    policy: DialPolicy | None = None,
-    field: str | None = None,
-) -> PhoneNumber:
-    """parse_number then check_dial_policy: what the registry accepts as a duty phone."""
-    number = parse_number(raw, region, extensions_pattern=extensions_pattern, field=field)
-    try:
-        check_dial_policy(number, policy or DialPolicy(home_region=region))
-    except DialRefused as exc:
-        raise DialRefused(exc.reason, field=field) from None
-    return number

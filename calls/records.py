@@ -1,13 +1,18 @@
-"""Writing calls, legs, attempts and recordings to the database (synchronous; the call manager
-runs these in its database thread so the event loop and the media tick never wait on SQL)."""
+"""The call records: calls, legs, attempts and recordings in the database.
+
+The functions are synchronous SQL; `CallRecords` (at the end) binds them to one writer thread
+so the event loop and the media tick never wait on SQL."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +23,7 @@ from callflows.ivr import KeyPromptResult, KeyPromptState
 from recordings import RecordingInfo, check
 from storage.base import utcnow
 from storage.engine import session_scope
-from storage.models.calls import (
+from storage.models.call_records import (
     Attempt,
     Call,
     CallKind,
@@ -323,3 +328,95 @@ def mark_interrupted(
                 call.recording.error = "no audio found after the crash"
             marked.append(call.id)
     return marked
+
+
+T = TypeVar("T")
+
+
+class CallRecords:
+    """The call records (CDR) of this node: calls, legs, attempts and recordings in the database.
+
+    Writes from the event loop are queued to one worker thread and run in order (`queue_*`), so
+    neither the loop (where the 20 ms media tick runs) nor a flow ever waits on SQL; `insert` and
+    the other coroutines run in the same thread and return their result.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], recordings_root: Path) -> None:
+        self.factory = factory
+        self.recordings_root = recordings_root
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calls-db")
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    # -- the writer thread --
+    def _queue(self, fn: Callable[..., object], *args: object) -> None:
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._pending.add(fut)
+        fut.add_done_callback(self._written)
+
+    def _written(self, fut: asyncio.Future[Any]) -> None:
+        self._pending.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("call record write failed", exc_info=fut.exception())
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def flushed(self) -> None:
+        """Wait until every queued write is done."""
+        await self._run(lambda: None)
+
+    async def close(self, timeout: float) -> None:
+        """Wait for queued writes (bounded), then stop the writer thread."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=timeout)
+        self._executor.shutdown(wait=True)
+
+    # -- awaited --
+    async def insert(self, new: NewCall) -> str:
+        """Store a new call with its legs; returns its id."""
+        return await self._run(insert_call, self.factory, new)
+
+    async def become_bridge(
+        self, call_id: str, unit_code: str | None, unit_number: str | None
+    ) -> None:
+        await self._run(become_bridge, self.factory, call_id, unit_code, unit_number)
+
+    async def mark_interrupted(
+        self, node: str, recovered: list[RecordingInfo], now: datetime
+    ) -> list[str]:
+        return await self._run(
+            mark_interrupted, self.factory, node, recovered, self.recordings_root, now
+        )
+
+    # -- in the caller's thread (API worker threads) --
+    def insert_now(self, new: NewCall) -> str:
+        return insert_call(self.factory, new)
+
+    def find_by_idempotency_key(self, key: str) -> str | None:
+        return find_by_idempotency_key(self.factory, key)
+
+    # -- queued from the event loop --
+    def queue_bridge_snapshot(
+        self, call_id: str, snapshot: BridgeSnapshot, labels: dict[str, str]
+    ) -> None:
+        self._queue(save_bridge_snapshot, self.factory, call_id, snapshot, labels)
+
+    def queue_inbound_snapshot(self, call_id: str, snapshot: InboundSnapshot) -> None:
+        self._queue(save_inbound_snapshot, self.factory, call_id, snapshot)
+
+    def queue_key_prompt(self, call_id: str, result: KeyPromptResult) -> None:
+        self._queue(save_key_prompt, self.factory, call_id, result)
+
+    def queue_sip_call_id(self, call_id: str, role: str, sip_id: str) -> None:
+        self._queue(set_sip_call_id, self.factory, call_id, role, sip_id)
+
+    def queue_recording_started(self, call_id: str, recording_id: str, directory: Path) -> None:
+        rel = str(directory.relative_to(self.recordings_root))
+        self._queue(recording_started, self.factory, call_id, recording_id, rel)
+
+    def queue_recording_finished(
+        self, recording_id: str, info: RecordingInfo | None, error: str | None
+    ) -> None:
+        self._queue(
+            recording_finished, self.factory, recording_id, self.recordings_root, info, error
+        )

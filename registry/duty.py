@@ -1,4 +1,4 @@
-"""Duty registry logic without I/O: ISO weeks in the county's zone, shifts and the dial list.
+"""The duty registry's rules: ISO weeks in the county's zone, shifts and the dial list.
 
 Weeks are ISO 8601 weeks written `2026-W49`, Monday 00:00 to Monday 00:00 in the county's time
 zone (Asia/Shanghai). Some years have 53 weeks (2020, 2026): `2026-W53` runs from Monday
@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from registry.numbers import DialPolicy, NumberError
 from storage import registry as repo
 from storage.registry import RosterVersion, Shift
 
@@ -123,16 +124,57 @@ def dial_list(
     return unique
 
 
-def unit_dial_list(
-    session: Session, unit_code: str, at: datetime, zone: ZoneInfo
-) -> list[DialEntry]:
-    """The unit's dial list at `at`, read through the repository (NotFound: unknown unit).
+@dataclass(frozen=True, slots=True)
+class DialTarget:
+    """One entry of a unit's dial list as the dial policy sees it: `dial` is what goes in the
+    request URI, or None with `refused` saying why linkcall may not dial it."""
 
-    What the bridge's unit leg and the duty check dial, in order.
-    """
+    entry: DialEntry
+    dial: str | None
+    display: str
+    refused: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Who answers this number, for the call record: `staff: 张三`."""
+        return f"{self.entry.role}: {self.entry.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitDialList:
+    """Whom to dial for a unit at a time, in order, read from its latest roster of that week."""
+
+    unit_code: str
+    at: datetime
+    week: str
+    roster_version: int | None
+    targets: tuple[DialTarget, ...]
+
+
+def unit_dial_list(
+    session: Session, unit_code: str, at: datetime, zone: ZoneInfo, policy: DialPolicy
+) -> UnitDialList:
+    """The one unit dial list (NotFound: unknown unit): staff on duty at `at`, the leader, the
+    fallback, each checked by the dial policy. The bridge's unit leg, the dial-list endpoint
+    and the duty check all read it here."""
     unit = repo.get_unit(session, unit_code)
-    roster = repo.latest_roster(session, unit_code, week_of(at, zone))
-    return dial_list(roster, unit.fallback_number, at, zone)
+    week = week_of(at, zone)
+    roster = repo.latest_roster(session, unit_code, week)
+    targets = []
+    for entry in dial_list(roster, unit.fallback_number, at, zone):
+        try:
+            number = policy.check(entry.number)
+        except NumberError as exc:
+            targets.append(DialTarget(entry, None, entry.number, exc.reason))
+            continue
+        targets.append(DialTarget(entry, number.dial, number.display))
+    return UnitDialList(
+        unit_code=unit_code,
+        at=at,
+        week=week,
+        roster_version=roster.version if roster else None,
+        targets=tuple(targets),
+    )
 
 
 _SHIFT = re.compile(

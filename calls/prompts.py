@@ -4,7 +4,7 @@ Prompts live in `<data dir>/prompts/<file>`: 8 kHz, mono, 16-bit PCM WAV. At ins
 start `ensure_prompts` generates every missing one with espeak-ng (voice `cmn`) and sox. An
 agency replaces a prompt with its own recording by putting a WAV under the same file name
 (any rate/format sox reads can be converted with `convert_recording`); existing files are
-never overwritten. `python -m api.prompts [DATA_DIR]` generates the missing ones.
+never overwritten. `python -m calls.prompts [DATA_DIR]` generates the missing ones.
 
 Errors:
 
@@ -30,7 +30,7 @@ SAMPLE_RATE = 8000
 
 
 @dataclass(frozen=True, slots=True)
-class Prompt:
+class PromptText:
     """One prompt: the key flows use (callflows `Play(prompt)`), its file name, default text."""
 
     key: str
@@ -43,20 +43,20 @@ class Prompt:
         return self.text.replace("110", "幺幺零")
 
 
-CATALOGUE: dict[str, Prompt] = {
+CATALOGUE: dict[str, PromptText] = {
     p.key: p
     for p in (
-        Prompt(
+        PromptText(
             "survey.question",
             "survey_question.wav",
             "您好，这里是县公安局110指挥中心回访。"
             "您对我们的处理结果满意请按1，基本满意请按2，不满意请按3。",
         ),
-        Prompt("survey.thanks", "survey_thanks.wav", "感谢您对公安工作的支持，再见。"),
-        Prompt(
+        PromptText("survey.thanks", "survey_thanks.wav", "感谢您对公安工作的支持，再见。"),
+        PromptText(
             "duty_check.prompt", "duty_check_prompt.wav", "这里是110指挥中心查岗，请按1确认在岗。"
         ),
-        Prompt("duty_check.thanks", "duty_check_thanks.wav", "查岗确认，谢谢。"),
+        PromptText("duty_check.thanks", "duty_check_thanks.wav", "查岗确认，谢谢。"),
     )
 }
 
@@ -156,7 +156,7 @@ def inspect_prompt(path: Path) -> PromptInfo:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m api.prompts [DATA_DIR]`: generate missing prompts and list them."""
+    """`python -m calls.prompts [DATA_DIR]`: generate missing prompts and list them."""
     args = sys.argv[1:] if argv is None else argv
     data_dir = Path(args[0]) if args else Path("var")
     logging.basicConfig(level=logging.INFO, format="%(message)s")

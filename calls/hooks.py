@@ -1,24 +1,26 @@
-"""Runner hooks of the call manager: what each kind of call stores and publishes.
+"""Runner hooks: what each kind of call stores and publishes.
 
 Every hook runs on the event loop and must be quick: database writes are queued to the call
-manager's database thread (`manager.db`), events go to the in-process bus.
+records' writer thread (`CallRecords.queue_*`), events go to the injected `publish` callable.
+A hook knows the call's id, the records and `publish`; nothing of the call manager.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from api import call_store
 from callflows import commands as c
 from callflows.bridge import BridgeSnapshot
 from callflows.inbound import InboundSnapshot
 from callflows.ivr import KeyPromptResult
+from calls.records import CallRecords
 from recordings import RecordingInfo
-from storage.models.calls import CallKind
+from storage.models.call_records import CallKind
 
-if TYPE_CHECKING:
-    from api.calls import CallManager
+Publish = Callable[[str, dict[str, Any]], object]
+"""Publish one event (type, JSON-ready data) to the live event stream; never blocks."""
 
 
 class CallHooks:
@@ -26,15 +28,17 @@ class CallHooks:
 
     kind = "call"
 
-    def __init__(self, manager: CallManager, call_id: str) -> None:
-        self.m = manager
+    def __init__(self, records: CallRecords, publish: Publish, call_id: str) -> None:
+        self.records = records
+        self.publish = publish
         self.call_id = call_id
 
     def on_save(self, snapshot: object) -> None:
-        raise NotImplementedError
+        """Store the flow's snapshot; each kind of call overrides this."""
+        raise TypeError(f"{type(self).__name__} stores no snapshot {type(snapshot).__name__}")
 
     def on_notify(self, note: c.Notify) -> None:
-        self.m.service.events.publish(
+        self.publish(
             "call.note",
             {
                 "call_id": self.call_id,
@@ -45,27 +49,17 @@ class CallHooks:
         )
 
     def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None:
-        self.m.db(call_store.set_sip_call_id, self.m.factory, self.call_id, role, sip_call_id)
+        self.records.queue_sip_call_id(self.call_id, role, sip_call_id)
 
     def on_recording_started(self, recording_id: str, directory: Path) -> None:
-        rel = str(directory.relative_to(self.m.recordings_root))
-        self.m.db(call_store.recording_started, self.m.factory, self.call_id, recording_id, rel)
-        self.m.service.events.publish(
-            "recording.started", {"call_id": self.call_id, "recording_id": recording_id}
-        )
+        self.records.queue_recording_started(self.call_id, recording_id, directory)
+        self.publish("recording.started", {"call_id": self.call_id, "recording_id": recording_id})
 
     def on_recording_finished(
         self, recording_id: str, info: RecordingInfo | None, error: str | None
     ) -> None:
-        self.m.db(
-            call_store.recording_finished,
-            self.m.factory,
-            recording_id,
-            self.m.recordings_root,
-            info,
-            error,
-        )
-        self.m.service.events.publish(
+        self.records.queue_recording_finished(recording_id, info, error)
+        self.publish(
             "recording.finished",
             {
                 "call_id": self.call_id,
@@ -81,23 +75,22 @@ class BridgeHooks(CallHooks):
 
     kind = "bridge"
 
-    def __init__(self, manager: CallManager, call_id: str, labels: dict[str, str]) -> None:
-        super().__init__(manager, call_id)
+    def __init__(
+        self, records: CallRecords, publish: Publish, call_id: str, labels: dict[str, str]
+    ) -> None:
+        super().__init__(records, publish, call_id)
         self.labels = labels
         self._last: BridgeSnapshot | None = None
 
     def on_save(self, snapshot: object) -> None:
         assert isinstance(snapshot, BridgeSnapshot)
-        self.m.db(
-            call_store.save_bridge_snapshot, self.m.factory, self.call_id, snapshot, self.labels
-        )
+        self.records.queue_bridge_snapshot(self.call_id, snapshot, self.labels)
         self._publish_changes(snapshot)
         self._last = snapshot
 
     def _publish_changes(self, snap: BridgeSnapshot) -> None:
-        bus = self.m.service.events
         if self._last is None or self._last.state is not snap.state:
-            bus.publish(
+            self.publish(
                 "call.state",
                 {
                     "call_id": self.call_id,
@@ -111,7 +104,7 @@ class BridgeHooks(CallHooks):
             old = before.get(party.role)
             seen = (old.state, old.muted, old.held, len(old.attempts)) if old else None
             if seen != (party.state, party.muted, party.held, len(party.attempts)):
-                bus.publish(
+                self.publish(
                     "leg.state",
                     {
                         "call_id": self.call_id,
@@ -130,8 +123,8 @@ class InboundHooks(BridgeHooks):
 
     kind = "inbound"
 
-    def __init__(self, manager: CallManager, call_id: str) -> None:
-        super().__init__(manager, call_id, {})
+    def __init__(self, records: CallRecords, publish: Publish, call_id: str) -> None:
+        super().__init__(records, publish, call_id, {})
         self._inbound_state: str | None = None
 
     def on_save(self, snapshot: object) -> None:
@@ -140,10 +133,10 @@ class InboundHooks(BridgeHooks):
             super().on_save(snapshot)
             return
         assert isinstance(snapshot, InboundSnapshot)
-        self.m.db(call_store.save_inbound_snapshot, self.m.factory, self.call_id, snapshot)
+        self.records.queue_inbound_snapshot(self.call_id, snapshot)
         if snapshot.state.value != self._inbound_state:
             self._inbound_state = snapshot.state.value
-            self.m.service.events.publish(
+            self.publish(
                 "call.state",
                 {
                     "call_id": self.call_id,
@@ -157,16 +150,18 @@ class InboundHooks(BridgeHooks):
 class IvrHooks(CallHooks):
     """Runner hooks of a prompt-and-key call (survey, duty check): keep its result."""
 
-    def __init__(self, manager: CallManager, call_id: str, kind: CallKind) -> None:
-        super().__init__(manager, call_id)
+    def __init__(
+        self, records: CallRecords, publish: Publish, call_id: str, kind: CallKind
+    ) -> None:
+        super().__init__(records, publish, call_id)
         self.kind = kind.value
         self.result: KeyPromptResult | None = None
 
     def on_save(self, snapshot: object) -> None:
         assert isinstance(snapshot, KeyPromptResult)
-        self.m.db(call_store.save_key_prompt, self.m.factory, self.call_id, snapshot)
+        self.records.queue_key_prompt(self.call_id, snapshot)
         if self.result is None or self.result.state is not snapshot.state:
-            self.m.service.events.publish(
+            self.publish(
                 "call.state",
                 {
                     "call_id": self.call_id,
