@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.problems import install_problem_handlers
 from api.routers import admin, bridges, call_history, console, events, health, recordings
 from api.routers import incidents as incidents_router
+from api.routers import numbers as numbers_router
 from api.routers import rosters as rosters_router
 from api.routers import surveys as surveys_router
 from api.routers import units as units_router
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.include_router(recordings.router)
     app.include_router(units_router.router)
     app.include_router(rosters_router.router)
+    app.include_router(numbers_router.router)
     app.include_router(incidents_router.router)
     app.include_router(surveys_router.router)
     app.include_router(console.router)

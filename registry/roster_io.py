@@ -17,8 +17,11 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
+
 from registry.duty import InvalidWeek, format_shift, parse_shift_text, parse_week
 from registry.numbers import DialPolicy, NumberError
+from storage import registry as repo
 from storage.registry import RosterValues, RosterVersion, StaffEntry
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -31,6 +34,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("shift", "班次"),
     ("notes", "备注"),
 )
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 REQUIRED = ("unit_code", "week", "role", "name", "phone")
 LEADER, STAFF = "值班领导", "值班人员"
 _ROLES = {"值班领导": "leader", "领导": "leader", "leader": "leader"} | {
@@ -99,9 +103,16 @@ def _read_xlsx(data: bytes) -> list[list[str]]:
 
 
 def parse_sheet(
-    table: Sequence[Sequence[str]], known_units: set[str], policy: DialPolicy
+    table: Sequence[Sequence[str]],
+    known_units: set[str],
+    policy: DialPolicy,
+    *,
+    only_unit: str | None = None,
 ) -> tuple[list[ImportedRoster], list[RowError]]:
-    """Rosters grouped by unit and week, or the errors of every bad row (then no rosters)."""
+    """Rosters grouped by unit and week, or the errors of every bad row (then no rosters).
+
+    `only_unit` (a unit token's own sheet): a row of any other unit is an error of that row.
+    """
     if not table:
         return [], [RowError(1, None, "the sheet is empty")]
     columns = [_HEADER.get(h.strip().lower(), _HEADER.get(h.strip())) for h in table[0]]
@@ -113,6 +124,11 @@ def parse_sheet(
     for number, cells in enumerate(table[1:], start=2):
         row = {c: (cells[i] if i < len(cells) else "") for i, c in enumerate(columns) if c}
         if not any(row.values()):
+            continue
+        unit = row.get("unit_code", "")
+        if only_unit is not None and unit != only_unit:
+            message = f"row for unit {unit!r}: this token may import only {only_unit}'s rows"
+            errors.append(RowError(number, "单位编码/unit_code", message))
             continue
         _parse_row(number, row, known_units, policy, groups, errors)
     if errors:
@@ -204,6 +220,27 @@ def roster_rows(rosters: Iterable[RosterVersion]) -> list[list[str]]:
                 ]
             )
     return rows
+
+
+def template_rows(unit_code: str, week: str, source: RosterVersion | None) -> list[list[str]]:
+    """A unit's sheet for `week` in the export's columns: `source` (its roster of that week or
+    of an earlier one) moved to `week`, or a leader row and a staff row to fill in."""
+    if source is not None:
+        rows = roster_rows([source])
+        for row in rows[1:]:
+            row[1] = week
+        return rows
+    return [
+        [zh for _, zh in COLUMNS],
+        [unit_code, week, LEADER, "", "", "", "", ""],
+        [unit_code, week, STAFF, "", "", "1", "1-7 08:00-18:00", ""],
+    ]
+
+
+def unit_template(session: Session, unit_code: str, week: str) -> list[list[str]]:
+    """The sheet a unit downloads to fill in `week`: its roster of that week, else its latest
+    earlier one moved to `week`, else blank leader and staff rows (NotFound for an unknown unit)."""
+    return template_rows(unit_code, week, repo.latest_roster_until(session, unit_code, week))
 
 
 def to_csv(rows: list[list[str]]) -> bytes:

@@ -266,6 +266,43 @@ def latest_roster(session: Session, unit_code: str, week: str) -> RosterVersion 
     return history[-1] if history else None
 
 
+def unit_roster_weeks(
+    session: Session, unit_code: str, *, weeks: list[str] | None = None, limit: int = 20
+) -> list[RosterVersion]:
+    """The latest version of each week the unit reported for (optionally only `weeks`), newest
+    week first."""
+    unit = _unit_row(session, unit_code)
+    newest = (
+        select(Roster.week, func.max(Roster.version).label("v"))
+        .where(Roster.unit_id == unit.id)
+        .group_by(Roster.week)
+        .subquery()
+    )
+    stmt = (
+        select(Roster)
+        .join(newest, (Roster.week == newest.c.week) & (Roster.version == newest.c.v))
+        .where(Roster.unit_id == unit.id)
+        .order_by(Roster.week.desc())
+        .limit(limit)
+    )
+    if weeks is not None:
+        stmt = stmt.where(Roster.week.in_(weeks))
+    return [_roster_version(r, unit_code) for r in session.scalars(stmt)]
+
+
+def latest_roster_until(session: Session, unit_code: str, week: str) -> RosterVersion | None:
+    """The latest version of the most recent week up to and including `week` (canonical weeks
+    sort as text), or None when the unit never reported before."""
+    unit = _unit_row(session, unit_code)
+    row = session.scalar(
+        select(Roster)
+        .where(Roster.unit_id == unit.id, Roster.week <= week)
+        .order_by(Roster.week.desc(), Roster.version.desc())
+        .limit(1)
+    )
+    return _roster_version(row, unit_code) if row is not None else None
+
+
 def latest_rosters_for_week(session: Session, week: str) -> list[RosterVersion]:
     """The latest version of every unit that reported for `week`, by unit code."""
     newest = (

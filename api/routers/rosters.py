@@ -8,22 +8,22 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import Response
 
-from api.auth import AdminDep, DispatcherDep
+from api.auth import DispatcherDep, PrincipalDep
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
 from api.routers.units import checked_week
 from api.schemas.registry import ImportResult, MissingOut, NotificationOut, UnitOut
 from registry.duty import coming_week, week_of
-from registry.roster_io import parse_sheet, read_table, roster_rows, to_csv, to_xlsx
+from registry.roster_io import XLSX_TYPE, parse_sheet, read_table, roster_rows, to_csv, to_xlsx
 from storage import audit
 from storage import registry as repo
 from storage.base import utcnow
+from storage.models.auth import Role
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/rosters", tags=["duty registry"])
 
 MAX_UPLOAD = 5 * 1024 * 1024
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @router.get("/missing", response_model=MissingOut, summary="Active units with no roster for a week")
@@ -67,14 +67,20 @@ def get_reminders(
     "/import",
     response_model=ImportResult,
     status_code=201,
-    summary="Import rosters from CSV or XLSX; all rows or none",
+    summary="Import rosters from CSV or XLSX; all rows or none (admin: any unit; a unit token: "
+    "its own unit's rows only)",
 )
 def import_rosters(
     file: Annotated[UploadFile, File(description="CSV (UTF-8) or XLSX, one row per person")],
     session: SessionDep,
     service: ServiceDep,
-    principal: AdminDep,
+    principal: PrincipalDep,
 ) -> ImportResult:
+    if principal.role not in (Role.ADMIN, Role.UNIT):
+        raise Problem(
+            403, "Forbidden", "this needs one of the roles: admin, unit", kind="forbidden"
+        )
+    only_unit = principal.unit_code if principal.role is Role.UNIT else None
     data = file.file.read(MAX_UPLOAD + 1)  # a worker thread: no SQL or file I/O on the loop
     if len(data) > MAX_UPLOAD:
         raise Problem(413, "Upload too large", f"at most {MAX_UPLOAD} bytes", kind="too-large")
@@ -85,7 +91,7 @@ def import_rosters(
             422, "Unreadable sheet", f"not a CSV or XLSX file: {exc}", kind="validation"
         ) from exc
     known = {u.code for u in repo.list_units(session)}
-    rosters, errors = parse_sheet(table, known, service.settings.dial_policy)
+    rosters, errors = parse_sheet(table, known, service.settings.dial_policy, only_unit=only_unit)
     if errors:
         raise Problem(
             422,

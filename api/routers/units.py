@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
 
 from api.auth import AdminDep, DispatcherDep, PrincipalDep, SupervisorDep, ensure_unit_scope
 from api.deps import ServiceDep, SessionDep
@@ -20,6 +21,7 @@ from api.schemas.registry import (
     RosterIn,
     RosterOut,
     RosterVersionOut,
+    RosterWeekOut,
     UnitIn,
     UnitOut,
     invalid_numbers,
@@ -28,6 +30,7 @@ from api.schemas.registry import (
 from calls.duty_check_job import caller_installed
 from registry.duty import InvalidWeek, parse_week, unit_dial_list
 from registry.numbers import DialPolicy, NumberError
+from registry.roster_io import XLSX_TYPE, to_csv, to_xlsx, unit_template
 from storage import audit
 from storage import registry as repo
 from storage.base import utcnow
@@ -142,6 +145,46 @@ def put_roster(
         mask_number(stored.leader_phone),
     )
     return RosterOut(**RosterVersionOut.of(stored).model_dump())
+
+
+@router.get(
+    "/{code}/rosters",
+    response_model=list[RosterWeekOut],
+    summary="The weeks a unit reported for (the version that counts of each), newest first",
+)
+def list_roster_weeks(
+    code: CodePath,
+    session: SessionDep,
+    principal: PrincipalDep,
+    week: Annotated[list[str] | None, Query(description="only these ISO weeks")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> list[RosterWeekOut]:
+    _may_read_unit(principal, code)
+    weeks = [checked_week(w) for w in week] if week else None
+    rows = repo.unit_roster_weeks(session, code, weeks=weeks, limit=limit)
+    return [RosterWeekOut.of(r) for r in rows]
+
+
+@router.get(
+    "/{code}/rosters/{week}/template",
+    summary="The unit's own sheet for a week (CSV or XLSX, the export's columns) to fill in",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}},
+)
+def roster_template(
+    code: CodePath,
+    week: WeekPath,
+    session: SessionDep,
+    principal: PrincipalDep,
+    format: Annotated[Literal["csv", "xlsx"], Query()] = "xlsx",
+) -> Response:
+    _may_read_unit(principal, code)
+    canonical = checked_week(week)
+    rows = unit_template(session, code, canonical)
+    headers = {"Content-Disposition": f'attachment; filename="roster-{code}-{canonical}.{format}"'}
+    if format == "xlsx":
+        return Response(to_xlsx(rows, canonical), media_type=XLSX_TYPE, headers=headers)
+    return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get(

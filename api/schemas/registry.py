@@ -184,6 +184,26 @@ class RosterVersionOut(BaseModel):
         )
 
 
+class RosterWeekOut(BaseModel):
+    """A week the unit reported for: the version that counts, who submitted it and when."""
+
+    unit_code: str
+    week: str
+    version: int
+    submitted_by: str
+    submitted_at: datetime
+
+    @classmethod
+    def of(cls, r: RosterVersion) -> RosterWeekOut:
+        return cls(
+            unit_code=r.unit_code,
+            week=r.week,
+            version=r.version,
+            submitted_by=r.submitted_by,
+            submitted_at=r.submitted_at,
+        )
+
+
 class RosterOut(RosterVersionOut):
     """The version that counts; `history` (all versions, oldest first) when asked for."""
 

@@ -144,5 +144,11 @@ def test_import_refuses_a_sheet_without_the_required_columns_or_a_leader(reg: An
         files={"file": ("x.csv", no_leader.encode())},
         headers=reg.auth("unit"),
     )
+    assert r.status_code == 422 and "leader" in r.json()["errors"][0]["message"]
+    r = reg.client.post(
+        "/api/v1/rosters/import",
+        files={"file": ("x.csv", no_leader.encode())},
+        headers=reg.auth("dispatcher"),
+    )
     assert r.status_code == 403
     assert _rosters(reg) == 0
