@@ -21,6 +21,8 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "console"
 ASSETS: dict[str, str] = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "unit.js": "text/javascript; charset=utf-8",
+    "unit.css": "text/css; charset=utf-8",
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

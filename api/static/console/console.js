@@ -35,6 +35,10 @@
     return label(RESULT, head) + (role ? "（" + label(ROLE, role) + "）" : "");
   }
   const DUTY_ROLE = { staff: "值班人员", leader: "带班领导", fallback: "备用号码" };
+  const INCIDENT_STATE = {
+    received: "新警情", diverted: "已分流", accepted: "已接收", closed: "已办结", surveyed: "已回访",
+  };
+  const CATEGORY = { police: "警务类", non_police: "非警务类" };
   const ANSWER = { satisfied: "满意", basically_satisfied: "基本满意", unsatisfied: "不满意" };
   const ROLE_NAME = { dispatcher: "调度员", supervisor: "督导员", admin: "管理员", unit: "单位值班员" };
   const PROBLEM_TITLE = {
@@ -52,6 +56,12 @@
     "Not Found": "未找到",
     "No such track": "没有该录音分轨",
     "Recording file missing": "录音文件缺失",
+    "Invalid phone number": "号码无效或不允许拨打",
+    "Import refused": "表格未通过校验",
+    "Unreadable sheet": "无法读取表格文件",
+    "Upload too large": "文件过大",
+    "No roster": "未报备值班表",
+    "Conflict": "数据冲突，请刷新后重试",
   };
   const FIELD_ERROR_TYPE = {
     DialRefused: "不允许拨打此号码",
@@ -74,7 +84,7 @@
       if (v == null || v === false) continue;
       if (k === "class") node.className = v;
       else if (k === "text") node.textContent = v;
-      else if (k.startsWith("data-")) node.setAttribute(k, v);
+      else if (k.startsWith("data-") || k.startsWith("aria-")) node.setAttribute(k, v);
       else if (k === "title" || k === "type" || k === "href" || k === "role") node.setAttribute(k, v);
       else node[k] = v;
     }
@@ -114,6 +124,7 @@
       headers["Content-Type"] = "application/json";
       body = JSON.stringify(o.json);
     }
+    if (o.body !== undefined) body = o.body; // e.g. FormData (the browser sets the type)
     let resp;
     try {
       resp = await fetch(path, { method: o.method || "GET", headers, body, cache: "no-store" });
@@ -199,6 +210,8 @@
     who.replaceChildren(el("span", { text: "已登录：" + me.name + "（" + label(ROLE_NAME, me.role) + "）" }),
       " ", en(me.role + (me.unit_code ? " · " + me.unit_code : "")));
     who.dataset.role = me.role;
+    applyRole(me.role);
+    document.dispatchEvent(new CustomEvent("linkcall:login", { detail: me }));
     if (me.role === "unit") {
       showMsg(authMsg, "info", "单位令牌只能维护本单位值班表；发起和查看通话需要调度员令牌。",
         "Unit tokens cannot place or list calls.");
@@ -217,7 +230,10 @@
     bridges.clear();
     renderCalls();
     $("#whoami").textContent = "";
+    delete $("#whoami").dataset.role;
     setSignedIn(false);
+    applyRole(null);
+    document.dispatchEvent(new CustomEvent("linkcall:logout"));
     showMsg(authMsg, "info", "已退出。", "Signed out; the token was removed from this tab.");
   }
 
@@ -234,6 +250,19 @@
     }
     for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + name;
     if (name === "duty" && !$("#missing-week").value) $("#missing-week").value = isoWeek(0);
+    document.dispatchEvent(new CustomEvent("linkcall:view", { detail: name }));
+  }
+
+  // Each tab names the roles it is for (data-roles); signed out, the dispatcher's tabs show.
+  function applyRole(role) {
+    let first = null, selectedVisible = false;
+    for (const b of document.querySelectorAll(".tabs button")) {
+      const roles = (b.dataset.roles || "dispatcher supervisor admin").split(" ");
+      b.hidden = !roles.includes(role || "dispatcher");
+      if (!b.hidden && !first) first = b.dataset.view;
+      if (!b.hidden && b.getAttribute("aria-selected") === "true") selectedVisible = true;
+    }
+    if (!selectedVisible && first) showView(first);
   }
   for (const b of document.querySelectorAll(".tabs button")) {
     b.addEventListener("click", () => showView(b.dataset.view));
@@ -682,6 +711,7 @@
   }
 
   function onEvent(type, ev) {
+    document.dispatchEvent(new CustomEvent("linkcall:event", { detail: { type, data: ev } }));
     const id = ev.call_id;
     if (!id) return;
     const known = calls.get(id);
@@ -813,6 +843,18 @@
     $("#stats-out").hidden = false;
   });
 
+  // ---------- shared with the views in their own files (unit.js, ...) ----------
+  window.linkcall = {
+    api, el, en, label, fmtTime, isoWeek, localDate, nextDay, problemText, showMsg, showError,
+    hideMsg, showView, newKey, reasonText, unitName, units: () => units, loadUnits,
+    vocab: {
+      CALL_STATE, LEG_STATE, ROLE, KIND, RESULT, DUTY_ROLE, ANSWER, ROLE_NAME, FIELD_ERROR_TYPE,
+      INCIDENT_STATE, CATEGORY,
+    },
+    me: () => $("#whoami").dataset.role || null,
+  };
+
   // ---------- start ----------
+  applyRole(null);
   if (token) login(token);
 })();
