@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.logs import install_access_log_masking
 from api.problems import install_problem_handlers
 from api.routers import admin, bridges, call_history, console, events, health, recordings
 from api.routers import incidents as incidents_router
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     )
     app.state.service = svc
     install_problem_handlers(app)
+    install_access_log_masking()
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(events.router)

@@ -26,8 +26,10 @@ __all__ = [
     "InvalidNumber",
     "NumberError",
     "NumberKind",
+    "NumberSearch",
     "PhoneNumber",
     "check_dial_policy",
+    "number_search",
     "parse_number",
 ]
 
@@ -254,3 +256,31 @@ def check_dial_policy(number: PhoneNumber, policy: DialPolicy | None = None) -> 
         raise DialRefused(f"international numbers are refused ({number.region or 'unknown'})")
     if number.kind not in policy.allowed_kinds:
         raise DialRefused(f"{number.kind.value} numbers are not on the allow-list")
+
+
+@dataclass(frozen=True, slots=True)
+class NumberSearch:
+    """How to find a number among stored call numbers (E.164 or extension digits): equal to
+    `value`, or (`suffix`) ending with those digits."""
+
+    value: str
+    suffix: bool
+
+
+_DIGITS = re.compile(r"^[0-9]{3,15}$")
+
+
+def number_search(raw: str, policy: DialPolicy) -> NumberSearch:
+    """A full public number (`138 1234 5678`, `0833-4212345`, `+86…`) matches its E.164 exactly;
+    3-15 bare digits that are not one (`5678`, an extension `2001`) match as the last digits.
+    InvalidNumber otherwise."""
+    text = re.sub(r"[\s\-().]", "", raw or "")
+    try:
+        number = policy.parse(text, field="number")
+    except NumberError:
+        number = None
+    if number is not None and number.e164 is not None:
+        return NumberSearch(number.e164, suffix=False)
+    if _DIGITS.match(text):
+        return NumberSearch(text, suffix=True)
+    raise InvalidNumber("give a full number or its last 3 to 15 digits (e.g. 5678)", field="number")

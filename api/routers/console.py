@@ -23,6 +23,8 @@ ASSETS: dict[str, str] = {
     "console.css": "text/css; charset=utf-8",
     "unit.js": "text/javascript; charset=utf-8",
     "unit.css": "text/css; charset=utf-8",
+    "history.js": "text/javascript; charset=utf-8",
+    "views.css": "text/css; charset=utf-8",
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
