@@ -121,8 +121,11 @@ def private_dockerd(logdir: Path) -> Iterator[dict[str, str]]:
     sock = DOCKER_ROOT / "docker.sock"
     env["DOCKER_HOST"] = f"unix://{sock}"
     if subprocess.run(["docker", "info"], env=env, capture_output=True, timeout=20).returncode == 0:
+        pidfile = DOCKER_ROOT / "dockerd.pid"
+        pid = pidfile.read_text().strip() if pidfile.exists() else "?"
         raise SmokeFailure(
-            f"a dockerd already serves {sock} (another run?); stop it or set DOCKER_HOST to use it"
+            f"a dockerd (pid {pid}) already serves {sock}: another run? Stop it (kill {pid}) "
+            "or set DOCKER_HOST to use it"
         )
     for sub in ("data", "exec"):
         (DOCKER_ROOT / sub).mkdir(parents=True, exist_ok=True)
@@ -139,6 +142,8 @@ def private_dockerd(logdir: Path) -> Iterator[dict[str, str]]:
         "--containerd-namespace=linkcall",
         "--containerd-plugins-namespace=linkcall-plugins",
     ]
+    if shutil.which("setpriv"):  # dies with this process even if it is SIGKILLed
+        cmd = ["setpriv", "--pdeathsig", "TERM", *cmd]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     say(f"dockerd started (pid {proc.pid}), log {logdir / 'dockerd.log'}")
     try:
@@ -154,10 +159,32 @@ def private_dockerd(logdir: Path) -> Iterator[dict[str, str]]:
             )
 
         wait_for("dockerd answers", answers, 60)
+        remove_leftovers(env)
         yield env
     finally:
         stop_pid(proc, "dockerd", 45)
         log.close()
+
+
+def remove_leftovers(env: dict[str, str]) -> None:
+    """Containers and volumes of an earlier run that was killed (our private engine only)."""
+    label = "label=com.docker.compose.project"
+    old = [
+        line.split()[0]
+        for line in docker(env, "ps", "-a", "--format", "{{.ID}} {{.Labels}}").splitlines()
+        if "com.docker.compose.project=lcsmoke" in line
+    ]
+    if old:
+        say(f"removing {len(old)} container(s) left by an earlier run")
+        docker(env, "rm", "-f", "-v", *old)
+    vols = [
+        v
+        for v in docker(env, "volume", "ls", "-q", "--filter", label).split()
+        if v.startswith("lcsmoke")
+    ]
+    if vols:
+        docker(env, "volume", "rm", *vols)
+    docker(env, "image", "prune", "-f")  # images the last builds replaced
 
 
 @contextlib.contextmanager
@@ -205,9 +232,13 @@ def docker(env: dict[str, str], *args: str, timeout: float = 60) -> str:
 
 
 def check_kamailio_image(compose: Compose, env: dict[str, str]) -> None:
-    """The compose service kamailio: answers OPTIONS, REGISTER with the right password only."""
+    """The compose service kamailio: OPTIONS; the service's and a phone's accounts only."""
     port = ports.sip_port()
-    extra = {"KAMAILIO_SIP_PORT": str(port), "KAMAILIO_PHONE_USERS": "2001:pw-2001"}
+    extra = {
+        "KAMAILIO_SIP_PORT": str(port),
+        "LINKCALL_SIP_PASSWORD": "svc-secret",  # the service's account, as compose wires it
+        "KAMAILIO_PHONE_USERS": "2001:pw-2001",
+    }
     compose("up", "-d", "--no-deps", "--no-build", "kamailio", extra_env=extra)
     try:
         status = wait_for(
@@ -217,34 +248,26 @@ def check_kamailio_image(compose: Compose, env: dict[str, str]) -> None:
         )
         if not status.startswith("SIP/2.0 200"):
             raise SmokeFailure(f"OPTIONS to the Kamailio container: {status}")
-        aor = f"sip:2001@127.0.0.1:{port}"
-        with SipProbe("127.0.0.1", port) as probe:
-            good = probe.request(
-                "REGISTER",
-                f"sip:127.0.0.1:{port}",
-                from_user="2001",
-                to_uri=aor,
-                auth=("2001", "pw-2001"),
-                extra_headers=["Expires: 60"],
-            )
-        with SipProbe("127.0.0.1", port) as probe:
-            bad = probe.request(
-                "REGISTER",
-                f"sip:127.0.0.1:{port}",
-                from_user="2001",
-                to_uri=aor,
-                auth=("2001", "wrong"),
-                extra_headers=["Expires: 60"],
-            )
-        if good.status != 200 or bad.status == 200:
-            raise SmokeFailure(
-                f"Kamailio container REGISTER: right password {good.status_line}, "
-                f"wrong password {bad.status_line}"
-            )
-        say(
-            f"kamailio image: OPTIONS {status}; REGISTER 200 with the password, "
-            f"{bad.status} with a wrong one"
-        )
+
+        def register(user: str, password: str) -> int:
+            with SipProbe("127.0.0.1", port) as probe:
+                return probe.request(
+                    "REGISTER",
+                    f"sip:127.0.0.1:{port}",
+                    from_user=user,
+                    to_uri=f"sip:{user}@127.0.0.1:{port}",
+                    auth=(user, password),
+                    extra_headers=["Expires: 60"],
+                ).status
+
+        results = {
+            "service 1000": register(SERVICE_USER, "svc-secret"),
+            "phone 2001": register("2001", "pw-2001"),
+            "2001, wrong password": register("2001", "wrong"),
+        }
+        if list(results.values()) != [200, 200, 401]:
+            raise SmokeFailure(f"Kamailio container REGISTER results: {results}")
+        say(f"kamailio image: OPTIONS {status}; REGISTER {results}")
     finally:
         compose("rm", "-s", "-f", "-v", "kamailio", extra_env=extra)
 
