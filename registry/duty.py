@@ -149,6 +149,7 @@ class UnitDialList:
     week: str
     roster_version: int | None
     targets: tuple[DialTarget, ...]
+    active: bool = True  # a deactivated unit is not offered for bridges
 
 
 def unit_dial_list(
@@ -174,6 +175,7 @@ def unit_dial_list(
         week=week,
         roster_version=roster.version if roster else None,
         targets=tuple(targets),
+        active=unit.active,
     )
 
 

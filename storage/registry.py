@@ -156,6 +156,20 @@ def upsert_unit(session: Session, unit: UnitInfo) -> bool:
     return created
 
 
+def update_unit(session: Session, code: str, changes: dict[str, Any]) -> UnitInfo:
+    """Change a unit's `name`, `kind`, `fallback_number` (None clears it) or `active`; its
+    rosters, calls and incidents stay (a deactivated unit keeps its history). NotFound."""
+    row = _unit_row(session, code)
+    allowed = {"name", "kind", "fallback_number", "active"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+    for key, value in changes.items():
+        setattr(row, key, value)
+    session.flush()
+    return _unit_info(row)
+
+
 def get_unit(session: Session, code: str) -> UnitInfo:
     """One unit by code; NotFound otherwise."""
     return _unit_info(_unit_row(session, code))

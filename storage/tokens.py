@@ -69,7 +69,8 @@ def revoke_token(session: Session, token_id: str) -> None:
     row = session.get(ApiToken, token_id)
     if row is None:
         raise NotFound("token", token_id)
-    row.revoked_at = utcnow()
+    if row.revoked_at is None:  # revoking twice keeps the first time
+        row.revoked_at = utcnow()
 
 
 def list_tokens(session: Session) -> list[ApiToken]:

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from api.auth import AdminDep, PrincipalDep, SupervisorDep
 from api.deps import SessionDep
 from storage import audit
-from storage.models.auth import AuditEntry, Role
-from storage.tokens import create_token
+from storage.models.auth import ApiToken, AuditEntry, Role
+from storage.tokens import create_token, list_tokens, revoke_token
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -35,6 +35,21 @@ class TokenOut(BaseModel):
     role: Role
     unit_code: str | None
     token: str = Field(description="the secret; shown only in this response")
+
+
+class TokenInfo(BaseModel):
+    """A token as listed: never its secret (only a hash is stored)."""
+
+    id: str
+    name: str
+    role: Role
+    unit_code: str | None
+    prefix: str = Field(
+        description="the second part of the secret, lc_<prefix>_…, to tell them apart"
+    )
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
 
 
 class AuditOut(BaseModel):
@@ -72,12 +87,33 @@ def post_token(body: TokenIn, session: SessionDep, principal: AdminDep) -> Token
     return TokenOut(name=body.name, role=body.role, unit_code=body.unit_code, token=secret)
 
 
+@router.get("/tokens", response_model=list[TokenInfo], summary="API tokens, newest first (admin)")
+def get_tokens(session: SessionDep, _principal: AdminDep) -> list[TokenInfo]:
+    return [TokenInfo.model_validate(t, from_attributes=True) for t in list_tokens(session)]
+
+
+@router.post(
+    "/tokens/{token_id}/revoke", response_model=TokenInfo, summary="Revoke a token (admin)"
+)
+def post_revoke(token_id: str, session: SessionDep, principal: AdminDep) -> TokenInfo:
+    revoke_token(session, token_id)
+    audit.record(session, principal, "token.revoke", "token", token_id)
+    return TokenInfo.model_validate(session.get(ApiToken, token_id), from_attributes=True)
+
+
 @router.get("/audit", response_model=list[AuditOut], summary="The audit log, newest first")
 def get_audit(
     session: SessionDep,
     _principal: SupervisorDep,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
+    resource_type: Annotated[str | None, Query(max_length=40)] = None,
+    resource_id: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[
+        str | None, Query(max_length=60, description="exact, or a prefix ending in '.'")
+    ] = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    before_id: Annotated[int | None, Query(ge=1, description="entries older than this id")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
@@ -85,4 +121,17 @@ def get_audit(
         stmt = stmt.where(AuditEntry.resource_type == resource_type)
     if resource_id:
         stmt = stmt.where(AuditEntry.resource_id == resource_id)
+    if actor:
+        stmt = stmt.where(AuditEntry.actor == actor)
+    if action:
+        if action.endswith("."):
+            stmt = stmt.where(AuditEntry.action.startswith(action, autoescape=True))
+        else:
+            stmt = stmt.where(AuditEntry.action == action)
+    if from_ is not None:
+        stmt = stmt.where(AuditEntry.at >= from_)
+    if to is not None:
+        stmt = stmt.where(AuditEntry.at < to)
+    if before_id is not None:
+        stmt = stmt.where(AuditEntry.id < before_id)
     return [AuditOut.model_validate(e, from_attributes=True) for e in session.scalars(stmt)]

@@ -174,6 +174,10 @@ def _unit_dial_list(
         raise Problem(
             422, "Unknown unit", f"unit {code!r} does not exist", kind="validation", errors=[err]
         ) from exc
+    if not dial.active:
+        err = {"field": "unit.unit_code", "message": f"unit {code!r} is deactivated",
+               "type": "inactive"}  # fmt: skip
+        raise Problem(422, "Unit deactivated", err["message"], kind="validation", errors=[err])
     numbers: list[str] = []
     labels: dict[str, str] = {}
     for i, target in enumerate(dial.targets):

@@ -24,6 +24,7 @@ from api.schemas.registry import (
     RosterWeekOut,
     UnitIn,
     UnitOut,
+    UnitPatch,
     invalid_numbers,
     roster_values,
 )
@@ -90,6 +91,49 @@ def create_unit(
         active=body.active,
     )
     audit.record(session, principal, "unit.create", "unit", unit.code, detail={"name": unit.name})
+    return UnitOut.of(unit)
+
+
+@router.patch(
+    "/{code}",
+    response_model=UnitOut,
+    summary="Edit or deactivate a unit (admin); a deactivated unit keeps its history",
+)
+def patch_unit(
+    code: CodePath,
+    body: UnitPatch,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: AdminDep,
+) -> UnitOut:
+    changes: dict[str, object] = {}
+    for key in body.model_fields_set:
+        value = getattr(body, key)
+        if value is None and key != "fallback_number":
+            err = {"field": key, "message": "may not be null", "type": "value_error"}
+            raise Problem(422, "Invalid request", f"{key}: may not be null", kind="validation",
+                          errors=[err])  # fmt: skip
+        changes[key] = value
+    if "name" in changes:
+        changes["name"] = str(changes["name"]).strip()
+    if changes.get("fallback_number"):
+        try:
+            changes["fallback_number"] = service.settings.dial_policy.check(
+                str(changes["fallback_number"]), field="fallback_number"
+            ).canonical
+        except NumberError as exc:
+            raise invalid_numbers(
+                [{"field": "fallback_number", "message": exc.reason, "type": "phone_number"}]
+            ) from exc
+    elif "fallback_number" in changes:
+        changes["fallback_number"] = None
+    unit = repo.update_unit(session, code, changes)
+    detail = {k: (v.value if isinstance(v, UnitKind) else v) for k, v in changes.items()}
+    if "fallback_number" in detail:
+        detail["fallback_number"] = (
+            mask_number(unit.fallback_number) if unit.fallback_number else None
+        )
+    audit.record(session, principal, "unit.update", "unit", code, detail=detail)
     return UnitOut.of(unit)
 
 

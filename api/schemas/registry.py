@@ -35,6 +35,15 @@ class UnitIn(BaseModel):
     active: bool = True
 
 
+class UnitPatch(BaseModel):
+    """What to change about a unit; omitted fields stay; `fallback_number: null` clears it."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    kind: UnitKind | None = None
+    fallback_number: str | None = Field(default=None, max_length=40)
+    active: bool | None = None
+
+
 class UnitOut(BaseModel):
     """A unit on the duty list."""
 
