@@ -51,6 +51,9 @@ class CallHooks:
     def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None:
         self.records.queue_sip_call_id(self.call_id, role, sip_call_id)
 
+    def on_dialog(self, leg_id: str, role: str, state: dict[str, Any]) -> None:
+        self.records.queue_dialog(self.call_id, role, state)
+
     def on_recording_started(self, recording_id: str, directory: Path) -> None:
         self.records.queue_recording_started(self.call_id, recording_id, directory)
         self.publish("recording.started", {"call_id": self.call_id, "recording_id": recording_id})

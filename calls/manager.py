@@ -101,6 +101,7 @@ class CallManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.flusher = RecordingFlusher(self._on_write_error)
         self._recovered: list[str] = []
+        self._orphan_task: asyncio.Task[None] | None = None
         self._write_errors = 0
         self.prompts: dict[str, Path] = {}
         self._inbound_task: asyncio.Task[None] | None = None
@@ -114,10 +115,15 @@ class CallManager:
         except RecoveryError as exc:
             log.error("some recordings could not be recovered: %s", exc)
             infos = list(exc.recovered)
-        self._recovered = await self.records.mark_interrupted(self.node, infos, utcnow())
+        interrupted = await self.records.mark_interrupted(self.node, infos, utcnow())
+        self._recovered = interrupted.call_ids
         if self._recovered:
             log.warning(
                 "%d call(s) were interrupted by a restart and are marked so", len(self._recovered)
+            )
+        if interrupted.orphans:
+            self._orphan_task = asyncio.create_task(
+                self._end_orphans(interrupted.orphans), name="orphaned-dialogs"
             )
         self.flusher.start()
         self._inbound_task = asyncio.create_task(self._accept_inbound(), name="inbound-calls")
@@ -127,7 +133,30 @@ class CallManager:
             self._prompt_problem = f"prompts unavailable: {exc}"
             log.error("IVR %s", self._prompt_problem)
 
+    async def _end_orphans(self, orphans: list[call_store.OrphanLeg]) -> None:
+        """BYE every party a crashed process left in a call (at once, concurrently; each BYE is
+        bounded by its transaction's Timer F) and record what came back on the leg."""
+
+        async def one(orphan: call_store.OrphanLeg) -> None:
+            try:
+                result = await self.ua.end_orphan(orphan.dialog)
+            except Exception as exc:  # one failed BYE must not stop the others
+                log.exception("call %s: BYE to the %s failed", orphan.call_id, orphan.role)
+                result = f"bye failed: {type(exc).__name__}"
+            log.warning("call %s: %s left in the call by a crash: %s",
+                        orphan.call_id, orphan.role, result)  # fmt: skip
+            self.records.queue_recovery(orphan.call_id, orphan.role, result)
+            self.publish(
+                "leg.recovered",
+                {"call_id": orphan.call_id, "role": orphan.role, "result": result},
+            )
+
+        await asyncio.gather(*(one(o) for o in orphans))
+
     async def stop(self) -> None:
+        if self._orphan_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._orphan_task), STOP_TIMEOUT_S)
         if self._inbound_task is not None:
             self._inbound_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -225,6 +225,17 @@ def set_sip_call_id(factory: sessionmaker[Session], call_id: str, role: str, sip
             leg.sip_call_id = sip_id
 
 
+def set_dialog(
+    factory: sessionmaker[Session], call_id: str, role: str, state: dict[str, Any]
+) -> None:
+    """Keep the SIP dialog of a party's answered leg (so a crash leaves no party in a dead call)."""
+    with session_scope(factory) as s:
+        legs = list(s.scalars(select(Leg).where(Leg.call_id == call_id)))
+        leg = next((g for g in legs if g.role == role), legs[0] if len(legs) == 1 else None)
+        if leg is not None:
+            leg.dialog = state
+
+
 def recording_started(
     factory: sessionmaker[Session], call_id: str, recording_id: str, directory: str
 ) -> None:
@@ -293,16 +304,34 @@ def _call_seconds(call: Call) -> float | None:
     return (call.ended_at - call.connected_at).total_seconds()
 
 
+@dataclass(frozen=True, slots=True)
+class OrphanLeg:
+    """A party a crashed process left in a call: its leg row and its SIP dialog."""
+
+    call_id: str
+    role: str
+    dialog: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """What `mark_interrupted` found: the calls it ended and the legs whose dialogs are open."""
+
+    call_ids: list[str]
+    orphans: list[OrphanLeg]
+
+
 def mark_interrupted(
     factory: sessionmaker[Session],
     node: str,
     recovered: list[RecordingInfo],
     root: Path,
     now: datetime,
-) -> list[str]:
+) -> Interrupted:
     """After a crash: calls this node left open are ended "interrupted"; recovered recordings are
-    stored. Returns the ids of the calls marked."""
+    stored. Returns the calls marked and the legs still in a SIP dialog (to be sent BYE)."""
     marked: list[str] = []
+    orphans: list[OrphanLeg] = []
     with session_scope(factory) as s:
         by_id = {info.recording_id: info for info in recovered}
         for rec in s.scalars(select(Recording).where(Recording.id.in_(list(by_id)))):
@@ -320,6 +349,9 @@ def mark_interrupted(
             call.end_reason, call.interrupted = "interrupted", True
             for leg in call.legs:
                 if leg.ended_at is None:
+                    if leg.dialog:  # answered and not seen ending: the peer may still be in it
+                        orphans.append(OrphanLeg(call.id, leg.role, dict(leg.dialog)))
+                        leg.recovery = "bye pending"
                     leg.ended_at, leg.end_reason = call.ended_at, "interrupted"
                     if leg.state in ("connected", "dialing", "waiting"):
                         leg.state = "left"
@@ -327,7 +359,15 @@ def mark_interrupted(
                 call.recording.state = RecordingState.FAILED
                 call.recording.error = "no audio found after the crash"
             marked.append(call.id)
-    return marked
+    return Interrupted(marked, orphans)
+
+
+def set_recovery(factory: sessionmaker[Session], call_id: str, role: str, result: str) -> None:
+    """What happened to an orphaned leg's dialog (`bye 200`, `bye timeout`, ...)."""
+    with session_scope(factory) as s:
+        leg = s.scalar(select(Leg).where(Leg.call_id == call_id, Leg.role == role))
+        if leg is not None:
+            leg.recovery = result[:60]
 
 
 T = TypeVar("T")
@@ -383,7 +423,7 @@ class CallRecords:
 
     async def mark_interrupted(
         self, node: str, recovered: list[RecordingInfo], now: datetime
-    ) -> list[str]:
+    ) -> Interrupted:
         return await self._run(
             mark_interrupted, self.factory, node, recovered, self.recordings_root, now
         )
@@ -409,6 +449,12 @@ class CallRecords:
 
     def queue_sip_call_id(self, call_id: str, role: str, sip_id: str) -> None:
         self._queue(set_sip_call_id, self.factory, call_id, role, sip_id)
+
+    def queue_recovery(self, call_id: str, role: str, result: str) -> None:
+        self._queue(set_recovery, self.factory, call_id, role, result)
+
+    def queue_dialog(self, call_id: str, role: str, state: dict[str, Any]) -> None:
+        self._queue(set_dialog, self.factory, call_id, role, state)
 
     def queue_recording_started(self, call_id: str, recording_id: str, directory: Path) -> None:
         rel = str(directory.relative_to(self.recordings_root))

@@ -422,6 +422,7 @@ class FlowRunner:
                             self.hooks.on_recording_finished(self.recording_id, None, str(exc))
                     self._put(LegAnswered(binding.leg_id))
                 case sipleg.MediaChanged(media=media, held=held):
+                    self._report_dialog(binding)  # a re-INVITE may refresh the target
                     binding.peer_held = held
                     binding.last_rx_at = asyncio.get_running_loop().time()
                     if binding.endpoint is not None:
@@ -438,6 +439,13 @@ class FlowRunner:
     def _mark_answered(self, binding: _Binding) -> None:
         binding.answered = True
         binding.last_rx_at = asyncio.get_running_loop().time()
+        self._report_dialog(binding)
+
+    def _report_dialog(self, binding: _Binding) -> None:
+        """Hand the leg's dialog to the hooks (persisted so a crash leaves no orphan)."""
+        sip = binding.sip
+        if sip is not None and sip.dialog is not None:
+            self.hooks.on_dialog(binding.leg_id, binding.role, sip.dialog.to_state())
 
     async def _watch_media(self) -> None:
         """End answered legs that stopped sending RTP (a phone gone without a BYE)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from callflows import commands as c
 from recordings import RecordingInfo
@@ -17,6 +17,8 @@ class RunnerHooks(Protocol):
     def on_notify(self, note: c.Notify) -> None: ...
 
     def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None: ...
+
+    def on_dialog(self, leg_id: str, role: str, state: dict[str, Any]) -> None: ...
 
     def on_recording_started(self, recording_id: str, directory: Path) -> None: ...
 
@@ -35,6 +37,9 @@ class NullHooks:
         return None
 
     def on_leg(self, leg_id: str, role: str, sip_call_id: str) -> None:
+        return None
+
+    def on_dialog(self, leg_id: str, role: str, state: dict[str, Any]) -> None:
         return None
 
     def on_recording_started(self, recording_id: str, directory: Path) -> None:

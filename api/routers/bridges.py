@@ -86,6 +86,11 @@ class LegOut(BaseModel):
     connected_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
+    recovery: str | None = Field(
+        default=None,
+        description="after a crash: what the restarted service did to the party's SIP dialog "
+        "(`bye 200`: it was hung up; `bye timeout`: no answer to the BYE)",
+    )
 
 
 class BridgeOut(BaseModel):
@@ -129,6 +134,7 @@ def bridge_out(call: Call) -> BridgeOut:
                 connected_at=leg.connected_at,
                 ended_at=leg.ended_at,
                 end_reason=leg.end_reason,
+                recovery=leg.recovery,
             )
         )
     return BridgeOut(

@@ -98,6 +98,10 @@ class Leg(Base):
     connected_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     end_reason: Mapped[str | None] = mapped_column(String(60), default=None)
+    # the SIP dialog of the answered leg (telephony Dialog.to_state), so another process can end
+    # it after a crash; `recovery` is what that process did (`bye 200`, `bye timeout`, ...)
+    dialog: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    recovery: Mapped[str | None] = mapped_column(String(60), default=None)
 
     call: Mapped[Call] = relationship(back_populates="legs")
 

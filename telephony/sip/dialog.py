@@ -8,7 +8,9 @@ the ones it receives. Pure data; no I/O.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .errors import ParseError
 from .headers import Headers
@@ -75,6 +77,41 @@ class Dialog:
             remote_seq=invite.cseq.number,
             local_contact=local_contact,
         )
+
+    # -- state that outlives the process (RFC 3261 12: what identifies and addresses a dialog) --
+    def to_state(self) -> dict[str, Any]:
+        """The dialog as JSON-ready values, enough to send a request in it from another process."""
+        return {
+            "call_id": self.call_id,
+            "local_tag": self.local_tag,
+            "remote_tag": self.remote_tag,
+            "local_uri": str(self.local_uri),
+            "remote_uri": str(self.remote_uri),
+            "remote_target": str(self.remote_target),
+            "route_set": [str(r) for r in self.route_set],
+            "local_seq": self.local_seq,
+            "local_contact": self.local_contact,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Dialog:
+        """Rebuild a dialog from `to_state` (ParseError when a field is missing or malformed)."""
+        try:
+            return cls(
+                call_id=str(state["call_id"]),
+                local_tag=str(state["local_tag"]),
+                remote_tag=str(state["remote_tag"]),
+                local_uri=NameAddr.parse(str(state["local_uri"])),
+                remote_uri=NameAddr.parse(str(state["remote_uri"])),
+                remote_target=SipUri.parse(str(state["remote_target"])),
+                route_set=[NameAddr.parse(str(r)) for r in state.get("route_set", [])],
+                local_seq=int(state["local_seq"]),
+                local_contact=str(state.get("local_contact", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ParseError):
+                raise
+            raise ParseError(f"stored dialog state is not usable: {exc!r}", field="dialog") from exc
 
     def next_hop(self) -> SipUri:
         """Where an in-dialog request goes first: the top route, else the remote target."""

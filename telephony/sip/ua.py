@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from telephony.privacy import mask_number
@@ -42,6 +42,7 @@ from .errors import RegistrationError, UAError
 from .indialog import InDialog
 from .leg import EndReason, Leg, LegState
 from .message import SipRequest, SipResponse
+from .orphans import end_orphan
 from .outbound import OutboundCall, OutboundCalls
 from .registration import Registration, registration_for
 from .transaction import ServerInviteTransaction, ServerTransaction
@@ -238,6 +239,10 @@ class UserAgent:
         return call.leg
 
     # -- LegControl: what a leg asks of us ------------------------------------------------------
+    async def end_orphan(self, dialog_state: Mapping[str, Any]) -> str:
+        """BYE a dialog a previous process left (orphans.py); returns what came back."""
+        return await end_orphan(self.ctx, dialog_state)
+
     async def leg_ring(self, leg: Leg) -> None:
         await self.inbound.ring(leg)
 

@@ -145,3 +145,64 @@ def test_sigkill_mid_call_leaves_a_playable_recording_and_an_interrupted_call(
         assert all(v > -30 for v in levels.values()), levels
     finally:
         service.kill(signal.SIGTERM)
+
+
+def test_after_a_crash_no_phone_is_left_in_the_dead_call(
+    service_env: tuple[dict[str, str], Kamailio],
+    phone_factory: Callable[..., BaresipPhone],
+    tmp_path: Path,
+) -> None:
+    """SIGKILL mid-call; the phones stay in the call (nobody hangs up). The restarted service
+    sends BYE on every leg of the interrupted call: each phone's call closes within 5 s of the
+    restart, and each leg records `interrupted` with the BYE's result."""
+    env, kam = service_env
+    phones = {r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam) for r in TONES}
+    token = (
+        subprocess.run(
+            [sys.executable, "-m", "api", "tokens", "create", "--role", "dispatcher"],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout.strip().splitlines()[-1]
+    )  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"}
+    port = ports.sip_port()
+    service = ServiceProcess(env, port, tmp_path / "service.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        service.start()
+        body = httpx.post(
+            f"{base}/api/v1/bridges", headers=auth, timeout=10,
+            json={r: {"number": USERS[r]} for r in ("caller", "dispatcher", "unit")},
+        ).json()  # fmt: skip
+        bid = body["id"]
+        deadline = time.monotonic() + 30
+        while body["state"] != "connected" or any(
+            leg["state"] != "connected" for leg in body["legs"]
+        ):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+            body = httpx.get(f"{base}/api/v1/bridges/{bid}", headers=auth).json()
+        time.sleep(1.5)  # the dialogs are stored by the call records' writer
+        marks = {r: p.event_count() for r, p in phones.items()}
+        service.kill()
+        time.sleep(1.0)
+        for role, phone in phones.items():  # still in the call: nobody told them
+            assert phone.call_count() == 1, (role, phone.list_calls())
+        restarted = time.monotonic()
+        service.start()
+        for role, phone in phones.items():
+            left = 5.0 - (time.monotonic() - restarted)
+            assert left > 0, f"{role}: the service took more than 5 s to come back"
+            phone.wait_event("CALL_CLOSED", left, marks[role])
+        assert time.monotonic() - restarted <= 5.0 + 0.5
+        body = httpx.get(f"{base}/api/v1/bridges/{bid}", headers=auth).json()
+        assert body["end_reason"] == "interrupted" and body["interrupted"] is True, body
+        deadline = time.monotonic() + 5
+        while any(leg["recovery"] in (None, "bye pending") for leg in body["legs"]):
+            assert time.monotonic() < deadline, body["legs"]
+            time.sleep(0.2)
+            body = httpx.get(f"{base}/api/v1/bridges/{bid}", headers=auth).json()
+        assert {leg["role"]: (leg["end_reason"], leg["recovery"]) for leg in body["legs"]} == {
+            r: ("interrupted", "bye 200") for r in TONES
+        }
+    finally:
+        service.kill(signal.SIGTERM)
