@@ -171,6 +171,16 @@ def _seed(env: dict[str, str]) -> None:
 def _with_service(env: dict[str, str], workdir: Path, lab: Any, seconds: float) -> int:
     admin = _cli(env, "tokens", "create", "--role", "admin", "--name", "demo admin")
     dispatcher = _cli(env, "tokens", "create", "--role", "dispatcher", "--name", "调度台 1")
+    supervisor = _cli(env, "tokens", "create", "--role", "supervisor", "--name", "督导员 1")
+    unit = _cli(
+        env, "tokens", "create", "--role", "unit", "--unit", DEMO_UNIT, "--name", "L01 值班员"
+    )
+    tokens = (
+        ("管理员", "admin", admin),
+        ("调度员", "dispatcher", dispatcher),
+        ("督导员", "supervisor", supervisor),
+        ("单位值班员", f"unit {DEMO_UNIT}", unit),
+    )
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = workdir / "service.log"
@@ -190,6 +200,7 @@ def _with_service(env: dict[str, str], workdir: Path, lab: Any, seconds: float) 
             f"      Kamailio 注册 / registered {SERVICE_USER}: "
             f"{'yes' if lab.kamailio.registered(SERVICE_USER) else 'no'}"
         )
+        _say_console(base, tokens)
         _demo_bridge(Api(base, admin), Api(base, dispatcher), Path(env["LINKCALL_DATA_DIR"]))
         if seconds > 0:
             _say(f"服务继续运行 {seconds:.0f} 秒 / the service keeps running for {seconds:.0f} s …")
@@ -207,6 +218,14 @@ def _with_service(env: dict[str, str], workdir: Path, lab: Any, seconds: float) 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+def _say_console(base: str, tokens: tuple[tuple[str, str, str], ...]) -> None:
+    """The console's address and one ready-to-paste token per role (a throwaway demo database:
+    the tokens die with it)."""
+    _say(f"      控制台 / console: {base}/console — 粘贴令牌登录 / paste a token to sign in:")
+    for zh, role, token in tokens:
+        _say(f"        {zh:<6} {role:<12} {token}")
 
 
 def _ready(base: str, proc: subprocess.Popen[bytes]) -> tuple[bool, Any]:
