@@ -375,6 +375,43 @@ class StatsCell:
     status: SurveyStatus
     answer: str | None
     count: int
+    type: str | None = None  # the incident's finer type (finished_facts only)
+    dispatcher: str | None = None  # who recorded the incident (finished_facts only)
+    rework: bool = False  # the incident is flagged for rework (finished_facts only)
+    finished_at: datetime | None = None  # (finished_facts only)
+
+
+def finished_facts(
+    session: Session,
+    *,
+    finished_from: datetime | None = None,
+    finished_to: datetime | None = None,
+    unit_code: str | None = None,
+    category: IncidentCategory | None = None,
+) -> list[StatsCell]:
+    """Each finished survey as a cell of count 1 with its incident's unit, category, type,
+    dispatcher (who recorded it) and rework flag, and when it finished (for monthly trends in
+    the county's zone, which SQL cannot group by portably). Same period and filters as
+    `finished_counts`."""
+    stmt = (
+        select(Incident.unit_code, Incident.category, Incident.type, Incident.created_by,
+               Incident.rework, Survey.status, Survey.answer, Survey.finished_at)
+        .select_from(Survey)
+        .outerjoin(Incident, Incident.id == Survey.incident_id)
+        .where(Survey.status.in_(FINISHED_STATUSES))
+    )  # fmt: skip
+    if finished_from is not None:
+        stmt = stmt.where(Survey.finished_at >= finished_from)
+    if finished_to is not None:
+        stmt = stmt.where(Survey.finished_at < finished_to)
+    if unit_code is not None:
+        stmt = stmt.where(Incident.unit_code == unit_code)
+    if category is not None:
+        stmt = stmt.where(Incident.category == category)
+    return [
+        StatsCell(u, c, st, a, 1, type=t, dispatcher=d, rework=bool(r), finished_at=f)
+        for u, c, t, d, r, st, a, f in session.execute(stmt)
+    ]
 
 
 def finished_counts(

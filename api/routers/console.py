@@ -26,6 +26,7 @@ ASSETS: dict[str, str] = {
     "history.js": "text/javascript; charset=utf-8",
     "views.css": "text/css; charset=utf-8",
     "admin.js": "text/javascript; charset=utf-8",
+    "trend.js": "text/javascript; charset=utf-8",
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

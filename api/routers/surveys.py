@@ -16,9 +16,20 @@ from fastapi.responses import Response
 from api.auth import DispatcherDep, SupervisorDep
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
-from api.schemas.surveys import SurveyIn, SurveyOut, SurveyStats, stats_csv, summarise
+from api.schemas.surveys import (
+    GROUPS,
+    SurveyIn,
+    SurveyOut,
+    SurveyStats,
+    stats_csv,
+    stats_table,
+    summarise,
+    table_csv,
+    table_xlsx,
+)
 from calls.survey_scheduling import schedule_survey
 from registry.numbers import NumberError
+from registry.roster_io import XLSX_TYPE
 from storage import audit
 from storage import surveys as repo
 from storage.base import utcnow
@@ -78,8 +89,9 @@ def list_surveys(
 @router.get(
     "/stats",
     response_model=SurveyStats,
-    summary="Satisfaction statistics of surveys finished in [from, to)",
-    responses={200: {"content": {"text/csv": {}}}},
+    summary="Satisfaction statistics of surveys finished in [from, to): total, by unit, "
+    "category, incident type, dispatcher and month; CSV or XLSX of one breakdown",
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}},
 )
 def stats(
     session: SessionDep,
@@ -89,22 +101,42 @@ def stats(
     to: datetime | None = None,
     unit: Annotated[str | None, Query(max_length=40)] = None,
     category: IncidentCategory | None = None,
-    format: Literal["json", "csv"] = "json",
+    format: Literal["json", "csv", "xlsx"] = "json",
+    group: Annotated[
+        Literal["unit", "type", "month", "dispatcher", "category"] | None,
+        Query(
+            description="the breakdown a CSV/XLSX export holds (CSV without it: total, units "
+            "and categories as before)"
+        ),
+    ] = None,
 ) -> SurveyStats | Response:
-    answers = list(dict.fromkeys(service.settings.survey_ivr().keys.values()))
-    cells = repo.finished_counts(
+    settings = service.settings
+    answers = list(dict.fromkeys(settings.survey_ivr().keys.values()))
+    cells = repo.finished_facts(
         session, finished_from=from_, finished_to=to, unit_code=unit, category=category
     )
     result = summarise(
-        cells, answers, period_from=from_, period_to=to, unit=unit, category=category
-    )
-    if format == "csv":
+        cells, answers, period_from=from_, period_to=to, unit=unit, category=category,
+        zone=settings.zone,
+    )  # fmt: skip
+    if format == "json":
+        return result
+    if format == "csv" and group is None:
         return Response(
             stats_csv(result, answers),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="survey-stats.csv"'},
         )
-    return result
+    breakdown = group or "unit"
+    assert breakdown in GROUPS
+    rows = stats_table(result, answers, breakdown)
+    name = f"survey-stats-{breakdown}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if format == "xlsx":
+        return Response(
+            table_xlsx(rows, f"满意度-{breakdown}"), media_type=XLSX_TYPE, headers=headers
+        )
+    return Response(table_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get("/{survey_id}", response_model=SurveyOut, summary="One survey with its attempts")

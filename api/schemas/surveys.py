@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
@@ -122,11 +123,15 @@ class Tally(BaseModel):
 
     unit_code: str | None = None
     category: IncidentCategory | None = None
+    type: str | None = Field(default=None, description="by_type: the incident's type")
+    dispatcher: str | None = Field(default=None, description="by_dispatcher: who recorded it")
+    month: str | None = Field(default=None, description="by_month: YYYY-MM in the county's zone")
     finished: int = 0
     effective: int = Field(default=0, description="answered with an accepted key (有效回访)")
     answers: dict[str, int] = Field(default_factory=dict, description="count per answer")
     no_answer: int = Field(default=0, description="unreached after the last attempt")
     cancelled: int = 0
+    rework: int = Field(default=0, description="finished surveys whose incident is flagged rework")
     satisfaction_rate: float | None = Field(default=None, description="satisfied / effective")
     satisfaction_pct: str | None = None
     unsatisfied_rate: float | None = None
@@ -135,6 +140,8 @@ class Tally(BaseModel):
 
     def add(self, cell: StatsCell) -> None:
         self.finished += cell.count
+        if cell.rework:
+            self.rework += cell.count
         if cell.status is SurveyStatus.ANSWERED and cell.answer is not None:
             self.effective += cell.count
             self.answers[cell.answer] = self.answers.get(cell.answer, 0) + cell.count
@@ -164,6 +171,21 @@ class SurveyStats(BaseModel):
     total: Tally
     by_unit: list[Tally]
     by_category: list[Tally]
+    by_type: list[Tally] = Field(default_factory=list)
+    by_dispatcher: list[Tally] = Field(default_factory=list)
+    by_month: list[Tally] = Field(default_factory=list, description="every month of the period")
+
+
+def _months(start: datetime, end: datetime, zone: ZoneInfo) -> list[str]:
+    """Every YYYY-MM from the month of `start` to the month of `end` (exclusive end instant)."""
+    first = start.astimezone(zone)
+    last = (end - timedelta(microseconds=1)).astimezone(zone)
+    year, month = first.year, first.month
+    out: list[str] = []
+    while (year, month) <= (last.year, last.month) and len(out) < 240:
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
 
 
 def summarise(
@@ -174,18 +196,39 @@ def summarise(
     period_to: datetime | None = None,
     unit: str | None = None,
     category: IncidentCategory | None = None,
+    zone: ZoneInfo | None = None,
 ) -> SurveyStats:
-    """Total, per unit and per category tallies of the counted cells."""
+    """Total, per unit and per category tallies of the counted cells; per type, dispatcher and
+    month (in `zone`; every month of a bounded period, empty ones too) for per-survey cells
+    (storage.surveys.finished_facts)."""
     zero = dict.fromkeys(answers, 0)
     total = Tally(answers=dict(zero))
     units: dict[str | None, Tally] = {}
     categories: dict[IncidentCategory | None, Tally] = {}
+    types: dict[str | None, Tally] = {}
+    dispatchers: dict[str | None, Tally] = {}
+    months: dict[str, Tally] = {}
+    if zone is not None and period_from is not None and period_to is not None:
+        months = {
+            m: Tally(month=m, answers=dict(zero)) for m in _months(period_from, period_to, zone)
+        }
+    facts = False
     for cell in cells:
         total.add(cell)
         units.setdefault(cell.unit_code, Tally(unit_code=cell.unit_code, answers=dict(zero)))
         units[cell.unit_code].add(cell)
         categories.setdefault(cell.category, Tally(category=cell.category, answers=dict(zero)))
         categories[cell.category].add(cell)
+        if cell.finished_at is None:
+            continue
+        facts = True
+        types.setdefault(cell.type, Tally(type=cell.type, answers=dict(zero))).add(cell)
+        dispatchers.setdefault(
+            cell.dispatcher, Tally(dispatcher=cell.dispatcher, answers=dict(zero))
+        ).add(cell)
+        if zone is not None:
+            key = cell.finished_at.astimezone(zone).strftime("%Y-%m")
+            months.setdefault(key, Tally(month=key, answers=dict(zero))).add(cell)
     return SurveyStats(
         period_from=period_from,
         period_to=period_to,
@@ -194,7 +237,63 @@ def summarise(
         total=total.finish(),
         by_unit=[units[k].finish() for k in sorted(units, key=lambda u: u or "")],
         by_category=[categories[k].finish() for k in sorted(categories, key=lambda c: c or "")],
+        by_type=[types[k].finish() for k in sorted(types, key=lambda t: t or "")],
+        by_dispatcher=[dispatchers[k].finish() for k in sorted(dispatchers, key=lambda d: d or "")],
+        by_month=[months[k].finish() for k in sorted(months)] if facts or months else [],
     )
+
+
+GROUPS = ("unit", "type", "month", "dispatcher", "category")
+_GROUP_HEAD = {
+    "unit": "单位 unit", "type": "警情类型 type", "month": "月份 month",
+    "dispatcher": "接警调度员 dispatcher", "category": "类别 category",
+}  # fmt: skip
+
+
+def stats_table(stats: SurveyStats, answers: Sequence[str], group: str) -> list[list[object]]:
+    """The export of one breakdown: a header, the total, then one row per group (figures equal
+    to the JSON's)."""
+    head: list[object] = [_GROUP_HEAD[group], "已完成 finished", "有效回访 effective",
+                          *answers, "未接通 no_answer", "已取消 cancelled", "返工 rework",
+                          "满意率% satisfaction_pct", "不满意率% unsatisfied_pct"]  # fmt: skip
+    rows: list[list[object]] = [head]
+
+    def row(key: str, t: Tally) -> None:
+        rows.append([key, t.finished, t.effective, *[t.answers.get(a, 0) for a in answers],
+                     t.no_answer, t.cancelled, t.rework, t.satisfaction_pct or "",
+                     t.unsatisfied_pct or ""])  # fmt: skip
+
+    row("合计 total", stats.total)
+    tallies = {"unit": stats.by_unit, "type": stats.by_type, "month": stats.by_month,
+               "dispatcher": stats.by_dispatcher, "category": stats.by_category}[group]  # fmt: skip
+    for t in tallies:
+        cat = t.category.value if t.category else None
+        cat = t.category.value if t.category else None
+        key = {"unit": t.unit_code, "type": t.type, "month": t.month,
+               "dispatcher": t.dispatcher, "category": cat}[group]  # fmt: skip
+        row(key or "（无）", t)
+    return rows
+
+
+def table_csv(rows: list[list[object]]) -> str:
+    """CSV text (UTF-8 BOM prefix for Excel)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return "\ufeff" + out.getvalue()
+
+
+def table_xlsx(rows: list[list[object]], title: str) -> bytes:
+    """A one-sheet workbook; counts are numbers, percentages text as in the JSON."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = title[:31]
+    for r in rows:
+        sheet.append(r)
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
 
 
 def stats_csv(stats: SurveyStats, answers: Sequence[str]) -> str:
