@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     node_name: str = Field(default="", description="this node's name (default: the hostname)")
 
     # ---- callback surveys (LINKCALL_SURVEY_*; docs/surveys.md) ----
+    divert_accept_minutes: float = Field(
+        default=30.0, gt=0, description="a diverted incident not accepted within this is overdue"
+    )
     survey_enabled: bool = Field(default=True, description="place survey calls from this node")
     survey_hours: str = Field(default="08:30-21:00", description="calling hours, HH:MM-HH:MM")
     survey_delay_after_close_s: float = Field(default=3600.0, ge=0)
@@ -245,6 +248,11 @@ class Settings(BaseSettings):
     def dial_policy(self) -> DialPolicy:
         """The one dial policy: the county's region and internal extension pattern."""
         return DialPolicy(home_region=self.phone_region, extensions_pattern=self.extensions_pattern)
+
+    @property
+    def divert_accept_within(self) -> timedelta:
+        """How long a unit has to accept a diverted incident before the board shows it overdue."""
+        return timedelta(minutes=self.divert_accept_minutes)
 
     def survey_schedule(self) -> SurveySchedule:
         """The pure scheduling policy (callflows.survey) the survey settings describe."""

@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
 
 from storage.base import utcnow
 from storage.errors import Conflict, NotFound
@@ -77,6 +77,7 @@ class IncidentInfo:
     rework_reason: str | None
     created_by: str
     updated_at: datetime
+    diverted_at: datetime | None = None  # the latest diversion (to its current unit)
 
     @classmethod
     def of(cls, row: Incident) -> IncidentInfo:
@@ -95,6 +96,10 @@ class IncidentInfo:
             rework_reason=row.rework_reason,
             created_by=row.created_by,
             updated_at=row.updated_at,
+            diverted_at=max(
+                (t.at for t in row.transitions if t.to_state is IncidentState.DIVERTED),
+                default=None,
+            ),
         )
 
 
@@ -170,11 +175,23 @@ def list_incidents(
     rework: bool | None = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
+    diverted_before: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[IncidentInfo]:
-    """Incidents matching every given filter, newest first; `received_to` is exclusive."""
-    stmt = select(Incident)
+    """Incidents matching every given filter, newest first; `received_to` is exclusive.
+    `diverted_before`: diverted (not yet accepted) since before that time (overdue)."""
+    stmt = select(Incident).options(selectinload(Incident.transitions))
+    if diverted_before is not None:
+        last_divert = (
+            select(func.max(IncidentTransition.at))
+            .where(
+                IncidentTransition.incident_id == Incident.id,
+                IncidentTransition.to_state == IncidentState.DIVERTED,
+            )
+            .scalar_subquery()
+        )
+        stmt = stmt.where(Incident.state == IncidentState.DIVERTED, last_divert < diverted_before)
     if state is not None:
         stmt = stmt.where(Incident.state == state)
     if category is not None:

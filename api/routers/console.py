@@ -27,6 +27,7 @@ ASSETS: dict[str, str] = {
     "views.css": "text/css; charset=utf-8",
     "admin.js": "text/javascript; charset=utf-8",
     "trend.js": "text/javascript; charset=utf-8",
+    "incidents.js": "text/javascript; charset=utf-8",
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

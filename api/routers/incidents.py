@@ -59,6 +59,12 @@ def publish(service: ServiceDep, info: IncidentInfo) -> None:
         service.loop.call_soon_threadsafe(service.events.publish, f"incident.{info.state}", data)
 
 
+def _out(service: ServiceDep, info: IncidentInfo, survey_id: str | None = None) -> IncidentOut:
+    """The incident with its acceptance deadline (LINKCALL_DIVERT_ACCEPT_MINUTES), overdue flag."""
+    return IncidentOut.of(info, survey_id, accept_within=service.settings.divert_accept_within,
+                          now=utcnow())  # fmt: skip
+
+
 def _readable(session: SessionDep, principal: Principal, incident_id: str) -> IncidentInfo:
     info = repo.get_incident(session, incident_id)
     if principal.role is Role.UNIT:
@@ -98,17 +104,22 @@ def create_incident(
     audit.record(session, principal, "incident.create", "incident", info.id)
     log.info("incident %s from %s (%s)", info.id, mask_number(info.reporter_number), info.category)
     publish(service, info)
-    return IncidentOut.of(info)
+    return _out(service, info)
 
 
 @router.get("", response_model=list[IncidentOut], summary="List and filter incidents")
 def list_incidents(
     session: SessionDep,
+    service: ServiceDep,
     principal: PrincipalDep,
     state: IncidentState | None = None,
     category: IncidentCategory | None = None,
     unit: Annotated[str | None, Query(max_length=40)] = None,
     rework: bool | None = None,
+    overdue: Annotated[
+        bool | None,
+        Query(description="true: diverted and not accepted within LINKCALL_DIVERT_ACCEPT_MINUTES"),
+    ] = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -121,13 +132,16 @@ def list_incidents(
     rows = repo.list_incidents(
         session, state=state, category=category, unit_code=unit, rework=rework,
         received_from=from_, received_to=to, limit=limit, offset=offset,
+        diverted_before=utcnow() - service.settings.divert_accept_within if overdue else None,
     )  # fmt: skip
-    return [IncidentOut.of(i) for i in rows]
+    return [_out(service, i) for i in rows]
 
 
 @router.get("/{incident_id}", response_model=IncidentOut, summary="One incident")
-def get_incident(incident_id: str, session: SessionDep, principal: PrincipalDep) -> IncidentOut:
-    return IncidentOut.of(_readable(session, principal, incident_id))
+def get_incident(
+    incident_id: str, session: SessionDep, service: ServiceDep, principal: PrincipalDep
+) -> IncidentOut:
+    return _out(service, _readable(session, principal, incident_id))
 
 
 @router.get("/{incident_id}/timeline", response_model=list[TransitionOut], summary="State changes")
@@ -155,7 +169,7 @@ def divert(
     audit.record(session, principal, "incident.divert", "incident", incident_id,
                  detail={"unit": unit.code})  # fmt: skip
     publish(service, info)
-    return IncidentOut.of(info)
+    return _out(service, info)
 
 
 @router.post("/{incident_id}/accept", response_model=IncidentOut, summary="The unit accepts")
@@ -173,7 +187,7 @@ def accept(
     )  # fmt: skip
     audit.record(session, principal, "incident.accept", "incident", incident_id)
     publish(service, info)
-    return IncidentOut.of(info)
+    return _out(service, info)
 
 
 @router.post("/{incident_id}/close", response_model=IncidentOut, summary="Close with feedback")
@@ -199,4 +213,4 @@ def close(
             closed_at=now,
         )  # fmt: skip
     publish(service, info)
-    return IncidentOut.of(info, survey_id)
+    return _out(service, info, survey_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -63,9 +63,25 @@ class IncidentOut(BaseModel):
     created_by: str
     updated_at: datetime
     survey_id: str | None = Field(default=None, description="the survey scheduled on close")
+    diverted_at: datetime | None = Field(default=None, description="the latest diversion")
+    accept_due_at: datetime | None = Field(
+        default=None,
+        description="diverted and not accepted: when LINKCALL_DIVERT_ACCEPT_MINUTES run out",
+    )
+    overdue: bool = Field(default=False, description="diverted and not accepted in time")
 
     @classmethod
-    def of(cls, info: IncidentInfo, survey_id: str | None = None) -> IncidentOut:
+    def of(
+        cls,
+        info: IncidentInfo,
+        survey_id: str | None = None,
+        *,
+        accept_within: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> IncidentOut:
+        due = None
+        if accept_within is not None and info.state is IncidentState.DIVERTED and info.diverted_at:
+            due = info.diverted_at + accept_within
         return cls(
             id=info.id,
             reporter_number=info.reporter_number,
@@ -82,6 +98,9 @@ class IncidentOut(BaseModel):
             created_by=info.created_by,
             updated_at=info.updated_at,
             survey_id=survey_id,
+            diverted_at=info.diverted_at,
+            accept_due_at=due,
+            overdue=due is not None and now is not None and now >= due,
         )
 
 

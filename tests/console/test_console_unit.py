@@ -208,5 +208,6 @@ def test_a_unit_reports_next_weeks_roster_copies_uploads_and_handles_its_inciden
     assert "已派员抢修" in page.inner_text(card)
     page.screenshot(path=str(tmp_path / "unit-incidents.png"), full_page=True)
 
+    assert "null" not in page.inner_text("#view-unit")
     _no_other_unit(page, ui)
     assert all("422" in e or "Failed to load resource" in e for e in ui.errors), ui.errors
