@@ -36,6 +36,7 @@ class InboundCall:
     local_media: tuple[str, int] = ("0.0.0.0", 0)
     answer_sdp: SessionDescription | None = None
     sdp_version: int = 0
+    peer_host: str = ""  # where the INVITE came from (its in-dialog requests may, too)
 
 
 class InboundCalls:
@@ -59,8 +60,17 @@ class InboundCalls:
         except (ParseError, IndexError):
             await self.ctx.endpoint.respond(tx, make_response(req, 400, to_tag=new_tag()))
             return
+        if offer is not None:
+            try:
+                self.ctx.check_media(offer)
+            except IncompatibleMedia as exc:
+                logger.info("call %s refused: %s", req.call_id[:8], exc)
+                await self.ctx.endpoint.respond(tx, make_response(req, 488, to_tag=new_tag()))
+                return
         leg = Leg(req.call_id, "inbound", req.from_.uri.user or "", self.ctx.control)
-        call = InboundCall(leg, req, tx, offer, new_tag())
+        call = InboundCall(
+            leg, req, tx, offer, new_tag(), peer_host=tx.source[0] if tx.source else ""
+        )
         try:
             self.ctx.incoming.put_nowait(leg)
         except asyncio.QueueFull:

@@ -25,19 +25,28 @@ class UAConfig:
     transport: Literal["udp", "tcp"] = "udp"
     domain: str | None = None
     trunk_peer: tuple[str, int] | None = None
-    trusted_peers: frozenset[str] = frozenset()
+    trusted_peers: frozenset[str] = frozenset()  # IPs or names; "*" = anyone (lab only)
+    trunk_auth: tuple[str, str] | None = field(default=None, repr=False)  # (user, password)
     register_expires: int = 300
     user_agent: str = "linkcall"
     timers: TimerConfig = field(default_factory=TimerConfig)
     keepalive_interval: float = 30.0
     inbound_answer_timeout: float = 120.0
     incoming_queue_size: int = 64
+    source_rate: float = 50.0  # messages/s from one untrusted source before it is dropped
+    source_burst: float = 100.0
+    tcp_max_per_source: int = 16
+    tcp_idle_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         if not NUMBER_RE.fullmatch(self.user):
             raise ValueError("user must be a plain SIP user part")
         if self.transport not in ("udp", "tcp"):
             raise ValueError("transport must be 'udp' or 'tcp'")
+        if self.trunk_auth is not None and self.trunk_peer is None:
+            raise ValueError("trunk_auth needs a trunk_peer")
+        if self.source_rate <= 0 or self.source_burst < 1:
+            raise ValueError("source_rate must be positive and source_burst at least 1")
 
     @property
     def sip_domain(self) -> str:

@@ -22,7 +22,9 @@ from .digest import DigestClient
 from .errors import LegError
 from .headers import Headers
 from .leg import EndReason, Leg, LegControl
+from .media_policy import check_media_address, is_loopback
 from .message import SipRequest, SipResponse
+from .sdp import SessionDescription
 from .transaction import TimerConfig
 from .transaction_layer import ClientEvent, TransactionFailed, TransactionLayer
 from .transport import Address
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from .answering import InboundCall
     from .outbound import OutboundCall
 
-    Call: TypeAlias = OutboundCall | InboundCall
+Call: TypeAlias = "OutboundCall | InboundCall"
 
 logger = logging.getLogger(__name__)
 
@@ -156,17 +158,28 @@ class UAContext:
             logger.info("BYE for %s: %s", leg.call_id[:8], getattr(ev, "status", ev))
 
     def options_response(self, req: SipRequest) -> SipResponse:
-        resp = make_response(req, 200, to_tag=new_tag())
-        resp.headers.add("Allow", ALLOW)
-        resp.headers.add("Accept", "application/sdp, application/dtmf-relay")
-        resp.headers.add("User-Agent", self.config.user_agent)
-        return resp
+        return options_response(req, self.config.user_agent)
+
+    # -- media -------------------------------------------------------------------------------
+    def check_media(self, sd: SessionDescription) -> None:
+        """The SDP address policy (media_policy.py): IncompatibleMedia (488) when refused.
+        Loopback media is allowed only while our SIP is itself on loopback."""
+        check_media_address(sd, allow_loopback=is_loopback(self.local[0]))
 
     # -- the calls table ----------------------------------------------------------------------
     def finish(self, call: Call, reason: EndReason, status: int | None) -> None:
         """End the call's leg and forget the call."""
         call.leg.mark_ended(reason, status)
         self.calls.pop(call.leg.call_id, None)
+
+
+def options_response(req: SipRequest, user_agent: str) -> SipResponse:
+    """200 to an OPTIONS: what we allow and accept (RFC 3261 11.2)."""
+    resp = make_response(req, 200, to_tag=new_tag())
+    resp.headers.add("Allow", ALLOW)
+    resp.headers.add("Accept", "application/sdp, application/dtmf-relay")
+    resp.headers.add("User-Agent", user_agent)
+    return resp
 
 
 async def route_source(config: UAConfig) -> str:

@@ -74,7 +74,9 @@ class InDialog:
         if offer is None:
             return
         try:
-            media = media_from_answer(offer, SessionDescription.parse(ack.body))
+            answer = SessionDescription.parse(ack.body)
+            self.ctx.check_media(answer)
+            media = media_from_answer(offer, answer)
         except (ParseError, IncompatibleMedia) as exc:
             logger.warning("call %s: no usable answer in the ACK: %s", call.leg.call_id[:8], exc)
             await self.ctx.bye(call.leg)
@@ -89,6 +91,7 @@ class InDialog:
             return
         try:
             offer = SessionDescription.parse(req.body)
+            self.ctx.check_media(offer)
             call.sdp_version += 1
             answer, media = answer_offer(
                 offer,
@@ -163,7 +166,9 @@ class InDialog:
             ack.headers.prepend("Via", self.ctx.via())
             await self.ctx.endpoint.send_raw(ack, dialog.next_hop().hostport())
             try:
-                leg.mark_media(media_from_answer(offer, SessionDescription.parse(ev.body)))
+                answer = SessionDescription.parse(ev.body)
+                self.ctx.check_media(answer)
+                leg.mark_media(media_from_answer(offer, answer))
             except (ParseError, IncompatibleMedia) as exc:
                 logger.warning("call %s: bad re-INVITE answer: %s", leg.call_id[:8], exc)
         return ev.status

@@ -72,6 +72,11 @@ class OutboundCall:
     session_id: int = 0  # o= session id of our SDP, kept for every later offer/answer
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def peer_host(self) -> str:
+        """Where the INVITE went (its in-dialog requests may come from there)."""
+        return self.dest[0]
+
 
 class OutboundCalls:
     """Placing calls: one part of the UA, working over the shared `UAContext`."""
@@ -196,7 +201,9 @@ class OutboundCalls:
         if resp.content_type != "application/sdp" or not resp.body:
             return None
         try:
-            return media_from_answer(call.offer, SessionDescription.parse(resp.body))
+            answer = SessionDescription.parse(resp.body)
+            self.ctx.check_media(answer)
+            return media_from_answer(call.offer, answer)
         except (ParseError, IncompatibleMedia) as exc:
             logger.info("call %s: unusable early media: %s", call.leg.call_id[:8], exc)
             return None
@@ -242,7 +249,9 @@ class OutboundCalls:
             self.ctx.finish(call, call.cancel_reason or EndReason.TIMEOUT, resp.status)
             return
         try:
-            media = media_from_answer(call.offer, SessionDescription.parse(resp.body))
+            answer = SessionDescription.parse(resp.body)
+            self.ctx.check_media(answer)
+            media = media_from_answer(call.offer, answer)
         except (IncompatibleMedia, ParseError) as exc:
             logger.warning("call %s: bad answer SDP: %s", call.leg.call_id[:8], exc)
             await self.ctx.bye(call.leg)

@@ -2,8 +2,14 @@
 
 `TransactionLayer` owns the receive queue (one dispatcher task handles messages in arrival order),
 the table of client and server transactions and one timer task that sleeps until the nearest
-transaction deadline (time comes from the injected clock). It executes the transactions'
-commands and passes to its user (the UA) what the transactions do not absorb:
+transaction deadline (a heap of deadlines; time comes from the injected clock). It executes the
+transactions' commands and passes to its user (the UA) what the transactions do not absorb.
+
+Before anything is parsed, a datagram from a source the `Gate` does not trust takes a token
+from that source's bucket (`SourceLimiter`); without one it is dropped. Before a server
+transaction is created, the `Gate` admits the request, refuses it (answered once, statelessly,
+to the packet's real source: never retransmitted) or drops it; `refusals` counts both (issue 13
+finding 1).
 
 * `on_request(request, server_tx | None, source)`: new requests; an ACK comes with None
 * `on_stray_response(response)`: responses no transaction matches (2xx retransmissions)
@@ -13,10 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from .admission import ACCEPT, Accept, Drop, Gate, RefusalCounts, Refuse, SourceLimiter
 from .builder import make_response
 from .errors import TransportError
 from .message import SipRequest, SipResponse
@@ -47,6 +56,7 @@ OnRequest = Callable[[SipRequest, "ServerTransaction | None", Address], Awaitabl
 OnResponse = Callable[[SipResponse], Awaitable[None]]
 OnUnacked = Callable[[ServerInviteTransaction], Awaitable[None]]
 MAX_QUEUE = 4096
+YIELD_EVERY = 16  # the dispatcher lets the loop run (media ticks) after this many messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,8 @@ class TransactionLayer:
         on_request: OnRequest,
         on_stray_response: OnResponse,
         on_2xx_unacked: OnUnacked,
+        gate: Gate | None = None,
+        limiter: SourceLimiter | None = None,
     ) -> None:
         self._factory = transport_factory
         self.timers = timers
@@ -94,11 +106,19 @@ class TransactionLayer:
         self._on_request = on_request
         self._on_stray_response = on_stray_response
         self._on_2xx_unacked = on_2xx_unacked
+        self._gate = gate
+        self._limiter = limiter
+        self.refusals = RefusalCounts()
         self.transport: Transport | None = None
         self._inbox: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue(MAX_QUEUE)
         self._clients: dict[TransactionKey, ClientHandle] = {}
         self._servers: dict[TransactionKey, ServerTransaction] = {}
         self._wake = asyncio.Event()
+        # timer heap: (deadline, sequence, transaction); `_due` holds each transaction's live
+        # entry, an entry whose deadline differs from it is stale and skipped when popped
+        self._heap: list[tuple[float, int, ClientTransaction | ServerTransaction]] = []
+        self._due: dict[int, float] = {}
+        self._seq = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.dropped = 0
@@ -131,6 +151,15 @@ class TransactionLayer:
     def _enqueue(self, data: bytes, source: Address) -> None:
         for tap in self.taps:
             tap("in", data, source)
+        gate, limiter = self._gate, self._limiter
+        if (
+            gate is not None
+            and limiter is not None
+            and not gate.trusted_source(source[0])
+            and not limiter.allow(source[0], self.clock())
+        ):
+            self.refusals["rate_limited"] += 1
+            return
         try:
             self._inbox.put_nowait((data, source))
         except asyncio.QueueFull:
@@ -199,7 +228,7 @@ class TransactionLayer:
                     await self._server_timed_out(tx, cmd.timer)
             elif isinstance(cmd, Terminated):
                 self._forget(tx)
-        self._wake.set()
+        self._schedule(tx)
 
     def _would_connect(self, dest: Address) -> bool:
         t = self.transport
@@ -229,6 +258,12 @@ class TransactionLayer:
             self._clients.pop(tx.key, None)
         else:
             self._servers.pop(tx.key, None)
+        self._due.pop(id(tx), None)
+
+    @property
+    def live_transactions(self) -> int:
+        """Client plus server transactions not yet terminated."""
+        return len(self._clients) + len(self._servers)
 
     async def _server_timed_out(
         self, tx: ClientTransaction | ServerTransaction, timer: str
@@ -238,12 +273,14 @@ class TransactionLayer:
 
     # -- receiving ---------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
-        while True:
+        for handled in itertools.count(1):
             data, source = await self._inbox.get()
             try:
                 await self._handle(data, source)
             except Exception:  # one bad message must not stop the dispatcher; logged in full
                 logger.exception("error handling a message from %s:%s", *source)
+            if handled % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a full inbox must not starve the media tick
 
     async def _handle(self, data: bytes, source: Address) -> None:
         result = screen(data, stream=self.reliable)
@@ -289,6 +326,10 @@ class TransactionLayer:
         if tx is not None:
             await self._execute(tx, tx.on_message(req, self.clock()), None)
             return
+        admission = ACCEPT if self._gate is None else self._gate.admit(req, source)
+        if not isinstance(admission, Accept):
+            await self._refuse(admission, req, source)
+            return
         if req.method == "ACK":  # an ACK for a 2xx has its own branch: the dialog's business
             await self._on_request(req, None, source)
             return
@@ -305,37 +346,59 @@ class TransactionLayer:
             self._servers[new_tx.key] = new_tx
         await self._on_request(req, new_tx, source)
 
+    async def _refuse(self, admission: Refuse | Drop, req: SipRequest, source: Address) -> None:
+        """Stateless: no transaction, one answer to where the packet came from (or none)."""
+        self.refusals[admission.reason] += 1
+        if isinstance(admission, Drop) or req.method == "ACK":
+            return
+        try:
+            await self.send_raw(admission.response, source)
+        except TransportError as exc:
+            logger.info("refusal to %s not sent: %s", source[0], exc)
+
     def server_transaction(self, key: TransactionKey) -> ServerTransaction | None:
         return self._servers.get(key)
 
     # -- timers ------------------------------------------------------------------------------
-    def _next_deadline(self) -> float | None:
-        deadlines = [
-            d
-            for d in (
-                *(h.tx.next_deadline() for h in self._clients.values()),
-                *(t.next_deadline() for t in self._servers.values()),
-            )
-            if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+    def _schedule(self, tx: ClientTransaction | ServerTransaction) -> None:
+        """Note the transaction's next deadline in the heap (once per distinct deadline)."""
+        if not self._is_live(tx):
+            return
+        due = tx.next_deadline()
+        if due is None:
+            self._due.pop(id(tx), None)
+            return
+        if self._due.get(id(tx)) == due:
+            return
+        self._due[id(tx)] = due
+        heapq.heappush(self._heap, (due, next(self._seq), tx))
+        if self._heap[0][2] is tx:
+            self._wake.set()  # a new earliest deadline: the timer task sleeps too long
+
+    def _is_live(self, tx: ClientTransaction | ServerTransaction) -> bool:
+        if isinstance(tx, ClientInviteTransaction | ClientNonInviteTransaction):
+            handle = self._clients.get(tx.key)
+            return handle is not None and handle.tx is tx
+        return self._servers.get(tx.key) is tx
 
     async def _timer_loop(self) -> None:
         while True:
             self._wake.clear()
-            due = self._next_deadline()
-            delay = None if due is None else max(0.0, due - self.clock())
+            heap = self._heap
+            while heap and self._due.get(id(heap[0][2])) != heap[0][0]:
+                heapq.heappop(heap)  # stale: rescheduled or forgotten
+            delay = None if not heap else heap[0][0] - self.clock()
             if delay is None or delay > 0:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
                 continue
+            _, _, tx = heapq.heappop(heap)
+            del self._due[id(tx)]
             now = self.clock()
-            for handle in list(self._clients.values()):
-                d = handle.tx.next_deadline()
-                if d is not None and d <= now:
-                    await self._execute(handle.tx, handle.tx.on_timer(now), handle)
-            for tx in list(self._servers.values()):
-                d = tx.next_deadline()
-                if d is not None and d <= now:
-                    await self._execute(tx, tx.on_timer(now), None)
+            if isinstance(tx, ClientInviteTransaction | ClientNonInviteTransaction):
+                handle = self._clients.get(tx.key)
+                if handle is not None and handle.tx is tx:
+                    await self._execute(tx, tx.on_timer(now), handle)
+            elif self._servers.get(tx.key) is tx:
+                await self._execute(tx, tx.on_timer(now), None)

@@ -4,7 +4,9 @@ Both hand every received message to one callback as `(bytes, source address)`; b
 to an address. UDP drains its non-blocking socket from `loop.add_reader` with a 64 KiB read
 (asyncio's DatagramProtocol would read each datagram into a 256 KiB buffer, see DESIGN.md).
 TCP cuts each connection's stream with `StreamFramer` and reuses a connection to an address
-for both directions; a framing error closes that connection only.
+for both directions; a framing error closes that connection only. TCP accepts at most
+`max_per_source` connections from one IP address and closes a connection on which nothing was
+received or sent for `idle_timeout` seconds (issue 13 finding 12).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ Address = tuple[str, int]
 OnMessage = Callable[[bytes, Address], None]
 TransportKind = Literal["udp", "tcp"]
 CONNECT_TIMEOUT = 5.0
+TCP_MAX_PER_SOURCE = 16
+TCP_IDLE_TIMEOUT = 300.0  # > the registration keep-alive interval (30 s) and any refresh
 
 
 def response_destination(via: Via) -> Address:
@@ -41,10 +45,13 @@ def response_destination(via: Via) -> Address:
 
 
 def stamp_via(via: Via, source: Address) -> Via:
-    """RFC 3261 18.2.1 / RFC 3581 4: note the real source on the top Via of a request."""
-    host = via.host[1:-1] if via.host.startswith("[") else via.host
-    if host != source[0] or via.param("rport") is not None:
-        via = via.with_param("received", source[0])
+    """RFC 3261 18.2.1 / RFC 3581 4: write the real source on the top Via of a request.
+
+    `received` is always overwritten with the address the packet came from (a `received=`
+    written by the sender is never honoured, issue 13 finding 2), and `rport`, when the sender
+    asked for it, with the port it came from. Responses then go where the packet came from.
+    """
+    via = via.with_param("received", source[0])
     if via.param("rport") is not None:
         via = via.with_param("rport", str(source[1]))
     return via
@@ -132,6 +139,7 @@ class _TcpConnection:
         self.peer = peer
         self.framer = StreamFramer()
         self.task: asyncio.Task[None] | None = None
+        self.last_sent = 0.0
 
 
 class TcpTransport:
@@ -140,16 +148,35 @@ class TcpTransport:
     kind: TransportKind = "tcp"
     reliable = True
 
-    def __init__(self, on_message: OnMessage) -> None:
+    def __init__(
+        self,
+        on_message: OnMessage,
+        *,
+        max_per_source: int = TCP_MAX_PER_SOURCE,
+        idle_timeout: float = TCP_IDLE_TIMEOUT,
+    ) -> None:
+        if max_per_source < 1 or idle_timeout <= 0:
+            raise ValueError("max_per_source must be at least 1 and idle_timeout positive")
         self._on_message = on_message
+        self.max_per_source = max_per_source
+        self.idle_timeout = idle_timeout
+        self.refused = 0  # connections closed at once: over the per-source cap
         self._server: asyncio.Server | None = None
         self._conns: dict[Address, _TcpConnection] = {}
         self._connecting: dict[Address, asyncio.Lock] = {}
         self.local_address: Address = ("0.0.0.0", 0)
 
     @classmethod
-    async def open(cls, host: str, port: int, on_message: OnMessage) -> TcpTransport:
-        t = cls(on_message)
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        on_message: OnMessage,
+        *,
+        max_per_source: int = TCP_MAX_PER_SOURCE,
+        idle_timeout: float = TCP_IDLE_TIMEOUT,
+    ) -> TcpTransport:
+        t = cls(on_message, max_per_source=max_per_source, idle_timeout=idle_timeout)
         try:
             t._server = await asyncio.start_server(t._accepted, host, port, reuse_address=True)
         except OSError as exc:
@@ -160,14 +187,28 @@ class TcpTransport:
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        if sum(1 for addr in self._conns if addr[0] == peer[0]) >= self.max_per_source:
+            self.refused += 1
+            logger.info("tcp: %s has %d connections already, closing", peer[0], self.max_per_source)
+            writer.close()
+            return
         conn = _TcpConnection(reader, writer, (peer[0], peer[1]))
         self._conns[conn.peer] = conn
         await self._read_loop(conn)
 
     async def _read_loop(self, conn: _TcpConnection) -> None:
+        loop = asyncio.get_running_loop()
+        conn.last_sent = loop.time()
         try:
             while True:
-                data = await conn.reader.read(65536)
+                try:
+                    async with asyncio.timeout(self.idle_timeout):
+                        data = await conn.reader.read(65536)
+                except TimeoutError:
+                    if loop.time() - conn.last_sent < self.idle_timeout:
+                        continue  # we sent on it lately: not idle
+                    logger.info("tcp connection %s:%s idle, closing", *conn.peer)
+                    break
                 if not data:
                     break
                 for frame in conn.framer.feed(data):
@@ -210,6 +251,7 @@ class TcpTransport:
         conn = await self._connection(dest)
         try:
             conn.writer.write(data)
+            conn.last_sent = asyncio.get_running_loop().time()
             await asyncio.wait_for(conn.writer.drain(), CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             self._conns.pop(dest, None)
@@ -239,10 +281,18 @@ Transport = UdpTransport | TcpTransport
 
 
 async def open_transport(
-    kind: TransportKind, host: str, port: int, on_message: OnMessage
+    kind: TransportKind,
+    host: str,
+    port: int,
+    on_message: OnMessage,
+    *,
+    tcp_max_per_source: int = TCP_MAX_PER_SOURCE,
+    tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
 ) -> Transport:
     if kind == "udp":
         return await UdpTransport.open(host, port, on_message)
     if kind == "tcp":
-        return await TcpTransport.open(host, port, on_message)
+        return await TcpTransport.open(
+            host, port, on_message, max_per_source=tcp_max_per_source, idle_timeout=tcp_idle_timeout
+        )
     raise ValueError(f"unknown transport {kind!r}")

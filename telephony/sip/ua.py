@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -33,12 +34,14 @@ from typing import Any
 from telephony.privacy import mask_number
 from telephony.types import Direction
 
+from .admission import SourceLimiter
 from .answering import InboundCall, InboundCalls
 from .builder import make_response, new_call_id, new_tag
 from .config import DISPLAY_RE, UAConfig, validate_target
-from .context import ALLOW, UAContext, route_source
+from .context import ALLOW, Call, UAContext, options_response, route_source
 from .digest import DigestClient
 from .errors import RegistrationError, UAError
+from .gatekeeper import Gatekeeper, TrunkAuthenticator
 from .indialog import InDialog
 from .leg import EndReason, Leg, LegState
 from .message import SipRequest, SipResponse
@@ -60,13 +63,30 @@ class UserAgent:
     def __init__(self, config: UAConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock
+        calls: dict[str, Call] = {}
+        self.trust = TrustPolicy(config)
+        self.gatekeeper = Gatekeeper(
+            self.trust,
+            calls,
+            functools.partial(options_response, user_agent=config.user_agent),
+            _trunk_authenticator(config, clock),
+        )
         endpoint = TransactionLayer(
-            lambda cb: open_transport(config.transport, config.listen_host, config.listen_port, cb),
+            lambda cb: open_transport(
+                config.transport,
+                config.listen_host,
+                config.listen_port,
+                cb,
+                tcp_max_per_source=config.tcp_max_per_source,
+                tcp_idle_timeout=config.tcp_idle_timeout,
+            ),
             timers=config.timers,
             clock=clock,
             on_request=self._on_request,
             on_stray_response=self._on_stray_response,
             on_2xx_unacked=self._on_2xx_unacked,
+            gate=self.gatekeeper,
+            limiter=SourceLimiter(config.source_rate, config.source_burst),
         )
         self.ctx = UAContext(
             config=config,
@@ -77,11 +97,11 @@ class UserAgent:
             control=self,
             spawn=self._spawn,
             local=(config.listen_host, config.listen_port),
+            calls=calls,
         )
         self.outbound = OutboundCalls(self.ctx)
         self.inbound = InboundCalls(self.ctx)
         self.in_dialog = InDialog(self.ctx)
-        self.trust = TrustPolicy(config)
         self.registration: Registration | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._register_task: asyncio.Task[None] | None = None
@@ -112,7 +132,12 @@ class UserAgent:
         return self.ctx.via()
 
     def trusted(self, source: Address) -> bool:
-        return self.trust.trusted(source)
+        return self.trust.trusted_ip(source[0])
+
+    @property
+    def refusals(self) -> dict[str, int]:
+        """Requests refused or dropped at the edge, by reason (`rate_limited`, `untrusted`...)."""
+        return dict(self.endpoint.refusals)
 
     def target_uri(self, target: str) -> SipUri:
         return self.ctx.target_uri(target)
@@ -280,11 +305,7 @@ class UserAgent:
             return
         if tx is None:
             return  # a stray ACK
-        endpoint = self.endpoint
-        if not self.trust.trusted(source) and req.method != "OPTIONS":
-            logger.info("refused %s from untrusted %s", req.method, source[0])
-            await endpoint.respond(tx, make_response(req, 403, to_tag=new_tag()))
-            return
+        endpoint = self.endpoint  # the gatekeeper admitted it: from a trusted peer
         if req.method == "INVITE":
             assert isinstance(tx, ServerInviteTransaction)
             await self.inbound.on_invite(req, tx)
@@ -314,6 +335,13 @@ class UserAgent:
         call = self.calls.get(tx.request.call_id)
         if isinstance(call, InboundCall):
             await self.inbound.no_ack(call)
+
+
+def _trunk_authenticator(config: UAConfig, clock: Callable[[], float]) -> TrunkAuthenticator | None:
+    if config.trunk_auth is None:
+        return None
+    user, password = config.trunk_auth
+    return TrunkAuthenticator(user, password, config.sip_domain, clock)
 
 
 def _local_end(leg: Leg) -> EndReason:

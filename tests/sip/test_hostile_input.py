@@ -35,6 +35,7 @@ async def ua() -> AsyncIterator[UserAgent]:
             user="1000",
             password="x",
             timers=FAST,
+            trusted_peers=frozenset({"127.0.0.1"}),  # trust fails closed without peers
         )
     )
     await agent.start()

@@ -362,7 +362,17 @@ async def test_delayed_offer_answer_comes_in_the_ack() -> None:
     from telephony.sip.message import SipResponse, parse_message
     from telephony.sip.sdp import SessionDescription, answer_offer
 
-    ua = UserAgent(UAConfig("127.0.0.1", sip_port(), None, "1000", "x", timers=FAST))
+    ua = UserAgent(
+        UAConfig(
+            "127.0.0.1",
+            sip_port(),
+            None,
+            "1000",
+            "x",
+            timers=FAST,
+            trusted_peers=frozenset({"127.0.0.1"}),
+        )
+    )
     await ua.start()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
