@@ -253,13 +253,21 @@ class RtpEndpoint:
             return
         self._on_datagram(data, addr, now)
 
-    def _accept_source(self, addr: tuple[str, int]) -> bool:
-        """Symmetric RTP: only the negotiated peer, or the first sender on the peer's host when
-        latching is on (a NAT rewrote the port); once latched nothing else is accepted."""
+    def _accept_source(self, addr: tuple[str, int], data: bytes) -> bool:
+        """Symmetric RTP: only the signalled address and port. With latching on (a NAT may
+        rewrite the peer's port), the first authentic packet from the signalled host (RTP
+        version 2 with a payload type we agreed) may move us to its port, once, and only
+        before anything came from the signalled port; then nothing else is accepted."""
         remote = self._remote
         if addr[:2] == remote:
             return True
-        if self._latch and not self._latched and remote is not None and addr[0] == remote[0]:
+        if (
+            self._latch
+            and not self._latched
+            and remote is not None
+            and addr[0] == remote[0]
+            and self._authentic(data)
+        ):
             log.info("leg %s: latched RTP to %s:%d", self.label, addr[0], addr[1])
             self._remote = (addr[0], addr[1])
             self._remote_rtcp = (addr[0], addr[1] + 1)
@@ -268,10 +276,17 @@ class RtpEndpoint:
         self._counters.rejected_source += 1
         return False
 
+    def _authentic(self, data: bytes) -> bool:
+        """Looks like the peer's RTP: version 2, a payload type we negotiated."""
+        if len(data) <= HEADER_SIZE or data[0] >> 6 != 2:
+            return False
+        pt = data[1] & 0x7F
+        return pt == self._payload_type or (self._dtmf_pt is not None and pt == self._dtmf_pt)
+
     def _on_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if not self._receive:
             return
-        if addr != self._remote and not self._accept_source(addr):
+        if addr != self._remote and not self._accept_source(addr, data):
             return
         self._latched = True  # media flows from the peer: no other source can latch now
         if len(data) > HEADER_SIZE and data[0] == 0x80:  # fast path: no CSRC, extension, padding

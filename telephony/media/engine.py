@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import secrets
 import socket
 
 from telephony.media.conference import Conference
@@ -17,10 +18,14 @@ from telephony.media.ticker import Ticker
 log = logging.getLogger(__name__)
 
 
+RANDOM_TRIES = 32
+
+
 class MediaEngine:
     """RTP endpoints and conferences of one process, all driven by one 20 ms ticker.
 
-    Endpoints take an even port from `port_range` for RTP and the next odd one for RTCP.
+    Endpoints take a random even port from `port_range` for RTP and the next odd one for RTCP
+    (a stranger cannot guess the next call's port from the last one; issue 13 finding 11).
     """
 
     def __init__(
@@ -42,7 +47,6 @@ class MediaEngine:
         self._latch = latch
         self._prefill = jitter_prefill
         self._endpoints: dict[int, RtpEndpoint] = {}
-        self._next_port = self.port_range[0]
         self._running = False
         self._poller: RtpPoller | None = None
 
@@ -105,14 +109,18 @@ class MediaEngine:
         self._endpoints.pop(ep.local_port, None)
 
     def _bind_pair(self) -> tuple[socket.socket, socket.socket]:
+        """A random free even port; after RANDOM_TRIES misses, every port from a random start."""
         lo, hi = self.port_range
         count = (hi - lo + 1) // 2
-        for _ in range(count):
-            port = self._next_port
-            self._next_port = port + 2 if port + 3 <= hi else lo
-            if port in self._endpoints:
-                continue
-            pair = self._try_bind(port)
+        for _ in range(min(count, RANDOM_TRIES)):
+            port = lo + 2 * secrets.randbelow(count)
+            pair = None if port in self._endpoints else self._try_bind(port)
+            if pair is not None:
+                return pair
+        start = secrets.randbelow(count)
+        for i in range(count):
+            port = lo + 2 * ((start + i) % count)
+            pair = None if port in self._endpoints else self._try_bind(port)
             if pair is not None:
                 return pair
         raise PortRangeExhausted(lo, hi)
