@@ -71,7 +71,17 @@ class Settings(BaseSettings):
     sip_password: str = Field(default="", repr=False)
     sip_domain: str = Field(default="", description="SIP domain; default: the registrar host")
     sip_trunk_peer: str = Field(default="", description="host:port of the trunk peer")
-    sip_trusted_peers: str = Field(default="", description="comma-separated trusted peer IPs")
+    sip_trusted_peers: str = Field(
+        default="",
+        description="comma-separated trusted peer IPs; '*' = anyone (lab only). Without a "
+        "registrar, trunk peer or trusted peers, inbound calls are refused (403)",
+    )
+    sip_trunk_auth: str = Field(
+        default="",
+        repr=False,
+        description="user:password the trunk peer must answer our digest challenge with "
+        "for inbound INVITEs; empty = the trunk is trusted by its address",
+    )
     rtp_ports: str = Field(default="20000-29999", description="lo-hi RTP port range")
     dispatcher_seats: str = Field(default="", description="comma-separated numbers/extensions")
     timezone: str = Field(default="Asia/Shanghai", description="the county's time zone")
@@ -161,6 +171,13 @@ class Settings(BaseSettings):
     def _check_peer(cls, v: str) -> str:
         if v:
             _host_port(v, "SIP peer")
+        return v
+
+    @field_validator("sip_trunk_auth")
+    @classmethod
+    def _check_trunk_auth(cls, v: str) -> str:
+        if v and (":" not in v or not v.partition(":")[0] or not v.partition(":")[2]):
+            raise ValueError("LINKCALL_SIP_TRUNK_AUTH must be user:password")
         return v
 
     @field_validator("sip_transport")
@@ -298,4 +315,4 @@ class Settings(BaseSettings):
 
     def public_dict(self) -> dict[str, Any]:
         """Settings safe to show (no secrets)."""
-        return self.model_dump(exclude={"sip_password"})
+        return self.model_dump(exclude={"sip_password", "sip_trunk_auth"})

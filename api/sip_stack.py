@@ -37,7 +37,13 @@ def ua_config(settings: Settings) -> UAConfig:
         domain=settings.sip_domain or None,
         trunk_peer=settings.sip_trunk_peer_addr,
         trusted_peers=trusted,
+        trunk_auth=_pair(settings.sip_trunk_auth),
     )
+
+
+def _pair(user_password: str) -> tuple[str, str] | None:
+    user, _, password = user_password.partition(":")
+    return (user, password) if user_password else None
 
 
 class Telephony:
