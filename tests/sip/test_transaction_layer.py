@@ -6,9 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+from pytest_mock import MockerFixture
+
 from telephony.sip.builder import make_response
 from telephony.sip.message import SipRequest, SipResponse, parse_message
-from telephony.sip.transaction import ServerInviteTransaction, ServerTransaction, TimerConfig
+from telephony.sip.transaction import (
+    ClientNonInviteTransaction,
+    ServerInviteTransaction,
+    ServerTransaction,
+    TimerConfig,
+)
 from telephony.sip.transaction_layer import TransactionLayer
 
 Address = tuple[str, int]
@@ -124,5 +131,48 @@ async def test_retransmitted_invite_is_answered_by_the_transaction() -> None:
         assert len(seen) == 1  # the TU saw the INVITE once
         statuses = [parse_message(d).status for _, d, _ in transport.sent]  # type: ignore[union-attr]
         assert statuses == [100, 100]  # the retransmission got the last provisional again
+    finally:
+        await endpoint.stop()
+
+
+async def test_timer_work_does_not_grow_with_the_number_of_transactions(
+    mocker: MockerFixture,
+) -> None:
+    """Issue 13 finding 1: the timer task scanned every transaction's deadline on each wake-up,
+    so with thousands of live transactions every new message cost a scan of all of them.
+    Timers are a heap now: the deadlines looked at per message do not depend on how many
+    transactions are waiting."""
+    transport = SlowTcp(delay=0.0)
+    transport.reliable = False  # type: ignore[misc]  # UDP-like: timers E/F run
+
+    async def ignore(*_: object) -> None:
+        return None
+
+    async def factory(_: object) -> SlowTcp:
+        return transport
+
+    endpoint = TransactionLayer(
+        factory,  # type: ignore[arg-type]
+        timers=TimerConfig(),
+        clock=time.monotonic,
+        on_request=ignore,
+        on_stray_response=ignore,
+        on_2xx_unacked=ignore,
+    )
+    await endpoint.start()
+
+    async def start_some(count: int, first: int) -> None:
+        for n in range(first, first + count):
+            req = parse_message(options(n % 1000).replace(b"z9hG4bK", f"z9hG4bK{n}x".encode()))
+            assert isinstance(req, SipRequest)
+            await endpoint.request(req, ("127.0.0.1", 9))
+            await asyncio.sleep(0)  # let the timer task look at its deadlines
+
+    try:
+        await start_some(4000, 0)  # nobody answers: they wait for Timer F (32 s)
+        spy = mocker.spy(ClientNonInviteTransaction, "next_deadline")
+        await start_some(100, 10_000)
+        assert len(transport.sent) >= 4100
+        assert spy.call_count < 10 * 100, spy.call_count  # a scan would be 4,000 per message
     finally:
         await endpoint.stop()
