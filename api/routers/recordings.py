@@ -1,21 +1,29 @@
-"""Recordings: metadata and audio, every access audited (issue 5)."""
+"""Recordings: a list, metadata, audio and the evidence package, every access audited (issues
+5 and 15)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
+from sqlalchemy import select
+from starlette.background import BackgroundTask
 
 from api import audit_ctx
-from api.auth import DispatcherDep
+from api.auth import DispatcherDep, SupervisorDep
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
 from recordings import ArchiveError, FilesystemArchive
+from recordings.package import PackageError, PackageTrack, write_package
+from storage import audit
+from storage.base import utcnow
 from storage.errors import NotFound
-from storage.models.call_records import Recording
+from storage.models.call_records import Call, Recording, RecordingState
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
 
@@ -39,6 +47,71 @@ def _recording(session: SessionDep, recording_id: str) -> Recording:
     if rec is None:
         raise NotFound("recording", recording_id)
     return rec
+
+
+class RecordingRow(BaseModel):
+    """A recording in the browser's list, with its call."""
+
+    id: str
+    call_id: str
+    state: str
+    duration_s: float | None
+    tracks: list[str]
+    started_at: datetime
+    finalised_at: datetime | None
+    health_ok: bool | None
+    call_kind: str
+    unit_code: str | None
+    incident_id: str | None
+
+
+@router.get("", response_model=list[RecordingRow], summary="Recordings, newest first")
+def list_recordings(
+    request: Request,
+    session: SessionDep,
+    principal: SupervisorDep,
+    state: RecordingState | None = None,
+    unit_code: Annotated[str | None, Query(max_length=40)] = None,
+    incident_id: Annotated[str | None, Query(max_length=32)] = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[RecordingRow]:
+    stmt = (
+        select(Recording, Call)
+        .join(Call, Call.id == Recording.call_id)
+        .order_by(Recording.started_at.desc(), Recording.id)
+        .limit(limit)
+    )
+    if state is not None:
+        stmt = stmt.where(Recording.state == state)
+    if unit_code:
+        stmt = stmt.where(Call.unit_code == unit_code)
+    if incident_id:
+        stmt = stmt.where(Call.incident_id == incident_id)
+    if from_ is not None:
+        stmt = stmt.where(Recording.started_at >= from_)
+    if to is not None:
+        stmt = stmt.where(Recording.started_at < to)
+    rows = [
+        RecordingRow(
+            id=rec.id,
+            call_id=rec.call_id,
+            state=rec.state.value,
+            duration_s=rec.duration_s,
+            tracks=sorted(rec.tracks),
+            started_at=rec.started_at,
+            finalised_at=rec.finalised_at,
+            health_ok=rec.health.get("ok") if rec.health else None,
+            call_kind=call.kind.value,
+            unit_code=call.unit_code,
+            incident_id=call.incident_id,
+        )
+        for rec, call in session.execute(stmt)
+    ]
+    audit_ctx.record(session, request, principal, "recording.list", "recording", "*",
+                     {"count": len(rows)})  # fmt: skip
+    return rows
 
 
 @router.get("/{recording_id}", response_model=RecordingOut, summary="A recording's metadata")
@@ -106,3 +179,90 @@ def get_audio(
     )
     session.commit()  # the audit entry is written before a byte is sent
     return FileResponse(path, media_type="audio/wav", filename=f"{rec.call_id}-{track}.wav")
+
+
+def _call_manifest(call: Call) -> dict[str, Any]:
+    return {
+        "id": call.id, "kind": call.kind.value, "state": call.state.value,
+        "unit_code": call.unit_code, "incident_id": call.incident_id,
+        "created_by": call.created_by, "created_at": call.created_at,
+        "connected_at": call.connected_at, "ended_at": call.ended_at,
+        "end_reason": call.end_reason, "interrupted": call.interrupted,
+        "parties": [{"role": leg.role, "number": leg.number} for leg in call.legs],
+    }  # fmt: skip
+
+
+@router.get(
+    "/{recording_id}/package",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}}},
+    summary="Evidence package: a zip of the tracks, SHA256SUMS, a manifest and the access audit",
+)
+def get_package(
+    recording_id: str,
+    request: Request,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: SupervisorDep,
+) -> FileResponse:
+    rec = _recording(session, recording_id)
+    if rec.state not in (RecordingState.FINALISED, RecordingState.INTERRUPTED):
+        raise Problem(409, "Recording not finished", f"recording {rec.id} is {rec.state.value}",
+                      kind="conflict")  # fmt: skip
+    audit_ctx.record(session, request, principal, "recording.package", "recording", rec.id)
+    session.commit()  # the download is in the log before a byte is sent, and in the package
+    archive = FilesystemArchive(service.settings.recordings_dir)
+    tracks = []
+    for role, info in sorted(rec.tracks.items()):
+        try:
+            path = archive.resolve(info["file"])
+        except ArchiveError as exc:
+            raise Problem(404, "Recording file missing", str(exc), kind="not-found") from exc
+        tracks.append(PackageTrack(role, path, info.get("sha256")))
+    entries = [
+        {
+            "id": e.id,
+            "at": e.at,
+            "actor": e.actor,
+            "role": e.role,
+            "action": e.action,
+            "detail": e.detail,
+            "client": e.client,
+        }
+        for e in audit.entries_for(session, "recording", rec.id)
+    ]
+    manifest = {
+        "format": "linkcall evidence package 1",
+        "generated_at": utcnow(),
+        "generated_by": {"name": principal.name, "role": principal.role.value},
+        "recording": {
+            "id": rec.id,
+            "state": rec.state.value,
+            "sealed_manifest_sha256": rec.sha256,
+            "size_bytes": rec.size_bytes,
+            "duration_s": rec.duration_s,
+            "started_at": rec.started_at,
+            "finalised_at": rec.finalised_at,
+            "health": rec.health,
+            "error": rec.error,
+        },
+        "call": _call_manifest(rec.call),
+    }
+    service.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="package-", suffix=".zip", dir=service.settings.data_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write_package(out, recording_id=rec.id, tracks=tracks, manifest=manifest,
+                          access_audit=entries)  # fmt: skip
+    except PackageError as exc:
+        os.unlink(name)
+        raise Problem(409, "Recording damaged", str(exc), kind="conflict") from exc
+    except BaseException:
+        os.unlink(name)
+        raise
+    return FileResponse(
+        name,
+        media_type="application/zip",
+        filename=f"evidence-{rec.id}.zip",
+        background=BackgroundTask(os.unlink, name),
+    )

@@ -64,7 +64,7 @@
       el("td", { text: u.fallback_number || "—" }),
       el("td", {}, el("span", { class: "badge", "data-state": u.active ? "connected" : "ended",
         text: u.active ? "启用" : "已停用" })),
-      el("td", { class: "leg-actions" }, edit, toggle));
+      el("td", {}, el("div", { class: "leg-actions" }, edit, toggle)));
   }
 
   function startEdit(u) {
