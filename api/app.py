@@ -8,9 +8,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.evidence import EvidenceKeeper
 from api.logs import install_access_log_masking
+from api.metrics import HttpTiming, Metrics
 from api.problems import install_problem_handlers
-from api.routers import admin, bridges, call_history, console, events, health, recordings
+from api.routers import (
+    admin,
+    bridges,
+    call_history,
+    console,
+    events,
+    health,
+    ops,
+    recordings,
+)
 from api.routers import incidents as incidents_router
 from api.routers import numbers as numbers_router
 from api.routers import rosters as rosters_router
@@ -100,10 +111,26 @@ def compose(svc: Service) -> None:
                 )
             )
             dispatcher.register(svc.scheduler.add_interval_job)
+    if svc.evidence is None and svc.calls is not None:
+        hour, minute = (int(x) for x in settings.evidence_jobs_at.split(":"))
+        svc.evidence = EvidenceKeeper(
+            svc.session_factory,
+            settings.recordings_dir,
+            retention_days=settings.recording_retention_days,
+            min_free_mb=settings.disk_min_free_mb,
+            stats=svc.calls.stats,
+            publish=svc.events.publish,
+            daily_at=(hour, minute),
+        )
+        svc.evidence.register(svc.scheduler)
+        svc.components.append(svc.evidence)
     if svc.scheduler not in svc.components:
         svc.components.append(svc.scheduler)
     if dispatcher is not None:
         svc.components.append(dispatcher)
+    if svc.metrics is None:
+        svc.metrics = Metrics(svc, settings.metrics_addr)
+        svc.components.append(svc.metrics)
 
 
 def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
@@ -131,12 +158,15 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.state.service = svc
     install_problem_handlers(app)
     install_access_log_masking()
+    assert svc.metrics is not None
+    app.add_middleware(HttpTiming, histogram=svc.metrics.http)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(events.router)
     app.include_router(bridges.router)
     app.include_router(call_history.router)
     app.include_router(recordings.router)
+    app.include_router(ops.router)
     app.include_router(units_router.router)
     app.include_router(rosters_router.router)
     app.include_router(numbers_router.router)

@@ -31,7 +31,7 @@ app.add_typer(recordings_app, name="recordings")
 
 def _settings() -> Settings:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.node)
     return settings
 
 

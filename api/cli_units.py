@@ -43,7 +43,7 @@ _TRUE, _FALSE = {"", "是", "true", "1", "yes"}, {"否", "false", "0", "no"}
 
 def _factory() -> tuple[Settings, sessionmaker[Session]]:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.node)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.resolved_database_url)
     return settings, make_session_factory(make_engine(settings.resolved_database_url))

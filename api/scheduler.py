@@ -1,6 +1,7 @@
 """The scheduler component: the service's one APScheduler 3, on its event loop, in the county's
-zone. It runs the weekly roster reminder, on-demand duty checks and the survey dispatcher's
-interval job (`add_interval_job`).
+zone. It runs the weekly roster reminder, on-demand duty checks, the survey dispatcher's
+interval job (`add_interval_job`), and the daily evidence job (`add_daily_job`: retention purge
+and hash verification, api/evidence.py).
 
 Jobs are registered with explicit ids, `replace_existing=True` and a misfire grace time, and
 point at module-level functions with serialisable arguments (see api/jobs/). The clock is
@@ -65,6 +66,42 @@ class Scheduler:
         self.misfire_grace_s = misfire_grace_s
         self._scheduler: AsyncIOScheduler | None = None
         self._interval_jobs: list[tuple[Callable[[], Awaitable[None]], float, str, str]] = []
+        self._daily_jobs: list[tuple[Callable[[], Awaitable[None]], int, int, str, str]] = []
+
+    def add_daily_job(
+        self,
+        func: Callable[[], Awaitable[None]],
+        *,
+        hour: int,
+        minute: int,
+        job_id: str,
+        name: str,
+    ) -> None:
+        """Run `func` every day at hour:minute in the county's zone (one instance at a time);
+        jobs added before `start` are registered when it starts."""
+        self._daily_jobs.append((func, hour, minute, job_id, name))
+        if self._scheduler is not None:
+            self._register_daily(self._scheduler, func, hour, minute, job_id, name)
+
+    def _register_daily(
+        self,
+        scheduler: AsyncIOScheduler,
+        func: Callable[[], Awaitable[None]],
+        hour: int,
+        minute: int,
+        job_id: str,
+        name: str,
+    ) -> None:
+        scheduler.add_job(
+            func,
+            CronTrigger(hour=hour, minute=minute, timezone=self.zone),
+            id=job_id,
+            name=name,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=self.misfire_grace_s,
+        )
 
     def add_interval_job(
         self, func: Callable[[], Awaitable[None]], *, seconds: float, job_id: str, name: str
@@ -117,6 +154,8 @@ class Scheduler:
         )
         for func, seconds, job_id, name in self._interval_jobs:
             self._register_interval(scheduler, func, seconds, job_id, name)
+        for func, hour, minute, job_id, name in self._daily_jobs:
+            self._register_daily(scheduler, func, hour, minute, job_id, name)
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler started; reminder next at %s", self.next_fire_time(REMINDER_JOB_ID))

@@ -22,6 +22,8 @@ from storage import migrate
 from storage.engine import make_engine, make_session_factory
 
 if TYPE_CHECKING:
+    from api.evidence import EvidenceKeeper
+    from api.metrics import Metrics
     from api.scheduler import Scheduler
     from api.sip_stack import Telephony
     from calls.manager import CallManager
@@ -42,6 +44,8 @@ class Service:
     telephony: Telephony | None = None
     calls: CallManager | None = None
     scheduler: Scheduler | None = None
+    evidence: EvidenceKeeper | None = None
+    metrics: Metrics | None = None
     loop: asyncio.AbstractEventLoop | None = None
     started: list[Component] = field(default_factory=list)
 

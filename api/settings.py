@@ -90,6 +90,23 @@ class Settings(BaseSettings):
         default=r"^[1-9][0-9]{2,5}$", description="internal extensions the dial policy allows"
     )
     log_level: str = Field(default="INFO")
+    log_format: str = Field(
+        default="text", pattern="^(text|json)$", description="text, or json: one object a line"
+    )
+    metrics_listen: str = Field(
+        default="", description="host:port of the Prometheus /metrics listener; empty = off"
+    )
+    recording_retention_days: int = Field(
+        default=0, ge=0, le=36500, description="purge recordings older than this (0: keep all)"
+    )
+    disk_min_free_mb: int = Field(
+        default=1024, ge=0, description="below this free space /readyz degrades (0: no check)"
+    )
+    evidence_jobs_at: str = Field(
+        default="03:30",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="daily time (county) of the retention purge and the hash verification",
+    )
     ring_timeout_dispatcher_s: float = Field(default=20.0, gt=0, le=300)
     ring_timeout_caller_s: float = Field(default=40.0, gt=0, le=300)
     ring_timeout_unit_s: float = Field(
@@ -166,6 +183,13 @@ class Settings(BaseSettings):
         _host_port(v, "LINKCALL_SIP_LISTEN")
         return v
 
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_metrics(cls, v: str) -> str:
+        if v:
+            _host_port(v, "LINKCALL_METRICS_LISTEN")
+        return v
+
     @field_validator("sip_registrar", "sip_trunk_peer")
     @classmethod
     def _check_peer(cls, v: str) -> str:
@@ -232,6 +256,10 @@ class Settings(BaseSettings):
     @property
     def sip_listen_addr(self) -> tuple[str, int]:
         return _host_port(self.sip_listen, "LINKCALL_SIP_LISTEN")
+
+    @property
+    def metrics_addr(self) -> tuple[str, int] | None:
+        return _host_port(self.metrics_listen, "metrics") if self.metrics_listen else None
 
     @property
     def sip_registrar_addr(self) -> tuple[str, int] | None:

@@ -16,6 +16,7 @@ from callflows.bridge import BridgeSnapshot
 from callflows.inbound import InboundSnapshot
 from callflows.ivr import KeyPromptResult
 from calls.records import CallRecords
+from calls.stats import AttemptTally, CallStats
 from recordings import RecordingInfo
 from storage.models.call_records import CallKind
 
@@ -28,10 +29,18 @@ class CallHooks:
 
     kind = "call"
 
-    def __init__(self, records: CallRecords, publish: Publish, call_id: str) -> None:
+    def __init__(
+        self,
+        records: CallRecords,
+        publish: Publish,
+        call_id: str,
+        *,
+        stats: CallStats | None = None,
+    ) -> None:
         self.records = records
         self.publish = publish
         self.call_id = call_id
+        self.tally = AttemptTally(stats)
 
     def on_save(self, snapshot: object) -> None:
         """Store the flow's snapshot; each kind of call overrides this."""
@@ -79,15 +88,23 @@ class BridgeHooks(CallHooks):
     kind = "bridge"
 
     def __init__(
-        self, records: CallRecords, publish: Publish, call_id: str, labels: dict[str, str]
+        self,
+        records: CallRecords,
+        publish: Publish,
+        call_id: str,
+        labels: dict[str, str],
+        *,
+        stats: CallStats | None = None,
     ) -> None:
-        super().__init__(records, publish, call_id)
+        super().__init__(records, publish, call_id, stats=stats)
         self.labels = labels
         self._last: BridgeSnapshot | None = None
 
     def on_save(self, snapshot: object) -> None:
         assert isinstance(snapshot, BridgeSnapshot)
         self.records.queue_bridge_snapshot(self.call_id, snapshot, self.labels)
+        for party in snapshot.parties:
+            self.tally.update(party.role.value, party.attempts)
         self._publish_changes(snapshot)
         self._last = snapshot
 
@@ -126,8 +143,15 @@ class InboundHooks(BridgeHooks):
 
     kind = "inbound"
 
-    def __init__(self, records: CallRecords, publish: Publish, call_id: str) -> None:
-        super().__init__(records, publish, call_id, {})
+    def __init__(
+        self,
+        records: CallRecords,
+        publish: Publish,
+        call_id: str,
+        *,
+        stats: CallStats | None = None,
+    ) -> None:
+        super().__init__(records, publish, call_id, {}, stats=stats)
         self._inbound_state: str | None = None
 
     def on_save(self, snapshot: object) -> None:
@@ -137,6 +161,7 @@ class InboundHooks(BridgeHooks):
             return
         assert isinstance(snapshot, InboundSnapshot)
         self.records.queue_inbound_snapshot(self.call_id, snapshot)
+        self.tally.update("dispatcher", snapshot.seat_attempts)
         if snapshot.state.value != self._inbound_state:
             self._inbound_state = snapshot.state.value
             self.publish(
@@ -154,15 +179,23 @@ class IvrHooks(CallHooks):
     """Runner hooks of a prompt-and-key call (survey, duty check): keep its result."""
 
     def __init__(
-        self, records: CallRecords, publish: Publish, call_id: str, kind: CallKind
+        self,
+        records: CallRecords,
+        publish: Publish,
+        call_id: str,
+        kind: CallKind,
+        *,
+        stats: CallStats | None = None,
     ) -> None:
-        super().__init__(records, publish, call_id)
+        super().__init__(records, publish, call_id, stats=stats)
         self.kind = kind.value
         self.result: KeyPromptResult | None = None
 
     def on_save(self, snapshot: object) -> None:
         assert isinstance(snapshot, KeyPromptResult)
         self.records.queue_key_prompt(self.call_id, snapshot)
+        if snapshot.attempt is not None:
+            self.tally.update("callee", (snapshot.attempt,))
         if self.result is None or self.result.state is not snapshot.state:
             self.publish(
                 "call.state",

@@ -25,12 +25,14 @@ from callflows.bridge import BridgeFlow, BridgeSettings
 from callflows.events import AddUnit, Event, Role
 from callflows.inbound import InboundFlow, InboundSettings, InboundState
 from callflows.ivr import KeyPromptCall, KeyPromptResult
+from calls import log_context
 from calls import records as call_store
 from calls.component import Health
 from calls.hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks, Publish
 from calls.prompts import PromptError, ensure_prompts
 from calls.records import CallRecords
 from calls.runner import FlowRunner
+from calls.stats import CallStats
 from recordings import RecordingFlusher, RecordingWriter, recover
 from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
 from registry.numbers import DialPolicy
@@ -98,6 +100,7 @@ class CallManager:
         self.recordings_root = settings.recordings_root.resolve()
         self.records = CallRecords(session_factory, self.recordings_root)
         self.runners: dict[str, FlowRunner] = {}
+        self.stats = CallStats()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.flusher = RecordingFlusher(self._on_write_error)
         self._recovered: list[str] = []
@@ -174,6 +177,20 @@ class CallManager:
             return Health(False, f"{detail}; {self._write_errors} recording write error(s)")
         return Health(True, detail)
 
+    def active(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Calls carried now by kind, and their connected legs by role (read by the metrics
+        exposition from its own thread: it copies before it iterates)."""
+        calls: dict[str, int] = {}
+        legs: dict[str, int] = {}
+        for runner in list(self.runners.values()):
+            if runner.finished:
+                continue
+            kind = str(getattr(runner.hooks, "kind", "call"))
+            calls[kind] = calls.get(kind, 0) + 1
+            for role in runner.connected_roles():
+                legs[role] = legs.get(role, 0) + 1
+        return calls, legs
+
     async def flushed(self) -> None:
         """Wait until every queued call record write is done (tests, shutdown)."""
         await self.records.flushed()
@@ -211,7 +228,9 @@ class CallManager:
         """Run a stored bridge: dialling starts now."""
         flow = BridgeFlow(call_id, dict(req.dial_lists), utcnow(), self.settings.bridge)
         self._start_runner(
-            call_id, flow, BridgeHooks(self.records, self.publish, call_id, req.labels)
+            call_id,
+            flow,
+            BridgeHooks(self.records, self.publish, call_id, req.labels, stats=self.stats),
         )
 
     def _start_runner(
@@ -244,6 +263,7 @@ class CallManager:
         return task
 
     async def _run(self, call_id: str, runner: FlowRunner) -> None:
+        log_context.call_id.set(call_id)  # this task's context: its records carry the call
         try:
             await runner.run()
         except Exception:
@@ -283,7 +303,9 @@ class CallManager:
         call_id = await self.records.insert(new)
         settings = InboundSettings(ring_deadline_s=self.settings.inbound_ring_deadline_s)
         flow = InboundFlow(call_id, "caller", leg.remote_number, seats, settings)
-        runner = self._make_runner(call_id, flow, InboundHooks(self.records, self.publish, call_id))
+        runner = self._make_runner(
+            call_id, flow, InboundHooks(self.records, self.publish, call_id, stats=self.stats)
+        )
         runner.adopt("caller", "caller", leg)
         self._launch(call_id, runner)
 
@@ -337,7 +359,7 @@ class CallManager:
         )
         call_id = await self.records.insert(new)
         flow = make_flow(call_id)
-        hooks = IvrHooks(self.records, self.publish, call_id, kind)
+        hooks = IvrHooks(self.records, self.publish, call_id, kind, stats=self.stats)
         task = self._start_runner(call_id, flow, hooks, solo=True)
         await asyncio.shield(task)
         await self.flushed()
@@ -354,6 +376,7 @@ class CallManager:
     # -- recordings --
     def _on_write_error(self, writer: RecordingWriter, err: RecordingWriteError) -> None:
         self._write_errors += 1
+        self.stats.recording_problems["write_error"] += 1
         log.error("recording %s: write failed: %s", writer.recording_id, err)
         self.publish("recording.error", {"recording_id": writer.recording_id, "error": str(err)})
 

@@ -31,6 +31,7 @@ from callflows.events import (
     PlaybackFinished,
     TimerFired,
 )
+from calls import log_context
 from calls.runner_hooks import NullHooks, RunnerHooks
 from recordings import RecordingFlusher, RecordingWriter
 from recordings.errors import RecordingError
@@ -161,6 +162,10 @@ class FlowRunner:
     async def wait(self) -> None:
         await self._done.wait()
 
+    def connected_roles(self) -> list[str]:
+        """Roles of the legs answered and not yet ended (one entry per leg)."""
+        return [b.role for b in list(self._legs.values()) if b.answered and not b.ended]
+
     async def run(self) -> None:
         """Start the flow and run it until it is over and every leg has settled."""
         watchdog = (
@@ -230,6 +235,15 @@ class FlowRunner:
                     self._put(LegEnded(leg_id, "failed", None))
 
     async def _run_command(self, cmd: c.Command) -> None:
+        leg_id = getattr(cmd, "leg_id", None)
+        token = log_context.leg.set(leg_id) if isinstance(leg_id, str) else None
+        try:
+            await self._dispatch(cmd)
+        finally:
+            if token is not None:
+                log_context.leg.reset(token)
+
+    async def _dispatch(self, cmd: c.Command) -> None:
         match cmd:
             case c.Dial():
                 await self._dial(cmd)
@@ -403,6 +417,7 @@ class FlowRunner:
         binding.tasks.append(self._spawn(digits(), f"dtmf-{binding.leg_id}"))
 
     async def _watch_leg(self, binding: _Binding, sip: sipleg.Leg) -> None:
+        log_context.leg.set(binding.leg_id)
         async for ev in sip:
             match ev:
                 case sipleg.Ringing():

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
@@ -18,6 +18,7 @@ from api import audit_ctx
 from api.auth import DispatcherDep, SupervisorDep
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
+from calls.evidence import set_hold
 from recordings import ArchiveError, FilesystemArchive
 from recordings.package import PackageError, PackageTrack, write_package
 from storage import audit
@@ -40,6 +41,20 @@ class RecordingOut(BaseModel):
     finalised_at: datetime | None
     error: str | None
     health: dict[str, Any]
+    legal_hold: bool = False
+    hold_reason: str | None = None
+    held_by: str | None = None
+    held_at: datetime | None = None
+    purged_at: datetime | None = None
+    verified_at: datetime | None = None
+
+
+class HoldIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="why the recording is held")
+
+
+class ReleaseIn(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 def _recording(session: SessionDep, recording_id: str) -> Recording:
@@ -120,6 +135,10 @@ def get_recording(
 ) -> RecordingOut:
     rec = _recording(session, recording_id)
     audit_ctx.record(session, request, principal, "recording.metadata", "recording", rec.id)
+    return _out(rec)
+
+
+def _out(rec: Recording) -> RecordingOut:
     return RecordingOut(
         id=rec.id,
         call_id=rec.call_id,
@@ -132,7 +151,62 @@ def get_recording(
         finalised_at=rec.finalised_at,
         error=rec.error,
         health=rec.health,
+        legal_hold=rec.legal_hold,
+        hold_reason=rec.hold_reason,
+        held_by=rec.held_by,
+        held_at=rec.held_at,
+        purged_at=rec.purged_at,
+        verified_at=rec.verified_at,
     )
+
+
+def _hold(
+    session: SessionDep,
+    request: Request,
+    principal: SupervisorDep,
+    recording_id: str,
+    *,
+    hold: bool,
+    reason: str | None,
+) -> RecordingOut:
+    client = request.client.host if request.client else None
+    try:
+        rec = set_hold(session, recording_id, principal, hold=hold, reason=reason, client=client)
+    except ValueError as exc:
+        raise Problem(409, "Recording purged", str(exc), kind="conflict") from exc
+    session.commit()
+    return _out(rec)
+
+
+@router.post(
+    "/{recording_id}/hold",
+    response_model=RecordingOut,
+    summary="Put a recording under legal hold: the retention purge never deletes it (audited)",
+)
+def hold_recording(
+    recording_id: str,
+    body: HoldIn,
+    request: Request,
+    session: SessionDep,
+    principal: SupervisorDep,
+) -> RecordingOut:
+    return _hold(session, request, principal, recording_id, hold=True, reason=body.reason)
+
+
+@router.post(
+    "/{recording_id}/release",
+    response_model=RecordingOut,
+    summary="Release a recording's legal hold: retention applies again (audited)",
+)
+def release_recording(
+    recording_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: SupervisorDep,
+    body: ReleaseIn | None = None,
+) -> RecordingOut:
+    reason = body.reason if body is not None else None
+    return _hold(session, request, principal, recording_id, hold=False, reason=reason)
 
 
 @router.get(

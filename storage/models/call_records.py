@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storage.base import Base, new_id, utcnow
@@ -49,6 +49,7 @@ class RecordingState(enum.StrEnum):
     FINALISED = "finalised"
     INTERRUPTED = "interrupted"  # finalised by crash recovery
     FAILED = "failed"  # the writer failed (e.g. disk full); see `error`
+    PURGED = "purged"  # its files were deleted after the retention period; the row stays
 
 
 class Call(Base):
@@ -142,5 +143,12 @@ class Recording(Base):
     finalised_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     health: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # legal hold: never purged while set (POST /api/v1/recordings/{id}/hold, /release)
+    legal_hold: Mapped[bool] = mapped_column(default=False, server_default=false())
+    hold_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    held_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    held_at: Mapped[datetime | None] = mapped_column(default=None)
+    purged_at: Mapped[datetime | None] = mapped_column(default=None)
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
 
     call: Mapped[Call] = relationship(back_populates="recording")

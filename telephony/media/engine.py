@@ -49,6 +49,7 @@ class MediaEngine:
         self._endpoints: dict[int, RtpEndpoint] = {}
         self._running = False
         self._poller: RtpPoller | None = None
+        self.packets_lost_closed = 0  # RTP packets lost on endpoints already closed
 
     @property
     def endpoints(self) -> list[RtpEndpoint]:
@@ -104,7 +105,14 @@ class MediaEngine:
     ) -> Conference:
         return Conference(self.ticker, name, hold_music)
 
+    def packets_lost_total(self) -> int:
+        """RTP packets lost (RFC 3550 A.3) over every endpoint this engine ever had."""
+        return self.packets_lost_closed + sum(
+            ep.stats.packets_lost for ep in list(self._endpoints.values())
+        )
+
     def _closed(self, ep: RtpEndpoint) -> None:
+        self.packets_lost_closed += ep.stats.packets_lost
         self.ticker.discard(ep)
         self._endpoints.pop(ep.local_port, None)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +45,26 @@ class TickerStats:
         return self.work_ms_total / self.ticks if self.ticks else 0.0
 
 
+LAG_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 1.0)
+"""Upper bounds of the tick-lag histogram (seconds); a last bucket takes everything above."""
+
+
+class LagHistogram:
+    """How late each tick fired: a bisect and two additions per tick; read off the hot path
+    (the metrics exposition copies `counts` and `total`)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = LAG_BUCKETS_S) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+
 class Ticker:
     """Calls `tick(index, now)` on every unit every `interval` seconds, from one loop timer."""
 
@@ -52,6 +73,7 @@ class Ticker:
     ):
         self.interval = interval
         self.stats = TickerStats()
+        self.lag = LagHistogram()
         self.index = 0
         self._units: dict[TickUnit, None] = {}
         self._snapshot: tuple[TickUnit, ...] | None = ()
@@ -96,6 +118,7 @@ class Ticker:
         interval = self.interval
         now = loop.time()
         late = now - self._deadline
+        self.lag.observe(late)
         if late >= interval:
             missed = int(late / interval)
             self.stats.skipped += missed

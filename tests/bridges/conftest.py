@@ -62,6 +62,7 @@ def leg(body: dict[str, Any], role: str) -> dict[str, Any]:
 
 @pytest.fixture
 def bridge_lab(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     kamailio_factory: Callable[..., Kamailio],
     lab_users: dict[str, str],
@@ -84,6 +85,8 @@ def bridge_lab(
         dispatcher_seats=",".join(SEATS),
         inbound_ring_deadline_s=20.0,
         media_timeout_s=4.0,
+        # overrides: parametrize("bridge_lab", [{name: value or a callable giving it}], indirect)
+        **{k: v() if callable(v) else v for k, v in getattr(request, "param", {}).items()},
     )
     try:
         with (

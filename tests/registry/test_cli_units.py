@@ -16,7 +16,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.delenv("LINKCALL_DATABASE_URL", raising=False)
     monkeypatch.delenv("LINKCALL_CONFIG", raising=False)
     # Handlers bound to one invocation's captured stderr would outlive it.
-    monkeypatch.setattr("api.cli_units.configure_logging", lambda level: None)
+    monkeypatch.setattr("api.cli_units.configure_logging", lambda *a, **k: None)
     return CliRunner()
 
 
