@@ -1,6 +1,7 @@
 """Issue 14 on a real bridge (lab phones through Kamailio): /metrics shows the call, its legs
 and its dial attempts and never a phone number; the service's log of the call, in JSON and in
-text, carries the call id, the leg and the date, and never a full phone number."""
+text, carries the call id, the leg and the date, and never a full phone number; with the disk
+under LINKCALL_DISK_MIN_FREE_MB readiness degrades and the call still connects and is recorded."""
 
 from __future__ import annotations
 
@@ -82,7 +83,11 @@ def captured_logs() -> Iterator[tuple[io.StringIO, io.StringIO]]:
         root.setLevel(old_level)
 
 
-@pytest.mark.parametrize("bridge_lab", [{"metrics_listen": _metrics_port}], indirect=True)
+# the disk counts as low throughout: readiness degrades, the call still connects and is recorded
+LOW_DISK = {"metrics_listen": _metrics_port, "disk_min_free_mb": 10**9}
+
+
+@pytest.mark.parametrize("bridge_lab", [LOW_DISK], indirect=True)
 def test_metrics_and_logs_of_a_real_bridge(
     bridge_lab: BridgeLab, captured_logs: tuple[io.StringIO, io.StringIO]
 ) -> None:
@@ -90,6 +95,9 @@ def test_metrics_and_logs_of_a_real_bridge(
     _, before = _scrape(bridge_lab)
     assert _value(before, "linkcall_sip_registered") == 1.0
     assert _value(before, "linkcall_calls_active", kind="bridge") == 0.0
+    assert _value(before, "linkcall_disk_low") == 1.0
+    ready = bridge_lab.http.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["evidence"]["ok"] is False
 
     resp = bridge_lab.post(
         "/api/v1/bridges",

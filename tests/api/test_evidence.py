@@ -1,0 +1,195 @@
+"""Issue 14, evidence kept right: retention under legal hold, the daily hash verification and
+the free-disk watch, through the running app on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
+
+from api.app import create_app
+from calls.records import apply_info
+from recordings import RecordingWriter
+from storage.engine import session_scope
+from storage.models.auth import Role
+from storage.models.call_records import Call, CallKind, CallState, Recording
+from storage.tokens import create_token
+from tests.conftest import ApiHarness, service_settings
+from tests.recordings.rec_audio import tone_frame
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def app_on(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ApiHarness]:
+    overrides = {"recording_retention_days": 30, **getattr(request, "param", {})}
+    settings = service_settings(tmp_path, database_url=db_url, **overrides)
+    app = create_app(settings)  # type: ignore[arg-type]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        factory = app.state.service.session_factory
+        with session_scope(factory) as s:
+            tokens = {
+                r.value: create_token(s, name=f"{r.value} Wang", role=r, unit_code=None)
+                for r in (Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN)
+            }
+        harness = ApiHarness(client, tokens, factory)
+        harness.app = app  # type: ignore[attr-defined]
+        yield harness
+
+
+def _recorded_call(h: ApiHarness, started: datetime) -> str:
+    """A finished bridge with a real sealed recording that started at `started`."""
+    svc = h.app.state.service  # type: ignore[attr-defined]
+    root = svc.settings.recordings_dir.resolve()
+    with session_scope(h.session_factory) as s:  # type: ignore[arg-type]
+        call = Call(
+            kind=CallKind.BRIDGE,
+            state=CallState.ENDED,
+            created_at=started,
+            connected_at=started,
+            ended_at=started + timedelta(seconds=2),
+        )
+        s.add(call)
+        s.flush()
+        writer = RecordingWriter(root, call.id, clock=lambda: started)
+        for tick in range(100):
+            frame = tone_frame(400, tick)
+            writer.write(frame, {"caller": frame, "unit": tone_frame(1800, tick)})
+        info = writer.finalise()
+        rec = Recording(
+            id=call.id,
+            call_id=call.id,
+            directory=str(info.directory.relative_to(root)),
+            started_at=started,
+            finalised_at=started + timedelta(seconds=2),
+        )
+        apply_info(rec, info, root)
+        s.add(rec)
+        return call.id
+
+
+def _get(h: ApiHarness, path: str, role: str = "supervisor", **kw: object) -> object:
+    resp = h.client.get(path, headers=h.auth(role), **kw)  # type: ignore[attr-defined]
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def _audit(h: ApiHarness, rec_id: str) -> list[tuple[str, str]]:
+    entries = _get(h, "/api/v1/audit", params={"resource_id": rec_id})
+    return [(e["action"], e["actor"]) for e in entries]  # type: ignore[attr-defined]
+
+
+def _run_daily(h: ApiHarness) -> None:
+    svc = h.app.state.service  # type: ignore[attr-defined]
+    assert "evidence.daily" in svc.scheduler.job_ids()
+    h.client.portal.call(svc.evidence.run_daily)  # type: ignore[attr-defined]
+    assert svc.evidence.last_daily_error is None
+
+
+def test_retention_purges_only_what_no_legal_hold_keeps_and_audits_both(app_on: ApiHarness) -> None:
+    h = app_on
+    held = _recorded_call(h, NOW - timedelta(days=100))
+    unheld = _recorded_call(h, NOW - timedelta(days=100))
+    fresh = _recorded_call(h, NOW - timedelta(days=5))
+    root = h.app.state.service.settings.recordings_dir  # type: ignore[attr-defined]
+    dirs = {
+        r: root / _get(h, f"/api/v1/recordings/{r}")["tracks"]["mixed"]["file"]  # type: ignore[index]
+        for r in (held, unheld, fresh)
+    }
+    assert all(p.is_file() for p in dirs.values())
+
+    c = h.client
+    refused = c.post(
+        f"/api/v1/recordings/{held}/hold", json={"reason": "x"}, headers=h.auth("dispatcher")
+    )  # type: ignore[attr-defined]
+    assert refused.status_code == 403
+    no_reason = c.post(f"/api/v1/recordings/{held}/hold", json={}, headers=h.auth("supervisor"))  # type: ignore[attr-defined]
+    assert no_reason.status_code == 422
+    assert no_reason.headers["content-type"].startswith("application/problem+json")
+    resp = c.post(  # type: ignore[attr-defined]
+        f"/api/v1/recordings/{held}/hold",
+        json={"reason": "案件 2026-117 证据 / evidence in case 2026-117"},
+        headers=h.auth("supervisor"),
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["legal_hold"] is True and resp.json()["held_by"] == "supervisor Wang"
+    missing = c.post("/api/v1/recordings/nope/hold", json={"reason": "x"}, headers=h.auth("admin"))  # type: ignore[attr-defined]
+    assert missing.status_code == 404
+
+    _run_daily(h)
+
+    assert dirs[held].is_file() and dirs[fresh].is_file()
+    assert not dirs[unheld].exists() and not dirs[unheld].parent.exists()
+    held_meta = _get(h, f"/api/v1/recordings/{held}")
+    unheld_meta = _get(h, f"/api/v1/recordings/{unheld}")
+    assert held_meta["state"] == "finalised" and held_meta["legal_hold"] is True  # type: ignore[index]
+    assert unheld_meta["state"] == "purged" and unheld_meta["purged_at"] is not None  # type: ignore[index]
+    assert unheld_meta["sha256"]  # type: ignore[index]  # the record of what existed stays
+    assert _get(h, f"/api/v1/recordings/{fresh}")["state"] == "finalised"  # type: ignore[index]
+    assert ("recording.hold", "supervisor Wang") in _audit(h, held)
+    assert ("recording.purge", "system") in _audit(h, unheld)
+    assert not any(a == "recording.purge" for a, _ in _audit(h, held))
+    # verified in the same daily run: intact
+    assert held_meta["health"]["ok"] is True and held_meta["verified_at"]  # type: ignore[index]
+
+    # a purged recording cannot be held; a released one is purged at the next run
+    gone = c.post(
+        f"/api/v1/recordings/{unheld}/hold", json={"reason": "late"}, headers=h.auth("admin")
+    )  # type: ignore[attr-defined]
+    assert gone.status_code == 409
+    rel = c.post(f"/api/v1/recordings/{held}/release", headers=h.auth("admin"))  # type: ignore[attr-defined]
+    assert rel.status_code == 200 and rel.json()["legal_hold"] is False
+    assert ("recording.release", "admin Wang") in _audit(h, held)
+    _run_daily(h)
+    assert not dirs[held].exists()
+    assert _get(h, f"/api/v1/recordings/{held}")["state"] == "purged"  # type: ignore[index]
+
+
+def test_daily_verification_flags_an_altered_track_in_health_metrics_and_status(
+    app_on: ApiHarness,
+) -> None:
+    h = app_on
+    rec_id = _recorded_call(h, NOW - timedelta(days=1))
+    root = h.app.state.service.settings.recordings_dir  # type: ignore[attr-defined]
+    unit = root / _get(h, f"/api/v1/recordings/{rec_id}")["tracks"]["unit"]["file"]  # type: ignore[index]
+    _run_daily(h)
+    assert _get(h, f"/api/v1/recordings/{rec_id}")["health"]["ok"] is True  # type: ignore[index]
+
+    unit.chmod(0o644)
+    with open(unit, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x01" * 32)
+    _run_daily(h)
+    meta = _get(h, f"/api/v1/recordings/{rec_id}")
+    assert meta["health"]["ok"] is False  # type: ignore[index]
+    assert {f["problem"] for f in meta["health"]["findings"]} == {"hash_mismatch"}  # type: ignore[index]
+    assert hashlib.sha256(unit.read_bytes()).hexdigest() != meta["tracks"]["unit"]["sha256"]  # type: ignore[index]
+    text = generate_latest(h.app.state.service.metrics.registry).decode()  # type: ignore[attr-defined]
+    assert 'linkcall_recording_problems_total{kind="hash_mismatch"} 1.0' in text
+    assert "linkcall_recording_verify_failed 1.0" in text
+    status = _get(h, "/api/v1/ops/status", role="dispatcher")
+    assert [b["recording_id"] for b in status["verification"]["bad"]] == [rec_id]  # type: ignore[index]
+    _run_daily(h)  # the same problem found again is not counted again
+    text = generate_latest(h.app.state.service.metrics.registry).decode()  # type: ignore[attr-defined]
+    assert 'linkcall_recording_problems_total{kind="hash_mismatch"} 1.0' in text
+
+
+@pytest.mark.parametrize("app_on", [{"disk_min_free_mb": 10**9}], indirect=True)
+def test_low_disk_degrades_readiness_and_is_recorded(app_on: ApiHarness) -> None:
+    h = app_on
+    ready = h.client.get("/readyz")  # type: ignore[attr-defined]
+    assert ready.status_code == 503
+    check = ready.json()["checks"]["evidence"]
+    assert check["ok"] is False and "calls still connect" in check["detail"]
+    status = _get(h, "/api/v1/ops/status", role="dispatcher")
+    assert status["disk"]["low"] is True and status["disk"]["low_since"]  # type: ignore[index]
+    text = generate_latest(h.app.state.service.metrics.registry).decode()  # type: ignore[attr-defined]
+    assert "linkcall_disk_low 1.0" in text
+    assert 'linkcall_recording_problems_total{kind="disk_low"} 1.0' in text
+    entries = _get(h, "/api/v1/audit", params={"resource_type": "disk"})
+    assert [e["action"] for e in entries] == ["disk.low"]  # type: ignore[attr-defined]
