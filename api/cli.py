@@ -1,8 +1,9 @@
-"""The `linkcall` command: serve, db, tokens, demo."""
+"""The `linkcall` command: serve, db, tokens, backup, restore, demo."""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -115,6 +116,57 @@ def tokens_revoke(token_id: str) -> None:
     with session_scope(_session_factory(settings)) as session:
         revoke_token(session, token_id)
     typer.echo(f"revoked {token_id}")
+
+
+@app.command()
+def backup(
+    directory: Annotated[Path, typer.Argument(help="a new (or empty) directory for the copy")],
+) -> None:
+    """Copy the database and every recording, with SHA256SUMS, while the service runs."""
+    from api.backup import backup as run_backup
+    from storage.backup import BackupError
+
+    settings = _settings()
+    try:
+        report = run_backup(settings, directory)
+    except BackupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"backup in {report.directory}: {report.database_file} (schema {report.schema_revision}) "
+        f"and {report.files - 2} recording file(s), {report.bytes / 1e6:.1f} MB, "
+        f"{report.seconds:.1f} s; check it with: cd {report.directory} && sha256sum -c SHA256SUMS"
+    )
+
+
+@app.command()
+def restore(
+    directory: Annotated[Path, typer.Argument(help="a directory made by `linkcall backup`")],
+    force: Annotated[
+        bool, typer.Option(help="restore even though the SIP address is in use")
+    ] = False,
+) -> None:
+    """Bring a backup back (service stopped) and verify every hash; exit 1 on any mismatch."""
+    from api.backup import restore as run_restore
+    from storage.backup import BackupError
+
+    settings = _settings()
+    try:
+        report = run_restore(settings, directory, force=force)
+    except BackupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if report.moved_aside is not None:
+        typer.echo(f"recordings that were present moved to {report.moved_aside}")
+    for problem in report.problems:
+        typer.echo(f"PROBLEM {problem}")
+    typer.echo(
+        f"restored: database at schema {report.schema_revision}, {report.files} recording "
+        f"file(s), {report.recordings_checked} recording(s) checked against the database, "
+        f"{len(report.problems)} problem(s)"
+    )
+    if report.problems:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(kamailio baresip-core sip-tester sox espeak-ng tshark chromium fonts-wqy-microhei)
+APT_PACKAGES=(kamailio baresip-core sip-tester sox espeak-ng tshark chromium fonts-wqy-microhei postgresql-client)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

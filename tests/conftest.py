@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -134,10 +134,17 @@ def api(tmp_path: Path) -> Iterator[ApiHarness]:
 class LiveService:
     """The app served by a real uvicorn on a free loopback port, in a background thread."""
 
-    def __init__(self, base_url: str, app: object, tokens: dict[str, str]) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        app: object,
+        tokens: dict[str, str],
+        stop: Callable[[], None] = lambda: None,
+    ) -> None:
         self.base_url = base_url
         self.app = app
         self.tokens = tokens
+        self.stop = stop  # stop the server now (its context exit then does nothing more)
 
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -165,6 +172,11 @@ def run_live_app(settings: object) -> Iterator[LiveService]:
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, name="live-api", daemon=True)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(30)
+
     thread.start()
     try:
         deadline = time.monotonic() + 30
@@ -177,10 +189,9 @@ def run_live_app(settings: object) -> Iterator[LiveService]:
             for role in (Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN):
                 tokens[role.value] = create_token(sess, name=role.value, role=role, unit_code=None)
             tokens["unit"] = create_token(sess, name="unit U01", role=Role.UNIT, unit_code="U01")
-        yield LiveService(f"http://127.0.0.1:{port}", app, tokens)
+        yield LiveService(f"http://127.0.0.1:{port}", app, tokens, stop)
     finally:
-        server.should_exit = True
-        thread.join(30)
+        stop()
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ ASSETS: dict[str, str] = {
     "trend.js": "text/javascript; charset=utf-8",
     "incidents.js": "text/javascript; charset=utf-8",
     "audit.js": "text/javascript; charset=utf-8",
+    "ops.js": "text/javascript; charset=utf-8",
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

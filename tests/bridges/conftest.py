@@ -85,8 +85,8 @@ def bridge_lab(
         dispatcher_seats=",".join(SEATS),
         inbound_ring_deadline_s=20.0,
         media_timeout_s=4.0,
-        # overrides: parametrize("bridge_lab", [{name: value or a callable giving it}], indirect)
-        **{k: v() if callable(v) else v for k, v in getattr(request, "param", {}).items()},
+        # overrides: parametrize("bridge_lab", [{name: value, or f(request) giving it}], indirect)
+        **{k: v(request) if callable(v) else v for k, v in getattr(request, "param", {}).items()},
     )
     try:
         with (

@@ -27,7 +27,7 @@ USERS = {"caller": "2001", "dispatcher": "2002", "unit": "2003"}
 NUMBERS = tuple(USERS.values())
 
 
-def _metrics_port() -> str:
+def _metrics_port(_request: object) -> str:
     return f"127.0.0.1:{ports.sip_port()}"
 
 

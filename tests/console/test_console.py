@@ -229,3 +229,28 @@ def test_the_live_list_reconnects_with_last_event_id_and_catches_up(
     # ending a call that still rings a silent number ends it at once (the lines clear behind)
     page.locator("#calls article.call").first.locator("button.danger").click()
     page.wait_for_selector("#calls article.call[data-state='ended']")
+
+
+@pytest.fixture
+def low_disk_api(tmp_path: Path) -> Any:
+    from tests.conftest import run_live_app, service_settings
+
+    with run_live_app(service_settings(tmp_path, disk_min_free_mb=10**9)) as live:
+        yield live
+
+
+def test_the_console_says_when_the_disk_is_low_and_when_a_recording_failed_verification(
+    low_disk_api: LiveService, browser_page: Any
+) -> None:
+    live = low_disk_api
+    keeper = live.app.state.service.evidence  # type: ignore[attr-defined]
+    from calls.evidence import VerifyResult
+
+    keeper.last_verify = VerifyResult(checked=3, bad=[("rec42", "call42", "hash_mismatch unit")])
+    ui = _signed_in(live, browser_page)
+    banner = browser_page.locator("#ops-banner")
+    banner.wait_for(state="visible")
+    text = banner.inner_text()
+    assert "磁盘空间不足" in text and "Calls still connect" in text
+    assert "录音校验发现 1 条录音有问题" in text and "rec42" in text
+    assert ui.errors == []
