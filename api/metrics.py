@@ -243,12 +243,18 @@ class Metrics:
             registry=self.registry,
         )
         self._server: WSGIServer | None = None
+        self._problem: str | None = None
 
     async def start(self) -> None:
         if self.addr is None:
             return
         host, port = self.addr
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:  # monitoring must not keep an emergency service from starting
+            self._problem = f"cannot listen on {host}:{port}: {exc}"
+            log.error("metrics %s", self._problem)
+            return
         self._server = server
         log.info("metrics on http://%s:%d/metrics", host, port)
 
@@ -262,5 +268,5 @@ class Metrics:
         if self.addr is None:
             return Health(True, "off")
         if self._server is None:
-            return Health(False, "not listening")
+            return Health(False, self._problem or "not listening")
         return Health(True, f"listening on {self.addr[0]}:{self.addr[1]}")

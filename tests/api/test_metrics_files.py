@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,3 +56,45 @@ def test_every_metric_of_the_issue_is_exposed_and_the_examples_use_only_exposed_
         assert used <= exposed, f"{name} use metrics nobody exposes: {used - exposed}"
     for alert in ("SipRegistrationLost", "RecordingProblems", "MediaTickLag", "DiskLow"):
         assert f"alert: Linkcall{alert}" in rules
+
+
+def test_a_metrics_address_in_use_degrades_readiness_but_the_service_starts(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.conftest import service_settings
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = service_settings(tmp_path, metrics_listen=f"127.0.0.1:{port}")
+        with TestClient(create_app(settings)) as client:  # type: ignore[arg-type]
+            assert client.get("/healthz").status_code == 200
+            ready = client.get("/readyz")
+            assert ready.status_code == 503
+            assert "cannot listen" in ready.json()["checks"]["metrics"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("metrics_listen", "9464", "LINKCALL_METRICS_LISTEN must be host:port"),
+        ("log_format", "xml", "log_format"),
+        ("recording_retention_days", -1, "recording_retention_days"),
+        ("evidence_jobs_at", "25:00", "evidence_jobs_at"),
+    ],
+)
+def test_bad_operations_settings_are_refused_clearly(
+    tmp_path: Path, name: str, value: object, says: str
+) -> None:
+    from pydantic import ValidationError
+
+    from tests.conftest import service_settings
+
+    with pytest.raises(ValidationError, match=says):
+        service_settings(tmp_path, **{name: value})
