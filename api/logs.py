@@ -23,8 +23,13 @@ from telephony.privacy import mask_number
 
 LOG_FORMATS = ("text", "json")
 
-# full numbers only: +E.164, a mainland mobile (1[3-9] + 9 digits), 0 + area code + number
-_NUMBER = re.compile(r"(?<![\w.])(\+\d{7,15}|1[3-9]\d{9}|0[1-9]\d{8,10})(?![\w.])")
+# full numbers only: +E.164 (also URL-encoded, %2B), a mainland mobile (1[3-9] + 9 digits,
+# optionally with 86 before it), 0 + area code + number; not touching other digits or letters
+_NUMBER = re.compile(
+    r"((?:\+|%2[Bb])\d{7,15}(?!\d)"
+    r"|(?<![\dA-Za-z.])(?:86)?1[3-9]\d{9}(?!\d)"
+    r"|(?<![\dA-Za-z.])0[1-9]\d{8,10}(?!\d))"
+)
 
 
 def mask_numbers(text: str) -> str:
