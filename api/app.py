@@ -22,6 +22,7 @@ from api.routers import (
     ops,
     recordings,
 )
+from api.routers import duty_checks as duty_checks_router
 from api.routers import incidents as incidents_router
 from api.routers import numbers as numbers_router
 from api.routers import rosters as rosters_router
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.include_router(units_router.router)
     app.include_router(rosters_router.router)
     app.include_router(numbers_router.router)
+    app.include_router(duty_checks_router.router)
     app.include_router(incidents_router.router)
     app.include_router(surveys_router.router)
     app.include_router(console.router)

@@ -403,6 +403,30 @@ def list_duty_checks(
     return [_duty_check(r, unit_code) for r in session.scalars(stmt)]
 
 
+def duty_checks_between(
+    session: Session,
+    *,
+    started_from: datetime | None = None,
+    started_to: datetime | None = None,
+    unit_code: str | None = None,
+    limit: int = 1000,
+) -> list[DutyCheckRecord]:
+    """Duty checks of every unit (or one) started in [from, to), newest first."""
+    stmt = (
+        select(DutyCheck, Unit.code)
+        .join(Unit, Unit.id == DutyCheck.unit_id)
+        .order_by(DutyCheck.started_at.desc())
+        .limit(limit)
+    )
+    if started_from is not None:
+        stmt = stmt.where(DutyCheck.started_at >= started_from)
+    if started_to is not None:
+        stmt = stmt.where(DutyCheck.started_at < started_to)
+    if unit_code is not None:
+        stmt = stmt.where(Unit.code == unit_code)
+    return [_duty_check(row, code) for row, code in session.execute(stmt)]
+
+
 # ---- notifications ----
 def add_notification(
     session: Session, unit_code: str, *, kind: str, week: str, message: str, at: datetime

@@ -30,6 +30,7 @@ ASSETS: dict[str, str] = {
     "incidents.js": "text/javascript; charset=utf-8",
     "audit.js": "text/javascript; charset=utf-8",
     "ops.js": "text/javascript; charset=utf-8",
+    "inbound.js": "text/javascript; charset=utf-8",
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -269,6 +269,33 @@ class DutyCheckOut(BaseModel):
         )
 
 
+class DutyCheckUnitSummary(BaseModel):
+    unit_code: str
+    checks: int
+    passed: int
+    failed: int = Field(description="every outcome but pass: no answer, no key, busy, failed")
+
+
+class DutyCheckReport(BaseModel):
+    """Duty checks in a period, newest first, and per unit how many passed."""
+
+    checks: list[DutyCheckOut]
+    summary: list[DutyCheckUnitSummary]
+
+    @classmethod
+    def of(cls, records: list[DutyCheckRecord]) -> DutyCheckReport:
+        per: dict[str, list[int]] = {}
+        for d in records:
+            tally = per.setdefault(d.unit_code, [0, 0])
+            tally[0] += 1
+            tally[1] += d.outcome is DutyCheckOutcome.PASSED
+        summary = [
+            DutyCheckUnitSummary(unit_code=u, checks=n, passed=ok, failed=n - ok)
+            for u, (n, ok) in sorted(per.items())
+        ]
+        return cls(checks=[DutyCheckOut.of(d) for d in records], summary=summary)
+
+
 class DutyCheckScheduled(BaseModel):
     unit_code: str
     job_id: str

@@ -856,5 +856,6 @@
 
   // ---------- start ----------
   applyRole(null);
-  if (token) login(token);
+  // after every deferred view script has run (they listen for linkcall:login)
+  if (token) document.addEventListener("DOMContentLoaded", () => login(token), { once: true });
 })();
