@@ -31,6 +31,7 @@ ASSETS: dict[str, str] = {
     "audit.js": "text/javascript; charset=utf-8",
     "ops.js": "text/javascript; charset=utf-8",
     "inbound.js": "text/javascript; charset=utf-8",
+    "dutyreport.js": "text/javascript; charset=utf-8",
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
