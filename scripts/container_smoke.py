@@ -349,6 +349,14 @@ def _check_running_service(
         raise SmokeFailure(f"schema: database {row}, `db current` {current!r}, code head {head!r}")
     say(f"migrations: database at head {head}")
 
+    # the IVR prompts were generated at start (espeak-ng and sox are in the image)
+    prompts = compose(
+        "exec", "-T", "linkcall", "sh", "-c", "stat -c '%s %n' /var/lib/linkcall/prompts/*.wav"
+    ).splitlines()
+    if not prompts or any(int(line.split()[0]) <= 44 for line in prompts):
+        raise SmokeFailure(f"IVR prompts on the data volume: {prompts}")
+    say(f"prompts: {len(prompts)} generated on the data volume")
+
     wait_for(f"{SERVICE_USER} registered at Kamailio", lambda: kam.registered(SERVICE_USER), 20)
     say(f"registered: Kamailio has a binding for {SERVICE_USER}: {kam.contacts(SERVICE_USER)}")
 
