@@ -37,6 +37,7 @@ from callflows.events import Role
 from calls import duty_check_job
 from calls.duty_check_caller import TelephonyDutyCheckCaller
 from calls.manager import CallManager, CallSettings
+from calls.nodes import NodeWatch
 from calls.survey_caller import TelephonySurveyCaller
 from calls.survey_job import SurveyDispatcher, SurveyDispatcherComponent
 
@@ -95,6 +96,16 @@ def compose(svc: Service) -> None:
         )
         svc.telephony, svc.calls = telephony, manager
         svc.components += [telephony, manager]
+        svc.components.append(
+            NodeWatch(
+                manager,
+                svc.session_factory,
+                node=settings.node,
+                url=settings.node_url or None,
+                heartbeat_s=settings.node_heartbeat_s,
+                lease_s=settings.node_lease_s,
+            )
+        )
         duty_check_job.set_caller(
             TelephonyDutyCheckCaller(manager, ring_timeout_s=settings.duty_check_ring_timeout_s),
             settings.dial_policy,

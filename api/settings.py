@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         description="when units without next week's roster are listed (county time)",
     )
     node_name: str = Field(default="", description="this node's name (default: the hostname)")
+    node_url: str = Field(default="", description="this node's API base URL, for the other nodes")
+    node_heartbeat_s: float = Field(default=5.0, gt=0, le=60, description="heartbeat period")
+    node_lease_s: float = Field(
+        default=30.0, gt=0, le=3600, description="a node silent this long is declared lost"
+    )
 
     # ---- callback surveys (LINKCALL_SURVEY_*; docs/surveys.md) ----
     divert_accept_minutes: float = Field(

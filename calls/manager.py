@@ -126,7 +126,7 @@ class CallManager:
             )
         if interrupted.orphans:
             self._orphan_task = asyncio.create_task(
-                self._end_orphans(interrupted.orphans), name="orphaned-dialogs"
+                self.end_orphans(interrupted.orphans), name="orphaned-dialogs"
             )
         self.flusher.start()
         self._inbound_task = asyncio.create_task(self._accept_inbound(), name="inbound-calls")
@@ -136,7 +136,7 @@ class CallManager:
             self._prompt_problem = f"prompts unavailable: {exc}"
             log.error("IVR %s", self._prompt_problem)
 
-    async def _end_orphans(self, orphans: list[call_store.OrphanLeg]) -> None:
+    async def end_orphans(self, orphans: list[call_store.OrphanLeg]) -> None:
         """BYE every party a crashed process left in a call (at once, concurrently; each BYE is
         bounded by its transaction's Timer F) and record what came back on the leg."""
 

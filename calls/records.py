@@ -327,9 +327,15 @@ def mark_interrupted(
     recovered: list[RecordingInfo],
     root: Path,
     now: datetime,
+    *,
+    reason: str = "interrupted",
 ) -> Interrupted:
     """After a crash: calls this node left open are ended "interrupted"; recovered recordings are
-    stored. Returns the calls marked and the legs still in a SIP dialog (to be sent BYE)."""
+    stored. Returns the calls marked and the legs still in a SIP dialog (to be sent BYE).
+
+    With `reason="node_lost"` a survivor ends the calls of another node that stopped
+    heart-beating: their recordings, whose files sit on that node's disk, are marked interrupted
+    (they are sealed when that node starts again with its data)."""
     marked: list[str] = []
     orphans: list[OrphanLeg] = []
     with session_scope(factory) as s:
@@ -346,18 +352,23 @@ def mark_interrupted(
             info = by_id.get(call.recording.id) if call.recording is not None else None
             call.ended_at = info.ended_at if info is not None else now
             call.state = CallState.ENDED if call.connected_at else CallState.FAILED
-            call.end_reason, call.interrupted = "interrupted", True
+            call.end_reason, call.interrupted = reason, True
             for leg in call.legs:
                 if leg.ended_at is None:
                     if leg.dialog:  # answered and not seen ending: the peer may still be in it
                         orphans.append(OrphanLeg(call.id, leg.role, dict(leg.dialog)))
                         leg.recovery = "bye pending"
-                    leg.ended_at, leg.end_reason = call.ended_at, "interrupted"
+                    leg.ended_at, leg.end_reason = call.ended_at, reason
                     if leg.state in ("connected", "dialing", "waiting"):
                         leg.state = "left"
-            if call.recording is not None and call.recording.state is RecordingState.RECORDING:
-                call.recording.state = RecordingState.FAILED
-                call.recording.error = "no audio found after the crash"
+            recording = call.recording
+            if recording is not None and recording.state is RecordingState.RECORDING:
+                if reason == "node_lost":
+                    recording.state = RecordingState.INTERRUPTED
+                    recording.error = f"node {node} lost: the partial files stay on its disk"
+                else:
+                    recording.state = RecordingState.FAILED
+                    recording.error = "no audio found after the crash"
             marked.append(call.id)
     return Interrupted(marked, orphans)
 
@@ -427,6 +438,16 @@ class CallRecords:
         return await self._run(
             mark_interrupted, self.factory, node, recovered, self.recordings_root, now
         )
+
+    async def mark_node_lost(self, node: str, now: datetime) -> Interrupted:
+        """End another node's open calls `node_lost` (that node stopped heart-beating)."""
+
+        def run() -> Interrupted:
+            return mark_interrupted(
+                self.factory, node, [], self.recordings_root, now, reason="node_lost"
+            )
+
+        return await self._run(run)
 
     # -- in the caller's thread (API worker threads) --
     def insert_now(self, new: NewCall) -> str:

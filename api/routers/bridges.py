@@ -7,12 +7,14 @@ SQL ever runs on the event loop (where the 20 ms media tick and every call flow 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
+import httpx
 from anyio import from_thread
 from fastapi import APIRouter, Header, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -36,11 +38,13 @@ from callflows.events import (
 from calls.manager import BridgeRequest, CallManager, CallNotActive
 from registry.duty import unit_dial_list
 from registry.numbers import NumberError, PhoneNumber
+from storage import nodes as node_repo
 from storage.base import utcnow
 from storage.errors import NotFound
-from storage.models.call_records import Call, CallKind
+from storage.models.call_records import Call, CallKind, CallState
 from storage.tokens import Principal
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/bridges", tags=["bridges"])
 
 
@@ -346,6 +350,50 @@ _ACTIONS: dict[
 }
 
 
+FORWARDED_HEADER = "X-Linkcall-Forwarded-By"
+FORWARD_TIMEOUT_S = 10.0
+
+
+def _forward_to_owner(
+    bridge_id: str, request: Request, session: Session, service: ServiceDep
+) -> Response | None:
+    """A live bridge another node carries: pass the request to that node (its API URL from the
+    nodes table) with the caller's own token, and answer with its answer. None: answer here.
+
+    The caller's token is the node credential: every node reads the same token table, the
+    owner authenticates and audits the real person, and there is no second secret to manage.
+    A forwarded request is never forwarded again."""
+    call = _get_call(session, bridge_id)
+    here = service.settings.node
+    if call.node == here or call.state not in (CallState.DIALING, CallState.CONNECTED):
+        return None
+    if request.headers.get(FORWARDED_HEADER):
+        return None
+    owner = next((n for n in node_repo.list_nodes(session) if n.name == call.node), None)
+    if owner is None or owner.state != "up" or not owner.url:
+        raise Problem(
+            503, "Node unavailable",
+            f"bridge {bridge_id} runs on node {call.node}, which cannot be reached",
+            kind="node-unavailable",
+        )  # fmt: skip
+    session.commit()
+    headers = {FORWARDED_HEADER: here, "Content-Type": "application/json"}
+    if auth := request.headers.get("Authorization"):
+        headers["Authorization"] = auth
+    url = owner.url.rstrip("/") + request.url.path
+    try:
+        resp = httpx.post(url, headers=headers, timeout=FORWARD_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        raise Problem(
+            503, "Node unavailable", f"node {call.node} did not answer: {type(exc).__name__}",
+            kind="node-unavailable",
+        ) from exc  # fmt: skip
+    log.info("bridge %s: %s forwarded to node %s: %d", bridge_id, request.url.path,
+             call.node, resp.status_code)  # fmt: skip
+    media = resp.headers.get("content-type", "application/json")
+    return Response(resp.content, status_code=resp.status_code, media_type=media)
+
+
 def _control(bridge_id: str, event: Event, session: Session, service: ServiceDep) -> None:
     """Pass a request to the running bridge (on the event loop) from this worker thread."""
     _get_call(session, bridge_id)
@@ -375,7 +423,9 @@ def control_leg(
     session: SessionDep,
     service: ServiceDep,
     principal: DispatcherDep,
-) -> BridgeOut:
+) -> BridgeOut | Response:
+    if (forwarded := _forward_to_owner(bridge_id, request, session, service)) is not None:
+        return forwarded
     _control(bridge_id, _ACTIONS[action](role), session, service)
     audit_ctx.record(
         session, request, principal, f"bridge.leg.{action}", "call", bridge_id, {"role": role.value}
@@ -390,7 +440,9 @@ def end_bridge(
     session: SessionDep,
     service: ServiceDep,
     principal: DispatcherDep,
-) -> BridgeOut:
+) -> BridgeOut | Response:
+    if (forwarded := _forward_to_owner(bridge_id, request, session, service)) is not None:
+        return forwarded
     _control(bridge_id, EndBridge(), session, service)
     audit_ctx.record(session, request, principal, "bridge.end", "call", bridge_id, {})
     return bridge_out(_get_call(session, bridge_id))
