@@ -78,6 +78,8 @@ class RecordingRow(BaseModel):
     call_kind: str
     unit_code: str | None
     incident_id: str | None
+    legal_hold: bool = False
+    hold_reason: str | None = None
 
 
 @router.get("", response_model=list[RecordingRow], summary="Recordings, newest first")
@@ -121,6 +123,8 @@ def list_recordings(
             call_kind=call.kind.value,
             unit_code=call.unit_code,
             incident_id=call.incident_id,
+            legal_hold=rec.legal_hold,
+            hold_reason=rec.hold_reason,
         )
         for rec, call in session.execute(stmt)
     ]

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import LiveService
@@ -62,21 +63,33 @@ def test_recordings_browser_evidence_package_and_audit_log(
     assert "tracks/caller.wav: OK" in check.stdout and "access-audit.json: OK" in check.stdout
     page.wait_for_selector("#rec-msg.ok:has-text('sha256sum')")
 
+    # 法律保全: a reason asked for, the row marked, the API agrees
+    page.once("dialog", lambda d: d.accept("案件 2026-001 证据保全"))
+    page.click(f"{row} button[data-hold='false']")
+    page.wait_for_selector(f"{row} .badge.hold")
+    held = live_api.app.state.service  # type: ignore[attr-defined]
+    with httpx.Client(base_url=live_api.base_url, headers=live_api.auth("supervisor")) as http:
+        meta = http.get(f"/api/v1/recordings/{rec_id}").json()
+        assert meta["legal_hold"] is True and meta["hold_reason"] == "案件 2026-001 证据保全"
+    assert held
+
     # the audit log: this recording's accesses, newest first
     page.click(f"{row} button:has-text('访问记录')")
     page.wait_for_selector("#au-table:not([hidden]) tbody tr")
     actions = page.eval_on_selector_all("#au-table tbody tr", "rs => rs.map(r => r.dataset.action)")
-    assert actions == ["recording.package", "recording.audio"]
-    first = page.inner_text("#au-table tbody tr:first-child")
-    assert "下载证据包" in first and "supervisor" in first
+    assert actions == ["recording.metadata", "recording.hold", "recording.package",
+                       "recording.audio"]  # fmt: skip
+    second = page.inner_text("#au-table tbody tr:nth-child(2)")
+    assert "设置法律保全" in second and "supervisor" in second
+    assert "下载证据包" in page.inner_text("#au-table tbody tr:nth-child(3)")
     page.fill("#au-type", "")
     page.fill("#au-id", "")
     page.fill("#au-action", "recording.")
     page.fill("#au-actor", "supervisor")
     page.click("#audit-form button[type='submit']")
     page.wait_for_function(
-        "() => document.querySelectorAll('#au-table tbody tr').length === 3"
-    )  # list, audio, package
+        "() => document.querySelectorAll('#au-table tbody tr').length === 6"
+    )  # list, audio, package, hold, list again (after the hold), metadata
     page.fill("#au-actor", "dispatcher")
     page.click("#audit-form button[type='submit']")
     page.wait_for_selector("#au-msg:has-text('没有符合条件')")

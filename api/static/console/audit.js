@@ -11,6 +11,7 @@
     "recording.audio": "播放/下载录音", "recording.metadata": "查看录音信息", "recording.package": "下载证据包",
     "recording.list": "浏览录音列表", "roster.submit": "提交值班表", "roster.import": "导入值班表",
     "incident.create": "接警登记", "incident.divert": "分流", "incident.accept": "接收", "incident.close": "办结",
+    "recording.hold": "设置法律保全", "recording.release": "解除法律保全",
     "unit.create": "新增单位", "unit.update": "修改单位", "token.create": "生成令牌", "token.revoke": "吊销令牌",
     "survey.create": "安排回访", "survey.cancel": "取消回访", "duty_check.start": "发起查岗",
   };
@@ -58,6 +59,9 @@
     }));
     const pkg = el("button", { type: "button", class: "small", text: "下载证据包", title: "evidence package (zip)" });
     pkg.addEventListener("click", () => downloadPackage(r, pkg));
+    const hold = el("button", { type: "button", class: "small", "data-hold": String(r.legal_hold),
+      text: r.legal_hold ? "解除保全" : "法律保全", title: r.legal_hold ? "release the legal hold" : "put under legal hold" });
+    hold.addEventListener("click", () => toggleHold(r, hold));
     const access = el("button", { type: "button", class: "small", text: "访问记录", title: "who accessed this recording" });
     access.addEventListener("click", () => {
       $("#au-type").value = "recording";
@@ -74,7 +78,9 @@
       el("td", { text: REC_STATE[r.state] || r.state }),
       el("td", {}, el("span", { class: "badge", "data-state": r.health_ok === false ? "failed" : r.health_ok ? "connected" : "",
         text: r.health_ok === false ? "异常" : r.health_ok ? "正常" : "—" })),
-      el("td", {}, play), el("td", {}, el("div", { class: "leg-actions" }, pkg, access)));
+      el("td", {}, play), el("td", {},
+        r.legal_hold ? el("span", { class: "badge hold", title: r.hold_reason || "", text: "保全中 legal hold" }) : "",
+        el("div", { class: "leg-actions" }, pkg, hold, access)));
   }
 
   async function playTrack(r, track, btn) {
@@ -93,6 +99,30 @@
     } catch (err) {
       showError($("#rec-msg"), err);
     } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // 法律保全: the retention purge never deletes a held recording (a reason is required)
+  async function toggleHold(r, btn) {
+    hideMsg($("#rec-msg"));
+    let json = {};
+    if (!r.legal_hold) {
+      const reason = window.prompt("保全原因（例如案件编号） / reason for the legal hold");
+      if (reason == null) return;
+      if (!reason.trim()) { showMsg($("#rec-msg"), "error", "请填写保全原因。", "a reason is required"); return; }
+      json = { reason: reason.trim() };
+    } else if (!window.confirm("解除该录音的法律保全？解除后按保存期限处理。")) {
+      return;
+    }
+    btn.disabled = true;
+    try {
+      await api("/api/v1/recordings/" + encodeURIComponent(r.id) + (r.legal_hold ? "/release" : "/hold"), { method: "POST", json });
+      showMsg($("#rec-msg"), "ok", r.legal_hold ? "已解除法律保全。" : "已设置法律保全，保存期满也不会删除。",
+        r.legal_hold ? "hold released" : "held: never purged");
+      $("#rec-form").requestSubmit();
+    } catch (err) {
+      showError($("#rec-msg"), err);
       btn.disabled = false;
     }
   }
