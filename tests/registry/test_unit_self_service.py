@@ -177,3 +177,28 @@ def test_a_unit_sees_and_handles_only_incidents_diverted_to_it(reg: Any) -> None
     assert r.status_code == 403
     r = reg.client.post(f"/api/v1/incidents/{ids[0]}/accept", headers=reg.auth("unit"))
     assert r.status_code == 200 and r.json()["state"] == "accepted"
+
+
+def test_a_unit_token_reaches_none_of_the_centers_views(reg: Any) -> None:
+    """Every endpoint behind the center's console views refuses a unit token."""
+    unit = reg.auth("unit")
+    gets = [
+        "/api/v1/calls", "/api/v1/calls?number=5678", "/api/v1/units", "/api/v1/rosters/missing",
+        "/api/v1/rosters/reminders", "/api/v1/rosters/export", "/api/v1/duty-checks",
+        "/api/v1/surveys", "/api/v1/surveys/stats", "/api/v1/surveys/stats?format=xlsx&group=unit",
+        "/api/v1/recordings", "/api/v1/recordings/x/package", "/api/v1/audit", "/api/v1/tokens",
+        "/api/v1/units/U01/dial-list",
+    ]  # fmt: skip
+    for path in gets:
+        assert reg.client.get(path, headers=unit).status_code == 403, path
+    writes = [
+        ("post", "/api/v1/bridges", {"caller": {"number": "2001"}, "dispatcher": {"number": "2002"},
+                                     "unit": {"number": "2003"}}),
+        ("post", "/api/v1/incidents", {"reporter_number": "13812345678", "category": "police",
+                                       "type": "help", "summary": "x"}),
+        ("patch", "/api/v1/units/U01", {"active": False}),
+        ("post", "/api/v1/tokens", {"name": "x", "role": "admin"}),
+    ]  # fmt: skip
+    for method, path, body in writes:
+        r = getattr(reg.client, method)(path, json=body, headers=unit)
+        assert r.status_code == 403, (path, r.text)
