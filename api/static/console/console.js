@@ -436,9 +436,19 @@
     await Promise.all(wanted.map((c) => loadBridge(c.id)));
   }
 
+  const staleReads = new Map(); // id -> reads that came back older than the stream said
   async function loadBridge(id) {
     try {
       const b = await api("/api/v1/bridges/" + encodeURIComponent(id));
+      // The stream can run ahead of the stored call: a read that still says "active" after the
+      // stream said the call ended must not bring the leg controls back; read again shortly.
+      const known = calls.get(id);
+      if (known && (known.state === "ended" || known.state === "failed") && ACTIVE.has(b.state)) {
+        const n = (staleReads.get(id) || 0) + 1;
+        staleReads.set(id, n);
+        if (n <= 20) { setTimeout(() => loadBridge(id), 250); return; }
+      }
+      staleReads.delete(id);
       bridges.set(id, b);
       upsertCall(summaryOf(b));
       renderCall(id);
