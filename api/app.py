@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from api.settings import Settings
 from api.sip_stack import Telephony
 from callflows.bridge import BridgeSettings
 from callflows.events import Role
+from callflows.unit_answer import UnitAnswerRules
 from calls import duty_check_job
 from calls.duty_check_caller import TelephonyDutyCheckCaller
 from calls.manager import CallManager, CallSettings
@@ -45,17 +47,29 @@ log = logging.getLogger(__name__)
 
 
 def bridge_settings(settings: Settings) -> BridgeSettings:
-    """Dial order and timeouts of bridges."""
+    """Dial order, timeouts and the check of a unit's answer (extension, key 1) of bridges."""
     timeouts = {
         Role.DISPATCHER: settings.ring_timeout_dispatcher_s,
         Role.CALLER: settings.ring_timeout_caller_s,
         Role.UNIT: settings.ring_timeout_unit_s,
     }
-    if settings.bridge_dial_order == "all_at_once":
-        return BridgeSettings.all_at_once(
-            ring_timeouts_s=timeouts, dial_deadline_s=settings.bridge_dial_deadline_s
-        )
-    return BridgeSettings(ring_timeouts_s=timeouts, dial_deadline_s=settings.bridge_dial_deadline_s)
+    answer = UnitAnswerRules(
+        confirm=settings.unit_confirm,
+        timeout_s=settings.unit_confirm_timeout_s,
+        extension_delay_s=settings.extension_delay_ms / 1000,
+        extension_timeout_s=settings.unit_confirm_extension_timeout_s,
+    )
+    order = (
+        BridgeSettings.all_at_once()
+        if settings.bridge_dial_order == "all_at_once"
+        else BridgeSettings()
+    )
+    return dataclasses.replace(
+        order,
+        ring_timeouts_s=timeouts,
+        dial_deadline_s=settings.bridge_dial_deadline_s,
+        unit_answer=answer,
+    )
 
 
 def call_settings(settings: Settings) -> CallSettings:

@@ -25,6 +25,7 @@ from callflows.ivr import CallOutcome, KeyPromptSettings
 from callflows.survey import CallingHours, RetryPolicy, SurveySchedule
 from calls.survey_job import SurveyRunSettings
 from registry.numbers import DialPolicy
+from telephony.sip.config import DISPLAY_RE, NUMBER_RE
 
 CONFIG_FILE_ENV = "LINKCALL_CONFIG"
 
@@ -124,6 +125,18 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=600, description="how long dispatcher seats ring"
     )
     duty_check_ring_timeout_s: float = Field(default=45.0, gt=0, le=300)
+    extension_delay_ms: int = Field(
+        default=1500, ge=0, le=30000, description="after the answer, before keying in 转8001"
+    )
+    unit_confirm: bool = Field(default=True, description="a unit joins only after pressing 1")
+    unit_confirm_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="waiting for the key after each prompt"
+    )
+    unit_confirm_extension_timeout_s: float = Field(
+        default=40.0, gt=0, le=600, description="window for the key after an extension's digits"
+    )
+    caller_id_name: str = Field(default="110指挥中心", description="From display name")
+    caller_id_number: str = Field(default="", description="From user; default: the SIP user")
     media_timeout_s: float = Field(
         default=30.0,
         ge=0,
@@ -245,6 +258,20 @@ class Settings(BaseSettings):
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("caller_id_name")
+    @classmethod
+    def _check_caller_name(cls, v: str) -> str:
+        if v and not DISPLAY_RE.fullmatch(v):
+            raise ValueError("caller id name: letters, digits, spaces and + * . ( ) - only")
+        return v
+
+    @field_validator("caller_id_number")
+    @classmethod
+    def _check_caller_number(cls, v: str) -> str:
+        if v and not NUMBER_RE.fullmatch(v):
+            raise ValueError("caller id number must be a plain SIP user part")
         return v
 
     # ---- derived values (plain, for the composition root) ----

@@ -38,6 +38,8 @@ def ua_config(settings: Settings) -> UAConfig:
         trunk_peer=settings.sip_trunk_peer_addr,
         trusted_peers=trusted,
         trunk_auth=_pair(settings.sip_trunk_auth),
+        caller_name=settings.caller_id_name or None,
+        caller_number=settings.caller_id_number or None,
     )
 
 

@@ -7,9 +7,13 @@ Bridge states and legal transitions (`BRIDGE_TRANSITIONS`)::
     DIALING ──EndBridge──▶ ENDED
 
 Policies: parties are dialled stage by stage (`BridgeSettings.dial_stages`); the bridge is
-connected once two parties answered (each is joined to the conference as it answers, the
-recording starts then). A party that leaves does not end the bridge while two remain (the
-dispatcher can leave the caller with the unit); under two, everyone left is hung up. A party
+connected once two parties are connected (each is joined to the conference as it connects, the
+recording starts then). A unit connects only once its answer passed `BridgeSettings.unit_answer`
+(extension digits keyed in, key 1 pressed: `callflows.unit_answer`); while it is checked the
+others hear a short notice. More units can be added (`AddParty`: unit2, unit3, at most
+`MAX_PARTIES` parties) and a unit replaced by another (`ReplaceUnit`). A party that leaves
+does not end the bridge while two remain (the dispatcher can leave the caller with the unit);
+under two, everyone left is hung up (a unit being replaced counts until it joins). A party
 unreachable *after* the bridge connected does not fail it: the dispatcher is notified and may
 redial. While dialing, the bridge fails when a required party (`BridgeSettings.required`,
 default all three) is unreachable, when fewer than two parties can still connect, or when the
@@ -28,26 +32,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from callflows.bridge_party import ExistingLeg, Party, PartySnapshot, PartyState
+from callflows.bridge_party import LIVE_STATES, ExistingLeg, Party, PartySnapshot, PartyState
 from callflows.commands import (
     CancelTimer,
     Command,
     Join,
     Notify,
+    Play,
     Save,
     StartRecording,
     StartTimer,
+    StopPlayback,
     StopRecording,
 )
+from callflows.destination import Destination
 from callflows.dialing import LegIds
 from callflows.errors import (
     CallflowConfigError,
     FlowFinishedError,
     IllegalTransitionError,
+    PartyStateError,
     UnknownLegError,
 )
 from callflows.events import (
+    BASE_ROLES,
+    EXTRA_UNITS,
+    AddParty,
     AddUnit,
+    DigitsSent,
     DtmfReceived,
     EndBridge,
     Event,
@@ -59,15 +71,18 @@ from callflows.events import (
     MuteParty,
     PlaybackFinished,
     RedialParty,
+    ReplaceUnit,
     Role,
     TimerFired,
     UnholdParty,
     UnmuteParty,
 )
+from callflows.unit_answer import UnitAnswerRules
 
 log = logging.getLogger(__name__)
 
 DEADLINE_TIMER = "bridge-deadline"
+MAX_PARTIES = 5  # caller, dispatcher and up to three units
 
 
 class BridgeState(enum.Enum):
@@ -98,11 +113,12 @@ class BridgeSettings:
     dial_stages: tuple[tuple[Role, ...], ...] = ((Role.DISPATCHER,), (Role.CALLER, Role.UNIT))
     ring_timeouts_s: Mapping[Role, float] = field(default_factory=_default_ring_timeouts)
     dial_deadline_s: float = 180.0
-    required: frozenset[Role] = frozenset(Role)
+    required: frozenset[Role] = frozenset(BASE_ROLES)
+    unit_answer: UnitAnswerRules = field(default_factory=UnitAnswerRules)
 
     def __post_init__(self) -> None:
         roles = [r for stage in self.dial_stages for r in stage]
-        if sorted(roles) != sorted(Role) or any(not s for s in self.dial_stages):
+        if sorted(roles) != sorted(BASE_ROLES) or any(not s for s in self.dial_stages):
             raise CallflowConfigError(f"dial stages must name each role once: {self.dial_stages}")
         if self.dial_deadline_s <= 0:
             raise CallflowConfigError("dial deadline must be positive")
@@ -142,7 +158,7 @@ class BridgeFlow:
     def __init__(
         self,
         bridge_id: str,
-        parties: Mapping[Role, Sequence[str] | ExistingLeg],
+        parties: Mapping[Role, Sequence[str | Destination] | ExistingLeg],
         now: datetime,
         settings: BridgeSettings | None = None,
         *,
@@ -161,7 +177,16 @@ class BridgeFlow:
         self.end_reason: str | None = None
         self.recording = recording_active
         self._ids = LegIds()
-        self.parties = {r: Party(bridge_id, r, self._ids, self._timeout(r)) for r in Role}
+        self.parties = {
+            r: Party(
+                bridge_id,
+                r,
+                self._ids,
+                self._timeout(r),
+                self.settings.unit_answer if r.is_unit else None,
+            )
+            for r in Role
+        }
         for role, spec in parties.items():
             if isinstance(spec, ExistingLeg):
                 self.parties[role].adopt(spec, now)
@@ -170,7 +195,8 @@ class BridgeFlow:
         self._last_saved: BridgeSnapshot | None = None
 
     def _timeout(self, role: Role) -> float:
-        return self.settings.ring_timeouts_s.get(role, 30.0)
+        timeouts = self.settings.ring_timeouts_s
+        return timeouts.get(role) or timeouts.get(Role.UNIT if role.is_unit else role, 30.0)
 
     @property
     def flow_id(self) -> str:
@@ -206,7 +232,10 @@ class BridgeFlow:
     def handle(self, event: Event, now: datetime) -> list[Command]:
         """Feed one event; returns the commands to execute in order."""
         match event:
-            case LegRinging() | LegAnswered() | LegEnded() | DtmfReceived() | PlaybackFinished():
+            case (
+                LegRinging() | LegAnswered() | LegEnded() | DtmfReceived() | PlaybackFinished()
+                | DigitsSent()
+            ):  # fmt: skip
                 cmds = self._on_leg_event(event, now)
             case TimerFired(timer_id=timer_id):
                 cmds = self._on_timer(timer_id, now)
@@ -233,6 +262,10 @@ class BridgeFlow:
                 return self.parties[role].redial(now)
             case AddUnit(numbers=numbers):
                 return self.parties[Role.UNIT].add(numbers, now)
+            case AddParty(numbers=numbers):
+                return self._add_party(numbers, now)
+            case ReplaceUnit(numbers=numbers, role=role):
+                return self.parties[role].replace(numbers, now)
             case MuteParty(role=role) | UnmuteParty(role=role):
                 return self.parties[role].set_muted(isinstance(event, MuteParty))
             case HoldParty(role=role) | UnholdParty(role=role):
@@ -244,7 +277,11 @@ class BridgeFlow:
         return BridgeSnapshot(
             bridge_id=self.bridge_id,
             state=self.state,
-            parties=tuple(self.parties[r].snapshot() for r in Role),
+            parties=tuple(
+                self.parties[r].snapshot()
+                for r in Role
+                if r in BASE_ROLES or self.parties[r].state is not PartyState.ABSENT
+            ),
             created_at=self.created_at,
             connected_at=self.connected_at,
             ended_at=self.ended_at,
@@ -263,33 +300,91 @@ class BridgeFlow:
             f"unknown leg {leg_id!r}", flow_id=self.bridge_id, party=leg_id, state=self.state.value
         )
 
+    def _add_party(self, numbers: Sequence[str | Destination], now: datetime) -> list[Command]:
+        """One more unit: the first unit role not used yet, up to `MAX_PARTIES` parties."""
+        used = sum(1 for p in self.parties.values() if p.state is not PartyState.ABSENT)
+        free = [r for r in (Role.UNIT, *EXTRA_UNITS) if self.parties[r].state is PartyState.ABSENT]
+        if used >= MAX_PARTIES or not free:
+            raise PartyStateError(
+                f"a bridge has at most {MAX_PARTIES} parties",
+                flow_id=self.bridge_id,
+                state=self.state.value,
+            )
+        return self.parties[free[0]].add(numbers, now)
+
     def _on_leg_event(self, event: Event, now: datetime) -> list[Command]:
         leg_id: str = getattr(event, "leg_id")  # noqa: B009 - every leg event has one
         party = self.party_of_leg(leg_id)
+        before = party.state
+        cmds = self._party_leg_event(party, leg_id, event, now)
+        return cmds + self._party_changed(party, before)
+
+    def _party_leg_event(
+        self, party: Party, leg_id: str, event: Event, now: datetime
+    ) -> list[Command]:
         dialer = party.dialer
         ringing = dialer is not None and dialer.is_ringing(leg_id)
+        checking = party.state is PartyState.CONFIRMING and party.leg_id == leg_id
         match event:
             case LegRinging() if ringing and dialer is not None:
                 dialer.on_ringing(leg_id)
                 return []
             case LegAnswered() if ringing and dialer is not None and not self.finished:
-                cmds = dialer.on_answered(leg_id, now)
-                party.after_dial_event(now)
-                note = Notify(self.bridge_id, "party.connected", party.role.value)
-                return [*cmds, Join(leg_id, self.conference_id), note]
+                return dialer.on_answered(leg_id, now) + party.after_dial_event(now)
             case LegAnswered() if party.leg_id != leg_id or self.finished:
                 return self._late_answer(party, leg_id, now)
             case LegEnded(reason=reason, sip_status=status) if ringing and dialer is not None:
-                cmds = dialer.on_ended(leg_id, reason, status, now)
-                party.after_dial_event(now)
-                return cmds + self._unreachable_note(party)
+                return dialer.on_ended(leg_id, reason, status, now) + party.after_dial_event(now)
+            case LegEnded() if checking:
+                return party.check_leg_ended(now)
             case LegEnded(reason=reason) if (
                 party.leg_id == leg_id and party.state is PartyState.CONNECTED
             ):
                 party.remote_left(reason, now)
                 return [Notify(self.bridge_id, "party.left", party.role.value, reason)]
+            case DtmfReceived() | PlaybackFinished() | DigitsSent() if checking:
+                return party.on_check_event(event, now)
         log.debug("bridge %s: ignoring %s on leg %s", self.bridge_id, type(event).__name__, leg_id)
         return []
+
+    def _party_changed(self, party: Party, before: PartyState) -> list[Command]:
+        """What follows a party's change: join it once connected, tell the others to wait while
+        a unit is being checked, note when it became unreachable."""
+        role, state = party.role.value, party.state
+        if state is before:
+            return []
+        if state is PartyState.CONNECTED and party.leg_id is not None:
+            note = Notify(self.bridge_id, "party.connected", role)
+            done = self._stop_waiting_prompts(party) if before is PartyState.CONFIRMING else []
+            return [*done, Join(party.leg_id, self.conference_id), note]
+        if state is PartyState.CONFIRMING:
+            return [*self._waiting_prompts(party), Notify(self.bridge_id, "party.confirming", role)]
+        if state is PartyState.UNREACHABLE:
+            return [Notify(self.bridge_id, "party.unreachable", role, party.end_reason)]
+        return []
+
+    def _listeners(self, checked: Party) -> list[str]:
+        return [
+            p.leg_id
+            for p in self.parties.values()
+            if p is not checked
+            and p.state is PartyState.CONNECTED
+            and p.leg_id is not None
+            and not p.held
+        ]
+
+    def _waiting_prompts(self, checked: Party) -> list[Command]:
+        """The parties already talking hear that a unit is being connected (once)."""
+        prompt = self.settings.unit_answer.waiting_prompt_key
+        if prompt is None:
+            return []
+        return [Play(leg, prompt, False) for leg in self._listeners(checked)]
+
+    def _stop_waiting_prompts(self, joined: Party) -> list[Command]:
+        """The unit is here: the notice, if still playing, stops."""
+        if self.settings.unit_answer.waiting_prompt_key is None:
+            return []
+        return [StopPlayback(leg) for leg in self._listeners(joined)]
 
     def _late_answer(self, party: Party, leg_id: str, now: datetime) -> list[Command]:
         if party.dialer is not None and party.dialer.is_ringing(leg_id):
@@ -298,22 +393,22 @@ class BridgeFlow:
             return []  # a repeated answer for the connected leg
         return party.dialer.late_answer(leg_id) if party.dialer else []
 
-    def _unreachable_note(self, party: Party) -> list[Command]:
-        if party.state is PartyState.UNREACHABLE:
-            return [Notify(self.bridge_id, "party.unreachable", party.role.value, party.end_reason)]
-        return []
-
     def _on_timer(self, timer_id: str, now: datetime) -> list[Command]:
         if timer_id == DEADLINE_TIMER:
             if self.state is BridgeState.DIALING:
                 return self.finish(BridgeState.FAILED, "deadline", now, timer_fired=True)
             return []
         for party in self.parties.values():
+            before = party.state
+            cmds: list[Command] | None = None
             if party.state is PartyState.DIALING and party.dialer is not None:
                 cmds = party.dialer.on_timer(timer_id, now)
                 if cmds is not None:
-                    party.after_dial_event(now)
-                    return cmds + self._unreachable_note(party)
+                    cmds += party.after_dial_event(now)
+            elif party.state is PartyState.CONFIRMING:
+                cmds = party.on_check_timer(timer_id, now)
+            if cmds is not None:
+                return cmds + self._party_changed(party, before)
         log.debug("bridge %s: ignoring stale timer %s", self.bridge_id, timer_id)
         return []
 
@@ -338,7 +433,9 @@ class BridgeFlow:
     def _evaluate(self, now: datetime) -> list[Command]:
         connected = self._count(PartyState.CONNECTED)
         if self.state is BridgeState.CONNECTED:
-            if connected < 2:
+            coming = (PartyState.DIALING, PartyState.CONFIRMING)
+            replacing = sum(1 for p in self.parties.values() if p.replacing and p.state in coming)
+            if connected + replacing < 2:
                 return self.finish(BridgeState.ENDED, "fewer_than_two_parties", now)
             return []
         for role in sorted(self.settings.required):
@@ -346,7 +443,7 @@ class BridgeFlow:
                 return self.finish(BridgeState.FAILED, f"unreachable:{role.value}", now)
         if connected >= 2:
             return self._connect(now)
-        if self._count(PartyState.CONNECTED, PartyState.DIALING, PartyState.WAITING) < 2:
+        if self._count(*LIVE_STATES) < 2:
             return self.finish(BridgeState.FAILED, "fewer_than_two_parties", now)
         return []
 
@@ -362,7 +459,7 @@ class BridgeFlow:
         """Dial the waiting parties of the first stage whose predecessors are all settled."""
         for stage in self.settings.dial_stages:
             states = [self.parties[r].state for r in stage]
-            if PartyState.DIALING in states:
+            if PartyState.DIALING in states or PartyState.CONFIRMING in states:
                 return []
             waiting = [r for r in stage if self.parties[r].state is PartyState.WAITING]
             if waiting:
@@ -378,7 +475,7 @@ class BridgeFlow:
         """End or fail the bridge: hang up or stop dialling every party still there."""
         cmds: list[Command] = []
         for party in self.parties.values():
-            if party.state in (PartyState.CONNECTED, PartyState.DIALING, PartyState.WAITING):
+            if party.state in LIVE_STATES:
                 cmds += party.leave(f"bridge_{state.value}", now)
         if self.state is BridgeState.DIALING and not timer_fired:
             cmds.append(CancelTimer(DEADLINE_TIMER))

@@ -1,11 +1,17 @@
-"""One party of a bridge (caller, dispatcher or unit): its dial list, legs and state.
+"""One party of a bridge (caller, dispatcher or a unit): its dial list, legs and state.
 
 Party states and their legal transitions (the one table, `PARTY_TRANSITIONS`)::
 
-    ABSENT ──AddUnit──▶ DIALING ──answer──▶ CONNECTED ──hang-up / drop──▶ LEFT
+    ABSENT ──AddUnit / AddParty──▶ DIALING ──answer──▶ CONNECTED ──hang-up / drop──▶ LEFT
+    DIALING ──a unit answers──▶ CONFIRMING ──key 1──▶ CONNECTED
+    CONFIRMING ──not confirmed, numbers left──▶ DIALING (next number)
+    CONFIRMING ──not confirmed, list exhausted──▶ UNREACHABLE
     WAITING ─stage─▶ DIALING ──list exhausted──▶ UNREACHABLE
-    DIALING ──drop / bridge over──▶ LEFT        LEFT, UNREACHABLE ──redial──▶ DIALING
+    DIALING, CONFIRMING ──drop / bridge over──▶ LEFT   LEFT, UNREACHABLE ──redial──▶ DIALING
     WAITING ──bridge over / drop──▶ LEFT
+
+A unit's answer is checked (`callflows.unit_answer`) when its rules ask for it: extension
+digits keyed in, a key to press. Caller and dispatcher join as soon as they answer.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from callflows.commands import Command, Hangup, Hold, Mute, Notify, Unhold, Unmute
-from callflows.dialing import Attempt, DialerStatus, LegIds, SequentialDialer
+from callflows.commands import Command, Hangup, Hold, Mute, Notify, StopPlayback, Unhold, Unmute
+from callflows.destination import Destination, as_destination
+from callflows.dialing import CANCELLED, Attempt, DialerStatus, LegIds, SequentialDialer
 from callflows.errors import IllegalTransitionError, PartyStateError
-from callflows.events import Role
+from callflows.events import DigitsSent, DtmfReceived, Event, PlaybackFinished, Role
+from callflows.unit_answer import AnswerCheck, CheckPhase, UnitAnswerRules
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,7 @@ class PartyState(enum.Enum):
     ABSENT = "absent"  # not in the bridge (yet): the unit of an inbound call before AddUnit
     WAITING = "waiting"  # its dial stage has not come yet
     DIALING = "dialing"
+    CONFIRMING = "confirming"  # a unit answered: extension and key press before it joins
     CONNECTED = "connected"  # answered and joined to the conference
     LEFT = "left"  # hung up, dropped, or stopped being dialled
     UNREACHABLE = "unreachable"  # every number of its dial list failed
@@ -38,11 +47,22 @@ class PartyState(enum.Enum):
 PARTY_TRANSITIONS: dict[PartyState, frozenset[PartyState]] = {
     PartyState.ABSENT: frozenset({PartyState.DIALING}),
     PartyState.WAITING: frozenset({PartyState.DIALING, PartyState.LEFT}),
-    PartyState.DIALING: frozenset({PartyState.CONNECTED, PartyState.UNREACHABLE, PartyState.LEFT}),
+    PartyState.DIALING: frozenset(
+        {PartyState.CONNECTED, PartyState.CONFIRMING, PartyState.UNREACHABLE, PartyState.LEFT}
+    ),
+    PartyState.CONFIRMING: frozenset(
+        {PartyState.CONNECTED, PartyState.DIALING, PartyState.UNREACHABLE, PartyState.LEFT}
+    ),
     PartyState.CONNECTED: frozenset({PartyState.LEFT}),
     PartyState.LEFT: frozenset({PartyState.DIALING}),
     PartyState.UNREACHABLE: frozenset({PartyState.DIALING}),
 }
+
+
+LIVE_STATES = frozenset(
+    {PartyState.WAITING, PartyState.DIALING, PartyState.CONFIRMING, PartyState.CONNECTED}
+)
+"""A party in one of these is still in the bridge (or on its way in)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +90,25 @@ class PartySnapshot:
 
 
 class Party:
-    """A party's state and the dialers that tried to reach it (one per (re)dial)."""
+    """A party's state and the dialers that tried to reach it (one per (re)dial).
 
-    def __init__(self, flow_id: str, role: Role, ids: LegIds, ring_timeout_s: float) -> None:
+    `answer_rules` (units only) say how an answer is checked before the party joins."""
+
+    def __init__(
+        self,
+        flow_id: str,
+        role: Role,
+        ids: LegIds,
+        ring_timeout_s: float,
+        answer_rules: UnitAnswerRules | None = None,
+    ) -> None:
         self.flow_id = flow_id
         self.role = role
         self.state = PartyState.ABSENT
-        self.numbers: tuple[str, ...] = ()
+        self.answer_rules = answer_rules
+        self.check: AnswerCheck | None = None
+        self.replacing = False  # dialled in place of a unit that was connected: bridge holds
+        self.numbers: tuple[Destination, ...] = ()
         self.number: str | None = None
         self.leg_id: str | None = None
         self.muted = False
@@ -103,14 +135,14 @@ class Party:
         )
         self.state = new
 
-    def plan(self, numbers: Sequence[str]) -> None:
+    def plan(self, numbers: Sequence[str | Destination]) -> None:
         """Give the party its dial list; it waits for its stage."""
-        self.numbers = tuple(numbers)
+        self.numbers = tuple(as_destination(n) for n in numbers)
         self.state = PartyState.WAITING
 
     def adopt(self, leg: ExistingLeg, now: datetime) -> None:
         """Start as connected on an existing answered leg."""
-        self.numbers = (leg.number,)
+        self.numbers = (Destination(leg.number),)
         self.number = leg.number
         self.leg_id = leg.leg_id
         self._existing_legs.add(leg.leg_id)
@@ -122,51 +154,131 @@ class Party:
         dialers = [*self._old_dialers, *([self.dialer] if self.dialer else [])]
         return leg_id in self._existing_legs or any(d.owns(leg_id) for d in dialers)
 
-    def dial(self, now: datetime, numbers: Sequence[str] | None = None) -> list[Command]:
+    def dial(
+        self, now: datetime, numbers: Sequence[str | Destination] | None = None
+    ) -> list[Command]:
         """Start (or restart) dialling from the top of the dial list."""
         if numbers is not None:
-            self.numbers = tuple(numbers)
+            self.numbers = tuple(as_destination(n) for n in numbers)
         if self.dialer is not None:
             self._old_dialers.append(self.dialer)
         self._set_state(PartyState.DIALING)
         self.muted = self.held = False
         self.leg_id = self.number = self.ended_at = self.end_reason = None
         self.connected_at = None
+        self.check = None
         self.dialer = SequentialDialer(
             self.role.value, self.numbers, self._ring_timeout_s, self._ids
         )
         return self.dialer.start(now)
 
-    def after_dial_event(self, now: datetime) -> None:
-        """Update the state after the dialer handled an event (answer or exhaustion)."""
+    def after_dial_event(self, now: datetime) -> list[Command]:
+        """Update the state after the dialer handled an event (answer or exhaustion); an answer
+        that must be checked first starts the check (its commands are returned)."""
         if self.state is not PartyState.DIALING or self.dialer is None:
-            return
+            return []
         if self.dialer.status is DialerStatus.ANSWERED:
-            self.leg_id = self.dialer.answered_leg
-            self.number = self.dialer.attempts[-1].number
-            self.connected_at = now
-            self._set_state(PartyState.CONNECTED)
+            leg_id = self.dialer.answered_leg
+            assert leg_id is not None
+            self.leg_id = leg_id
+            target = self.dialer.destination(leg_id)
+            self.number = target.number
+            rules = self.answer_rules
+            if rules is not None and rules.needs_check(target.extension):
+                self.check = AnswerCheck(self.flow_id, leg_id, target.extension, rules)
+                self._set_state(PartyState.CONFIRMING)
+                return self._after_check(self.check.start(now), now)
+            self._connected(now)
         elif self.dialer.status is DialerStatus.EXHAUSTED:
             last = self.dialer.attempts[-1]
             self.ended_at = now
             self.end_reason = last.result
+            self.replacing = False
             self._set_state(PartyState.UNREACHABLE)
+        return []
+
+    def _connected(self, now: datetime) -> None:
+        self.connected_at = now
+        self.replacing = False
+        self._set_state(PartyState.CONNECTED)
+
+    # -- the answer check of a unit (CONFIRMING) --
+    def on_check_event(self, event: Event, now: datetime) -> list[Command]:
+        """A digit, a prompt end or the digits sent on the leg being checked."""
+        check = self.check
+        if self.state is not PartyState.CONFIRMING or check is None:
+            return []
+        match event:
+            case DtmfReceived(digit=digit):
+                cmds = check.on_key(digit, now)
+            case PlaybackFinished(prompt=prompt):
+                cmds = check.on_playback_end(prompt, now)
+            case DigitsSent(ok=ok):
+                cmds = check.on_digits_sent(ok, now)
+            case _:
+                return []
+        return self._after_check(cmds, now)
+
+    def on_check_timer(self, timer_id: str, now: datetime) -> list[Command] | None:
+        """A timer of the check; None if it is not this party's."""
+        if self.state is not PartyState.CONFIRMING or self.check is None:
+            return None
+        cmds = self.check.on_timer(timer_id, now)
+        return None if cmds is None else self._after_check(cmds, now)
+
+    def check_leg_ended(self, now: datetime) -> list[Command]:
+        """The leg being checked hung up before it was confirmed: next number."""
+        assert self.check is not None
+        cmds = self.check.cancel()
+        self.leg_id = None  # gone: nothing to hang up
+        return self._after_check(cmds, now)
+
+    def _after_check(self, cmds: list[Command], now: datetime) -> list[Command]:
+        check, dialer = self.check, self.dialer
+        assert check is not None and dialer is not None
+        dialer.annotate(
+            check.leg_id,
+            extension_sent_at=check.extension_sent_at,
+            confirmed_at=check.confirmed_at,
+        )
+        if check.phase is CheckPhase.PASSED:
+            self._connected(now)
+        elif check.phase is CheckPhase.FAILED:
+            leg_id, self.leg_id = self.leg_id, None
+            if leg_id is not None:
+                cmds.append(Hangup(leg_id))
+            cmds += dialer.reject_answer(check.leg_id, check.result or "not_confirmed", now)
+            self.number = None
+            self._set_state(PartyState.DIALING)
+            cmds += self.after_dial_event(now)
+        return cmds
 
     def leave(self, reason: str, now: datetime) -> list[Command]:
         """The party leaves: hang up its call or stop dialling it. Returns the commands."""
         cmds: list[Command] = []
         if self.state is PartyState.CONNECTED and self.leg_id is not None:
             cmds.append(Hangup(self.leg_id))
+        elif self.state is PartyState.CONFIRMING and self.check is not None:
+            cmds += self._stop_check(now)
         elif self.state is PartyState.DIALING and self.dialer is not None:
             cmds += self.dialer.cancel(now)
         self.ended_at = now
         self.end_reason = reason
         self.muted = self.held = False
+        self.replacing = False
         self._set_state(PartyState.LEFT)
+        return cmds
+
+    def _stop_check(self, now: datetime) -> list[Command]:
+        assert self.check is not None and self.dialer is not None
+        leg_id = self.check.leg_id
+        cmds = [*self.check.cancel(), StopPlayback(leg_id), Hangup(leg_id)]
+        self.dialer.annotate(leg_id, result=CANCELLED, ended_at=now)
         return cmds
 
     def remote_left(self, reason: str, now: datetime) -> None:
         """The connected leg was hung up by the far end (or failed)."""
+        self.replacing = False
         self.ended_at = now
         self.end_reason = reason
         self.muted = self.held = False
@@ -183,7 +295,7 @@ class Party:
 
     def drop(self, now: datetime) -> list[Command]:
         """The dispatcher hangs this party up (or stops dialling it)."""
-        if self.state not in (PartyState.CONNECTED, PartyState.DIALING, PartyState.WAITING):
+        if self.state not in LIVE_STATES:
             raise self._refuse("hang up")
         cmds = self.leave("dropped", now)
         return [*cmds, Notify(self.flow_id, "party.left", self.role.value, "dropped")]
@@ -194,11 +306,21 @@ class Party:
             raise self._refuse("redial")
         return [*self.dial(now), Notify(self.flow_id, "party.dialing", self.role.value)]
 
-    def add(self, numbers: Sequence[str], now: datetime) -> list[Command]:
+    def add(self, numbers: Sequence[str | Destination], now: datetime) -> list[Command]:
         """Bring the party in with a new dial list (a unit added to an inbound call)."""
         if self.state not in (PartyState.ABSENT, PartyState.LEFT, PartyState.UNREACHABLE):
             raise self._refuse("add")
         return [*self.dial(now, numbers), Notify(self.flow_id, "party.dialing", self.role.value)]
+
+    def replace(self, numbers: Sequence[str | Destination], now: datetime) -> list[Command]:
+        """Hang up this unit (or stop dialling it) and dial another unit in its place."""
+        if not self.role.is_unit or self.state is PartyState.ABSENT:
+            raise self._refuse("replace")
+        was_connected = self.state is PartyState.CONNECTED
+        cmds = self.leave("replaced", now) if self.state in LIVE_STATES else []
+        cmds += self.dial(now, numbers)
+        self.replacing = was_connected
+        return [*cmds, Notify(self.flow_id, "party.replaced", self.role.value)]
 
     def _connected_leg(self, what: str) -> str:
         if self.state is not PartyState.CONNECTED or self.leg_id is None:
@@ -235,7 +357,7 @@ class Party:
         return PartySnapshot(
             role=self.role,
             state=self.state,
-            number=self.number or (self.numbers[0] if self.numbers else None),
+            number=self.number or (self.numbers[0].number if self.numbers else None),
             leg_id=self.leg_id,
             muted=self.muted,
             held=self.held,

@@ -99,6 +99,16 @@ class Play:
 
 
 @dataclass(frozen=True, slots=True)
+class SendDigits:
+    """Key in `digits` on an answered leg (an extension behind a switchboard): RFC 4733 events
+    when the peer agreed to telephone-event, SIP INFO (application/dtmf-relay) otherwise.
+    Expect `DigitsSent(leg_id, ok)` once the last digit went out (or sending failed)."""
+
+    leg_id: str
+    digits: str
+
+
+@dataclass(frozen=True, slots=True)
 class StopPlayback:
     """Stop whatever plays on the leg (a key was pressed); no PlaybackFinished follows."""
 
@@ -165,6 +175,7 @@ Command = (
     | Hold
     | Unhold
     | Play
+    | SendDigits
     | StopPlayback
     | StartTimer
     | CancelTimer

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from callflows.commands import CancelDial, CancelTimer, Command, Dial, Hangup, StartTimer
+from callflows.destination import Destination, as_destination
 from callflows.errors import CallflowConfigError
 from callflows.events import EndReason
 
@@ -28,12 +29,17 @@ NO_ANSWER = "no_answer"  # attempt result when our ring timer expired
 ANSWERED = "answered"
 CANCELLED = "cancelled"  # attempt result when the flow stopped dialling (party dropped, ...)
 ANSWERED_ELSEWHERE = "answered_elsewhere"  # parallel ringing: another number won
+NOT_CONFIRMED = "not_confirmed"  # answered, but nobody pressed the key that takes the call
+EXTENSION_FAILED = "extension_failed"  # answered, but the extension digits could not be sent
 STOP_ESCALATION = frozenset({EndReason.AUTH_FAILED.value})
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One call placed to one number, and how it went (`result` None while it is ringing)."""
+    """One call placed to one number, and how it went (`result` None while it is ringing).
+
+    `extension`: the digits keyed in after the answer, `extension_sent_at` when they went out;
+    `confirmed_at`: when the person who answered pressed the key that takes the call."""
 
     number: str
     leg_id: str
@@ -42,6 +48,9 @@ class Attempt:
     sip_status: int | None = None
     ended_at: datetime | None = None
     rang: bool = False
+    extension: str | None = None
+    extension_sent_at: datetime | None = None
+    confirmed_at: datetime | None = None
 
 
 class DialerStatus(enum.Enum):
@@ -75,13 +84,20 @@ def ring_timer_id(leg_id: str) -> str:
 class _Dialer:
     """Shared bookkeeping: attempts, ringing legs, legs we gave up on."""
 
-    def __init__(self, role: str, numbers: Sequence[str], ring_timeout_s: float, ids: LegIds):
+    def __init__(
+        self,
+        role: str,
+        numbers: Sequence[str | Destination],
+        ring_timeout_s: float,
+        ids: LegIds,
+    ):
         if not numbers:
             raise CallflowConfigError(f"empty dial list for {role}")
         if ring_timeout_s <= 0:
             raise CallflowConfigError(f"ring timeout must be positive, got {ring_timeout_s}")
         self.role = role
-        self.numbers = tuple(numbers)
+        self.targets = tuple(as_destination(n) for n in numbers)
+        self.numbers = tuple(t.number for t in self.targets)
         self.ring_timeout_s = ring_timeout_s
         self._ids = ids
         self._attempts: list[Attempt] = []
@@ -103,12 +119,24 @@ class _Dialer:
         """True while the leg waits for an answer."""
         return leg_id in self._ringing
 
-    def _dial(self, number: str, now: datetime) -> list[Command]:
+    def destination(self, leg_id: str) -> Destination:
+        """What the leg dialled (number and extension)."""
+        att = next(a for a in self._attempts if a.leg_id == leg_id)
+        return Destination(att.number, att.extension)
+
+    def annotate(self, leg_id: str, **changes: object) -> None:
+        """Record a fact of an attempt (extension sent, confirmed)."""
+        for i, att in enumerate(self._attempts):
+            if att.leg_id == leg_id:
+                self._attempts[i] = replace(att, **changes)  # type: ignore[arg-type]
+
+    def _dial(self, target: Destination, now: datetime) -> list[Command]:
         leg_id = self._ids.new(self.role)
-        self._attempts.append(Attempt(number=number, leg_id=leg_id, started_at=now))
+        attempt = Attempt(target.number, leg_id, now, extension=target.extension)
+        self._attempts.append(attempt)
         self._ringing.add(leg_id)
         return [
-            Dial(leg_id, self.role, number, self.ring_timeout_s),
+            Dial(leg_id, self.role, target.number, self.ring_timeout_s),
             StartTimer(ring_timer_id(leg_id), self.ring_timeout_s),
         ]
 
@@ -151,7 +179,7 @@ class SequentialDialer(_Dialer):
         """Dial the first number."""
         self.status = DialerStatus.DIALING
         self._index = 0
-        return self._dial(self.numbers[0], now)
+        return self._dial(self.targets[0], now)
 
     def on_answered(self, leg_id: str, now: datetime) -> list[Command]:
         """An answer: the party is reached (or a late answer on an abandoned leg)."""
@@ -183,12 +211,22 @@ class SequentialDialer(_Dialer):
                 return cmds[1:] + self._next(now)  # the timer itself already fired
         return None
 
+    def reject_answer(self, leg_id: str, result: str, now: datetime) -> list[Command]:
+        """The answered leg did not take the call (`not_confirmed`, ...): record why and dial
+        the next number (or give up). The caller hangs the leg up."""
+        for i, att in enumerate(self._attempts):
+            if att.leg_id == leg_id:
+                self._attempts[i] = replace(att, result=result, ended_at=now)
+        self.answered_leg = None
+        self.status = DialerStatus.DIALING
+        return self._next(now)
+
     def _next(self, now: datetime) -> list[Command]:
         self._index += 1
-        if self._index >= len(self.numbers):
+        if self._index >= len(self.targets):
             self.status = DialerStatus.EXHAUSTED
             return []
-        return self._dial(self.numbers[self._index], now)
+        return self._dial(self.targets[self._index], now)
 
 
 class ParallelDialer(_Dialer):
@@ -198,8 +236,8 @@ class ParallelDialer(_Dialer):
         """Dial every number."""
         self.status = DialerStatus.DIALING
         cmds: list[Command] = []
-        for number in self.numbers:
-            cmds += self._dial(number, now)
+        for target in self.targets:
+            cmds += self._dial(target, now)
         return cmds
 
     def on_answered(self, leg_id: str, now: datetime) -> list[Command]:

@@ -13,13 +13,28 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from callflows.destination import Destination
+
 
 class Role(enum.StrEnum):
-    """A party of a bridged call."""
+    """A party of a bridged call: caller, dispatcher, the unit, and units added later."""
 
     CALLER = "caller"
     DISPATCHER = "dispatcher"
     UNIT = "unit"
+    UNIT2 = "unit2"
+    UNIT3 = "unit3"
+
+    @property
+    def is_unit(self) -> bool:
+        """True for the unit and every unit added to the bridge later."""
+        return self.value.startswith("unit")
+
+
+BASE_ROLES: tuple[Role, ...] = (Role.CALLER, Role.DISPATCHER, Role.UNIT)
+"""The three parties every bridge plans for (dial stages, required parties)."""
+EXTRA_UNITS: tuple[Role, ...] = (Role.UNIT2, Role.UNIT3)
+"""Roles of the units a dispatcher adds to a live bridge (`AddParty`), in order."""
 
 
 class EndReason(enum.StrEnum):
@@ -74,6 +89,14 @@ class DtmfReceived:
 
     leg_id: str
     digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class DigitsSent:
+    """The digits of a `SendDigits` went out (`ok`), or could not be sent (`ok=False`)."""
+
+    leg_id: str
+    ok: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +169,25 @@ class EndBridge:
 class AddUnit:
     """Bring a unit into a bridge that has none yet (e.g. an inbound call); numbers in order."""
 
-    numbers: tuple[str, ...]
+    numbers: tuple[str | Destination, ...]
 
 
-LegEvent = LegRinging | LegAnswered | LegEnded | DtmfReceived | PlaybackFinished
+@dataclass(frozen=True, slots=True)
+class AddParty:
+    """Add one more unit to a bridge (role unit2, unit3, ...); its dial list in order."""
+
+    numbers: tuple[str | Destination, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceUnit:
+    """Hang up the unit of `role` (or stop dialling it) and dial another one in its place."""
+
+    numbers: tuple[str | Destination, ...]
+    role: Role = Role.UNIT
+
+
+LegEvent = LegRinging | LegAnswered | LegEnded | DtmfReceived | PlaybackFinished | DigitsSent
 Request = (
     HangupParty
     | RedialParty
@@ -159,5 +197,7 @@ Request = (
     | UnholdParty
     | EndBridge
     | AddUnit
+    | AddParty
+    | ReplaceUnit
 )
 Event = LegEvent | TimerFired | Request

@@ -33,6 +33,7 @@ from callflows.events import (
     PlaybackFinished,
     TimerFired,
 )
+from callflows.key_prompt import KeyPrompt, PromptPhase, PromptRules
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +92,14 @@ class KeyPromptSettings:
     max_call_s: float = 180.0
 
     def __post_init__(self) -> None:
-        if not self.keys:
-            raise CallflowConfigError("at least one accepted key is needed")
-        bad = [k for k in self.keys if len(k) != 1 or k not in "0123456789*#"]
-        if bad:
-            raise CallflowConfigError(f"not keypad keys: {bad}")
-        if self.max_repeats < 0 or self.key_timeout_s <= 0 or self.max_call_s <= 0:
-            raise CallflowConfigError("repeats must be >= 0 and timeouts positive")
+        self.rules  # noqa: B018 - the prompt's own rules validate keys, repeats and timeouts
+        if self.max_call_s <= 0:
+            raise CallflowConfigError("the call limit must be positive")
+
+    @property
+    def rules(self) -> PromptRules:
+        """The prompt-and-key part (`callflows.key_prompt`) of these settings."""
+        return PromptRules(self.prompt_key, self.keys, self.key_timeout_s, self.max_repeats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +133,25 @@ class KeyPromptCall:
         self.dialer = SequentialDialer(role, [number], settings.ring_timeout_s, LegIds())
         self.leg_id: str | None = None
         self.outcome: CallOutcome | None = None
-        self.key: str | None = None
-        self.invalid_keys: list[str] = []
-        self.prompts_played = 0
+        self.prompt: KeyPrompt | None = None
         self.answered_at: datetime | None = None
         self.key_at: datetime | None = None
         self.ended_at: datetime | None = None
-        self._key_timer: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The accepted key, once pressed."""
+        return self.prompt.key if self.prompt is not None else None
+
+    @property
+    def invalid_keys(self) -> tuple[str, ...]:
+        """Keys pressed that mean nothing here, in order."""
+        return tuple(self.prompt.invalid_keys) if self.prompt is not None else ()
+
+    @property
+    def prompts_played(self) -> int:
+        """How often the prompt started."""
+        return self.prompt.prompts_played if self.prompt is not None else 0
 
     @property
     def flow_id(self) -> str:
@@ -192,14 +206,10 @@ class KeyPromptCall:
         cmds = self.dialer.on_answered(leg, now)
         self.leg_id = leg
         self.answered_at = now
-        prompt = self._play_prompt()
-        return [*cmds, *prompt, c.Save(self._flow_id, self.result())]  # answered: store it now
-
-    def _play_prompt(self) -> list[c.Command]:
-        assert self.leg_id is not None
-        self.prompts_played += 1
+        self.prompt = KeyPrompt(self._flow_id, leg, self.settings.rules)
+        cmds += self.prompt.start()
         self._set_state(_S.PROMPTING)
-        return [c.Play(self.leg_id, self.settings.prompt_key, True)]
+        return [*cmds, c.Save(self._flow_id, self.result())]  # answered: store it now
 
     def _on_ended(
         self, leg: str, reason: str, status: int | None, now: datetime
@@ -219,34 +229,33 @@ class KeyPromptCall:
         result = self.dialer.attempts[-1].result or "failed"
         return self._done(DIAL_OUTCOMES.get(result, CallOutcome.FAILED), now)
 
-    def _on_key(self, digit: str, now: datetime) -> list[c.Command]:
-        assert self.leg_id is not None
-        cmds: list[c.Command] = []
-        if self.state is _S.PROMPTING:
-            cmds.append(c.StopPlayback(self.leg_id))
-        cmds += self._cancel_key_timer()
-        if digit not in self.settings.keys:
-            self.invalid_keys.append(digit)
-            return cmds + self._retry(now)
-        self.key = digit
-        self.key_at = now
-        if self.settings.thanks_key is None:
-            return cmds + self._done(CallOutcome.ANSWER, now)
-        self._set_state(_S.THANKING)
-        return [*cmds, c.Play(self.leg_id, self.settings.thanks_key, False)]
+    def _after_prompt(self, cmds: list[c.Command], now: datetime) -> list[c.Command]:
+        """Follow the key prompt: thank for an accepted key, give up, or keep waiting."""
+        assert self.prompt is not None and self.leg_id is not None
+        match self.prompt.phase:
+            case PromptPhase.ACCEPTED:
+                self.key_at = now
+                if self.settings.thanks_key is None:
+                    return cmds + self._done(CallOutcome.ANSWER, now)
+                self._set_state(_S.THANKING)
+                return [*cmds, c.Play(self.leg_id, self.settings.thanks_key, False)]
+            case PromptPhase.FAILED:
+                return cmds + self._done(CallOutcome.NO_KEY, now)
+            case PromptPhase.PROMPTING:
+                self._set_state(_S.PROMPTING)
+            case PromptPhase.COLLECTING:
+                self._set_state(_S.COLLECTING)
+        return cmds
 
-    def _retry(self, now: datetime) -> list[c.Command]:
-        if self.prompts_played > self.settings.max_repeats:
-            return self._done(CallOutcome.NO_KEY, now)
-        return self._play_prompt()
+    def _on_key(self, digit: str, now: datetime) -> list[c.Command]:
+        assert self.prompt is not None
+        return self._after_prompt(self.prompt.on_key(digit), now)
 
     def _on_playback_end(self, prompt: str, now: datetime) -> list[c.Command]:
         if self.state is _S.THANKING and prompt == self.settings.thanks_key:
             return self._done(CallOutcome.ANSWER, now)
-        if self.state is _S.PROMPTING and prompt == self.settings.prompt_key:
-            self._set_state(_S.COLLECTING)
-            self._key_timer = f"key:{self.prompts_played}"
-            return [c.StartTimer(self._key_timer, self.settings.key_timeout_s)]
+        if self.state is _S.PROMPTING and self.prompt is not None:
+            return self._after_prompt(self.prompt.on_playback_end(prompt), now)
         return []
 
     def _on_timer(self, timer_id: str, now: datetime) -> list[c.Command]:
@@ -258,23 +267,17 @@ class KeyPromptCall:
         if self.state is _S.DIALING:
             cmds = self.dialer.on_timer(timer_id, now) or []
             return cmds + self._after_dial(now)
-        if self.state is _S.COLLECTING and timer_id == self._key_timer:
-            self._key_timer = None
-            return self._retry(now)
+        if self.state is _S.COLLECTING and self.prompt is not None:
+            fired = self.prompt.on_timer(timer_id)
+            return [] if fired is None else self._after_prompt(fired, now)
         return []
-
-    def _cancel_key_timer(self) -> list[c.Command]:
-        if self._key_timer is None:
-            return []
-        timer, self._key_timer = self._key_timer, None
-        return [c.CancelTimer(timer)]
 
     def _done(
         self, outcome: CallOutcome, now: datetime, limit_fired: bool = False
     ) -> list[c.Command]:
         self.outcome = outcome
         self.ended_at = now
-        cmds = self._cancel_key_timer()
+        cmds = self.prompt.cancel() if self.prompt is not None else []
         if not limit_fired:
             cmds.append(c.CancelTimer(CALL_LIMIT_TIMER))
         if self.leg_id is not None:
@@ -296,7 +299,7 @@ class KeyPromptCall:
             outcome=self.outcome,
             key=self.key,
             answer=self.settings.keys.get(self.key) if self.key else None,
-            invalid_keys=tuple(self.invalid_keys),
+            invalid_keys=self.invalid_keys,
             prompts_played=self.prompts_played,
             attempt=self.dialer.attempts[-1] if self.dialer.attempts else None,
             answered_at=self.answered_at,

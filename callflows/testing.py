@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from callflows import commands as c
 from callflows.errors import CallflowError
 from callflows.events import (
+    DigitsSent,
     DtmfReceived,
     Event,
     LegAnswered,
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ANSWER = "answer"
 IGNORE = "ignore"  # rings until cancelled
+DIGIT_S = 0.3  # one DTMF digit on the wire (160 ms) plus the gap before the next
 _DEFAULT_STATUS = {"busy": 486, "declined": 603, "not_found": 404, "unreachable": 503}
 
 
@@ -96,6 +98,8 @@ class FakeRunner:
         self.recording: set[str] = set()
         self.saves: list[object] = []
         self.notes: list[c.Notify] = []
+        self.digits_sent: list[tuple[datetime, str, str]] = []  # (when out, leg id, digits)
+        self.plays: list[tuple[datetime, str, str]] = []  # (when, leg id, prompt)
         self._heap: list[_Item] = []
         self._seq = itertools.count()
         self._scripts: dict[str, PeerScript] = {}
@@ -192,7 +196,13 @@ class FakeRunner:
                 (self.muted.add if isinstance(cmd, c.Mute) else self.muted.discard)(leg)
             case c.Hold(leg_id=leg) | c.Unhold(leg_id=leg):
                 (self.held.add if isinstance(cmd, c.Hold) else self.held.discard)(leg)
+            case c.SendDigits(leg_id=leg, digits=digits) if leg in self._alive:
+                seconds = DIGIT_S * len(digits)
+                sent_at = self.now + timedelta(seconds=seconds)
+                self.digits_sent.append((sent_at, leg, digits))
+                self._at_rel(seconds, DigitsSent(leg, True), leg=leg)
             case c.Play(leg_id=leg, prompt_key=prompt):
+                self.plays.append((self.now, leg, prompt))
                 seconds = self.prompt_seconds.get(prompt, self.default_prompt_s)
                 token = self._new_token(f"play:{leg}")
                 self._at_rel(seconds, PlaybackFinished(leg, prompt), token=token, leg=leg)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callflows import commands as c
 from callflows.bridge import BridgeFlow, BridgeSettings
+from callflows.destination import Destination, as_destination
 from callflows.events import AddUnit, Event, Role
 from callflows.inbound import InboundFlow, InboundSettings, InboundState
 from callflows.ivr import KeyPromptCall, KeyPromptResult
@@ -67,9 +68,10 @@ class CallNotActive(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class BridgeRequest:
-    """A validated request for a three-way call: dial lists per role (already policy-checked)."""
+    """A validated request for a three-way call: dial lists per role (already policy-checked;
+    an entry with an extension is a `Destination`)."""
 
-    dial_lists: dict[Role, list[str]]
+    dial_lists: dict[Role, list[str | Destination]]
     created_by: str
     labels: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
@@ -212,7 +214,8 @@ class CallManager:
             unit_code=req.unit_code,
             request=req.request,
             parties=tuple(
-                (r.value, nums[0] if nums else None) for r, nums in req.dial_lists.items()
+                (r.value, as_destination(nums[0]).number if nums else None)
+                for r, nums in req.dial_lists.items()
             ),
         )
         try:
@@ -310,7 +313,11 @@ class CallManager:
         self._launch(call_id, runner)
 
     async def add_unit(
-        self, call_id: str, numbers: list[str], labels: dict[str, str], unit_code: str | None
+        self,
+        call_id: str,
+        numbers: list[str | Destination],
+        labels: dict[str, str],
+        unit_code: str | None,
     ) -> None:
         """Bring a unit into a connected inbound call: it becomes a three-way bridge."""
         runner = self.runners.get(call_id)
@@ -322,7 +329,8 @@ class CallManager:
         hooks = runner.hooks
         if isinstance(hooks, BridgeHooks):
             hooks.labels.update(labels)
-        await self.records.become_bridge(call_id, unit_code, numbers[0] if numbers else None)
+        first = as_destination(numbers[0]).number if numbers else None
+        await self.records.become_bridge(call_id, unit_code, first)
         settings = self.settings.bridge
         await runner.replace_flow(lambda old: flow.to_bridge(utcnow(), call_id, settings))
         await runner.request(AddUnit(tuple(numbers)))
@@ -366,11 +374,16 @@ class CallManager:
         result = hooks.result or flow.result()
         return call_id, result
 
-    async def request(self, call_id: str, event: Event) -> None:
-        """Pass an API request to a running call (the flow's EventError comes back)."""
+    async def request(
+        self, call_id: str, event: Event, labels: dict[str, str] | None = None
+    ) -> None:
+        """Pass an API request to a running call (the flow's EventError comes back); `labels`
+        name who answers the numbers of a unit being added or swapped in."""
         runner = self.runners.get(call_id)
         if runner is None or runner.finished:
             raise CallNotActive(call_id)
+        if labels and isinstance(runner.hooks, BridgeHooks):
+            runner.hooks.labels.update(labels)
         await runner.request(event)
 
     # -- recordings --

@@ -57,6 +57,14 @@ CATALOGUE: dict[str, PromptText] = {
             "duty_check.prompt", "duty_check_prompt.wav", "这里是110指挥中心查岗，请按1确认在岗。"
         ),
         PromptText("duty_check.thanks", "duty_check_thanks.wav", "查岗确认，谢谢。"),
+        PromptText(
+            "bridge.unit_confirm",
+            "bridge_unit_confirm.wav",
+            "这里是110指挥中心，有群众求助需要贵单位联动处置，请按1接入通话",
+        ),
+        PromptText(
+            "bridge.unit_connecting", "bridge_unit_connecting.wav", "正在接通联动单位，请稍候。"
+        ),
     )
 }
 

@@ -116,6 +116,8 @@ def save_bridge_snapshot(
                     call.attempts.append(row)
                     attempts[att.leg_id] = row
                 row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+                row.extension, row.extension_sent_at = att.extension, att.extension_sent_at
+                row.confirmed_at = att.confirmed_at
 
 
 def save_key_prompt(factory: sessionmaker[Session], call_id: str, result: KeyPromptResult) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from callflows import commands as c
 from callflows.errors import EventError
 from callflows.events import (
+    DigitsSent,
     DtmfReceived,
     Event,
     LegAnswered,
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 DIAL_MARGIN_S = 5.0  # the UA's own ring timeout backs up the flow's ring timer
 SETTLE_S = 10.0  # after the flow finished: how long to wait for the legs' final echoes
 MEDIA_CHECK_S = 1.0  # how often answered legs are checked for incoming RTP
+DIGIT_MS = 160  # one extension digit on the wire (RFC 4733 event or INFO Duration)
+DIGIT_GAP_S = 0.12  # between two extension digits
 
 
 def _utcnow() -> datetime:
@@ -267,6 +270,10 @@ class FlowRunner:
                 self._mix_op(leg_id, lambda conf, ep: conf.hold(ep, isinstance(cmd, c.Hold)))
             case c.Play():
                 self._play(cmd)
+            case c.SendDigits(leg_id=leg_id, digits=digits):
+                binding = self._legs[leg_id]
+                task = self._spawn(self._send_digits(binding, digits), f"ext-{leg_id}")
+                binding.tasks.append(task)
             case c.StopPlayback(leg_id=leg_id):
                 binding = self._legs.get(leg_id)
                 if binding is not None and binding.endpoint is not None:
@@ -317,6 +324,32 @@ class FlowRunner:
             binding.endpoint.configure(binding.sip.media)
         self._mark_answered(binding)
 
+    async def _send_digits(self, binding: _Binding, digits: str) -> None:
+        """Key in an extension: RFC 4733 when the peer agreed to telephone-event, SIP INFO
+        otherwise; then `DigitsSent` (ok False when a digit could not be sent)."""
+        sip, endpoint = binding.sip, binding.endpoint
+        ok = True
+        try:
+            if sip is None or endpoint is None or sip.media is None:
+                raise ValueError(f"leg {binding.leg_id} is not answered")
+            rfc4733 = sip.media.dtmf_payload_type is not None
+            for i, digit in enumerate(digits):
+                if i:
+                    await asyncio.sleep(DIGIT_GAP_S)
+                if rfc4733:
+                    await endpoint.send_dtmf(digit, DIGIT_MS)
+                else:
+                    async with asyncio.timeout(10.0):
+                        await sip.send_info_dtmf(digit)
+            how = "RFC 4733" if rfc4733 else "SIP INFO"
+            log.info("flow %s: extension sent on %s by %s", self.flow.flow_id, binding.leg_id, how)
+        except (SipError, MediaError, ValueError, TimeoutError) as exc:
+            log.warning(
+                "flow %s: extension on %s failed: %s", self.flow.flow_id, binding.leg_id, exc
+            )
+            ok = False
+        self._put(DigitsSent(binding.leg_id, ok))
+
     async def _hangup(self, sip: sipleg.Leg) -> None:
         try:
             await sip.hangup()
@@ -331,6 +364,12 @@ class FlowRunner:
         if conf is None:
             conf = self.media.create_conference(f"{self.flow.flow_id}:{conf_id}")
             self._conferences[conf_id] = conf
+        previous = conf.roles.get(binding.role)
+        if previous is not None:  # a replaced unit whose BYE is still on its way: its track
+            conf.remove(previous)  # goes on with the new unit of the same role
+            for other in self._legs.values():
+                if other.endpoint is previous:
+                    other.conference = None
         conf.add(binding.endpoint, binding.role)
         binding.conference = conf
 

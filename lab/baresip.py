@@ -17,8 +17,10 @@ methods are synchronous with deadlines; call them from asyncio via ``asyncio.to_
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +29,8 @@ from lab import ports
 from lab.audio import cached_tone_wav, wav_complete
 from lab.baresip_ctrl import BaresipError, CtrlClient, Event
 from lab.process import ManagedProcess, ProcessError, wait_until
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 MODULE_PATH = Path("/usr/lib/baresip/modules")
@@ -87,6 +91,8 @@ class BaresipPhone:
         self.tone_amplitude = tone_amplitude
         self._proc: ManagedProcess | None = None
         self.ctrl = CtrlClient(self.ctrl_port, f"ua{user}")
+        self._presser: threading.Thread | None = None
+        self._presser_stop = threading.Event()
 
     # ---- config ----
     @property
@@ -201,6 +207,10 @@ class BaresipPhone:
         return self._proc.log_text() if self._proc is not None else ""
 
     def stop(self, timeout: float = 3.0) -> None:
+        self._presser_stop.set()
+        if self._presser is not None:
+            self._presser.join(2.0)
+            self._presser = None
         # "quit" ends calls politely (BYE) and exits; when a peer is gone the BYE is never
         # answered, so after a short wait SIGTERM (a second stop request makes baresip
         # quit at once), then SIGKILL after ``timeout``
@@ -302,6 +312,47 @@ class BaresipPhone:
             if i:
                 time.sleep(gap)
             self.command("sndcode", d)
+
+    def press_on_answer(self, digits: str = "1", delay_s: float = 1.0) -> None:
+        """From now on, press ``digits`` (RFC 4733) ``delay_s`` after each call is established:
+        the duty officer who answers a bridged call and confirms it (确认接听)."""
+        if self._presser is not None:
+            raise BaresipError(f"ua{self.user}: already pressing on answer")
+        self._presser_stop.clear()
+        since = self.event_count()
+        self._presser = threading.Thread(
+            target=self._press_loop, args=(digits, delay_s, since), daemon=True,
+            name=f"baresip-press-{self.user}",
+        )  # fmt: skip
+        self._presser.start()
+
+    def _press_loop(self, digits: str, delay_s: float, since: int) -> None:
+        while not self._presser_stop.is_set():
+            events = self.events
+            for ev in events[since:]:
+                if ev.get("type") == "CALL_ESTABLISHED" and not self._presser_stop.wait(delay_s):
+                    try:
+                        self.send_dtmf(digits)
+                    except (BaresipError, OSError) as exc:
+                        log.warning("ua%s: could not press %s: %s", self.user, digits, exc)
+            since = len(events)
+            self._presser_stop.wait(0.1)
+
+    def received_dtmf(self, since: int = 0) -> str:
+        """The keys this phone received (RFC 4733 or SIP INFO), in order, from event ``since``."""
+        return "".join(
+            str(e.get("param", ""))
+            for e in self.events[since:]
+            if e.get("type") == "CALL_DTMF_START"
+        )
+
+    def caller_names(self, since: int = 0) -> list[str]:
+        """The display names of the callers of this phone's calls (From), in order."""
+        names: list[str] = []
+        for e in self.events[since:]:
+            if e.get("type") == "CALL_ESTABLISHED" and e.get("direction") == "incoming":
+                names.append(str(e.get("peerdisplayname", "")))
+        return names
 
     def set_auto_answer(self, on: bool) -> None:
         self.command("answermode", "auto" if on else "manual")

@@ -5,8 +5,9 @@
 2. Seeds the county's 45 linkage units and 30 townships with this week's rosters; the demo
    unit L01 gets the lab phone 2003 as its on-duty number.
 3. Starts `linkcall serve` in its own process on free ports, registered to that Kamailio.
-4. Bridges the three phones through the API, lets them talk for a few seconds, ends the call,
-   and prints the recording's files, SHA-256 and what each track holds.
+4. Bridges the three phones through the API: the unit's phone hears the prompt 请按1接入通话
+   and presses 1 (as a duty officer confirming the call), then the three talk for a few
+   seconds; ends the call and prints the recording's files, SHA-256 and what each track holds.
 Everything it started is stopped by PID at the end, also on Ctrl-C or an error.
 """
 
@@ -201,6 +202,8 @@ def _with_service(env: dict[str, str], workdir: Path, lab: Any, seconds: float) 
             f"{'yes' if lab.kamailio.registered(SERVICE_USER) else 'no'}"
         )
         _say_console(base, tokens)
+        # the unit's duty officer confirms every bridged call by pressing 1 (确认接听)
+        lab.phones["2003"].press_on_answer("1", delay_s=1.0)
         _demo_bridge(Api(base, admin), Api(base, dispatcher), Path(env["LINKCALL_DATA_DIR"]))
         if seconds > 0:
             _say(f"服务继续运行 {seconds:.0f} 秒 / the service keeps running for {seconds:.0f} s …")
@@ -267,7 +270,10 @@ def _demo_bridge(admin: Api, desk: Api, data_dir: Path) -> None:
     if status != 202:
         raise DemoError(f"bridge refused: {status} {bridge}")
     bid = bridge["id"]
-    _wait("all three connected", lambda: _bridge_state(desk, bid, "connected"), 40)
+    body = _wait("all three connected", lambda: _all_connected(desk, bid), 60)
+    unit = next(leg for leg in body["legs"] if leg["role"] == "unit")
+    if unit["attempts"] and unit["attempts"][-1].get("confirmed_at"):
+        _say("      单位值班员按1确认接听 / the unit's duty officer pressed 1 to take the call")
     _say(f"      已接通 / connected — 通话 {TALK_S:.0f} 秒 / talking for {TALK_S:.0f} s")
     time.sleep(TALK_S)
     desk.call("POST", f"/api/v1/bridges/{bid}/end")
@@ -295,6 +301,12 @@ def _bridge_state(api: Api, bid: str, state: str) -> tuple[bool, Any]:
     if status == 200 and body["state"] == "failed":
         raise DemoError(f"bridge failed: {body['end_reason']}")
     return status == 200 and body["state"] == state, body
+
+
+def _all_connected(api: Api, bid: str) -> tuple[bool, Any]:
+    """Every party connected: the unit only once it pressed 1 (it hears a prompt before)."""
+    ok, body = _bridge_state(api, bid, "connected")
+    return ok and all(leg["state"] == "connected" for leg in body["legs"]), body
 
 
 def _recording(api: Api, rec_id: str | None) -> tuple[bool, Any]:

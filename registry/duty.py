@@ -127,12 +127,14 @@ def dial_list(
 @dataclass(frozen=True, slots=True)
 class DialTarget:
     """One entry of a unit's dial list as the dial policy sees it: `dial` is what goes in the
-    request URI, or None with `refused` saying why linkcall may not dial it."""
+    request URI, or None with `refused` saying why linkcall may not dial it; `extension` the
+    digits keyed in by DTMF after the answer (a landline behind a switchboard)."""
 
     entry: DialEntry
     dial: str | None
     display: str
     refused: str | None = None
+    extension: str | None = None
 
     @property
     def label(self) -> str:
@@ -168,7 +170,7 @@ def unit_dial_list(
         except NumberError as exc:
             targets.append(DialTarget(entry, None, entry.number, exc.reason))
             continue
-        targets.append(DialTarget(entry, number.dial, number.display))
+        targets.append(DialTarget(entry, number.dial, number.display, extension=number.post_dial))
     return UnitDialList(
         unit_code=unit_code,
         at=at,

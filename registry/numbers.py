@@ -98,6 +98,12 @@ class PhoneNumber:
         """The digits to put in a request URI (extension digits are sent as DTMF later)."""
         return self.e164 if self.e164 is not None else (self.extension or self.display)
 
+    @property
+    def post_dial(self) -> str | None:
+        """The extension to key in by DTMF once the public number answered (转8001), or None:
+        an internal extension is dialled directly, its digits are `dial` itself."""
+        return self.extension if self.e164 is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class DialPolicy:

@@ -7,9 +7,10 @@ SQL ever runs on the event loop (where the 20 ms media tick and every call flow 
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 from anyio import from_thread
@@ -23,14 +24,17 @@ from api.auth import DispatcherDep
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
 from api.settings import Settings
+from callflows.destination import Destination
 from callflows.errors import EventError
 from callflows.events import (
+    AddParty,
     EndBridge,
     Event,
     HangupParty,
     HoldParty,
     MuteParty,
     RedialParty,
+    ReplaceUnit,
     Role,
     UnholdParty,
     UnmuteParty,
@@ -78,6 +82,9 @@ class AttemptOut(BaseModel):
     sip_status: int | None
     started_at: datetime
     ended_at: datetime | None
+    extension: str | None = None
+    extension_sent_at: datetime | None = None
+    confirmed_at: datetime | None = None
 
 
 class LegOut(BaseModel):
@@ -123,6 +130,9 @@ def bridge_out(call: Call) -> BridgeOut:
                 sip_status=a.sip_status,
                 started_at=a.started_at,
                 ended_at=a.ended_at,
+                extension=a.extension,
+                extension_sent_at=a.extension_sent_at,
+                confirmed_at=a.confirmed_at,
             )
             for a in call.attempts
             if a.role == leg.role
@@ -175,31 +185,35 @@ def _dialable(raw: str, field: str, settings: Settings) -> PhoneNumber:
 
 
 def _unit_dial_list(
-    session: Session, code: str, settings: Settings
-) -> tuple[list[str], dict[str, str]]:
+    session: Session, code: str, settings: Settings, field: str = "unit"
+) -> tuple[list[str | Destination], dict[str, str]]:
     try:
         dial = unit_dial_list(session, code, utcnow(), settings.zone, settings.dial_policy)
     except NotFound as exc:
-        err = {"field": "unit.unit_code", "message": f"unknown unit {code!r}", "type": "unknown"}
+        err = {
+            "field": f"{field}.unit_code",
+            "message": f"unknown unit {code!r}",
+            "type": "unknown",
+        }
         raise Problem(
             422, "Unknown unit", f"unit {code!r} does not exist", kind="validation", errors=[err]
         ) from exc
     if not dial.active:
-        err = {"field": "unit.unit_code", "message": f"unit {code!r} is deactivated",
+        err = {"field": f"{field}.unit_code", "message": f"unit {code!r} is deactivated",
                "type": "inactive"}  # fmt: skip
         raise Problem(422, "Unit deactivated", err["message"], kind="validation", errors=[err])
-    numbers: list[str] = []
+    numbers: list[str | Destination] = []
     labels: dict[str, str] = {}
     for i, target in enumerate(dial.targets):
         if target.dial is None:
-            field = f"unit.dial_list[{i}]"
+            where = f"{field}.dial_list[{i}]"
             reason = target.refused or "refused"
-            err = {"field": field, "message": reason, "type": "DialRefused"}
+            err = {"field": where, "message": reason, "type": "DialRefused"}
             raise Problem(
-                422, "Number refused", f"{field}: {reason}", kind="validation",
+                422, "Number refused", f"{where}: {reason}", kind="validation",
                 errors=[err],
             )  # fmt: skip
-        numbers.append(target.dial)
+        numbers.append(Destination(target.dial, target.extension))
         labels[target.dial] = target.label
     if not numbers:
         raise Problem(
@@ -209,6 +223,17 @@ def _unit_dial_list(
             kind="validation",
         )
     return numbers, labels
+
+
+def _unit_numbers(
+    unit: UnitRef | NumberRef, session: Session, settings: Settings, field: str = "unit"
+) -> tuple[list[str | Destination], dict[str, str], str | None]:
+    """A unit's dial list (from its roster) or one number; (numbers, labels, unit code)."""
+    if isinstance(unit, UnitRef):
+        numbers, labels = _unit_dial_list(session, unit.unit_code, settings, field)
+        return numbers, labels, unit.unit_code
+    number = _dialable(unit.number, f"{field}.number", settings)
+    return [Destination(number.dial, number.post_dial)], {}, None
 
 
 @router.post(
@@ -226,13 +251,7 @@ def create_bridge(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     settings = service.settings
-    labels: dict[str, str] = {}
-    unit_code: str | None = None
-    if isinstance(body.unit, UnitRef):
-        unit_code = body.unit.unit_code
-        unit_numbers, labels = _unit_dial_list(session, unit_code, settings)
-    else:
-        unit_numbers = [_dialable(body.unit.number, "unit.number", settings).dial]
+    unit_numbers, labels, unit_code = _unit_numbers(body.unit, session, settings)
     manager = _manager(service)
     session.commit()  # end the read before the call manager writes (SQLite: one writer)
     if isinstance(body.caller, CallRef):
@@ -285,7 +304,7 @@ def create_bridge(
 
 def _add_unit_to_inbound(
     call_id: str,
-    numbers: list[str],
+    numbers: list[str | Destination],
     labels: dict[str, str],
     unit_code: str | None,
     request: Request,
@@ -355,7 +374,11 @@ FORWARD_TIMEOUT_S = 10.0
 
 
 def _forward_to_owner(
-    bridge_id: str, request: Request, session: Session, service: ServiceDep
+    bridge_id: str,
+    request: Request,
+    session: Session,
+    service: ServiceDep,
+    body: dict[str, Any] | None = None,
 ) -> Response | None:
     """A live bridge another node carries: pass the request to that node (its API URL from the
     nodes table) with the caller's own token, and answer with its answer. None: answer here.
@@ -382,7 +405,8 @@ def _forward_to_owner(
         headers["Authorization"] = auth
     url = owner.url.rstrip("/") + request.url.path
     try:
-        resp = httpx.post(url, headers=headers, timeout=FORWARD_TIMEOUT_S)
+        content = json.dumps(body).encode() if body is not None else None
+        resp = httpx.post(url, headers=headers, content=content, timeout=FORWARD_TIMEOUT_S)
     except httpx.HTTPError as exc:
         raise Problem(
             503, "Node unavailable", f"node {call.node} did not answer: {type(exc).__name__}",
@@ -394,13 +418,19 @@ def _forward_to_owner(
     return Response(resp.content, status_code=resp.status_code, media_type=media)
 
 
-def _control(bridge_id: str, event: Event, session: Session, service: ServiceDep) -> None:
+def _control(
+    bridge_id: str,
+    event: Event,
+    session: Session,
+    service: ServiceDep,
+    labels: dict[str, str] | None = None,
+) -> None:
     """Pass a request to the running bridge (on the event loop) from this worker thread."""
     _get_call(session, bridge_id)
     session.commit()  # end the read before the call manager writes (SQLite: one writer)
     manager = _manager(service)
     try:
-        from_thread.run(manager.request, bridge_id, event)
+        from_thread.run(manager.request, bridge_id, event, labels)
     except CallNotActive as exc:
         raise Problem(
             409, "Bridge is over", f"bridge {bridge_id} is no longer active", kind="conflict"
@@ -408,6 +438,77 @@ def _control(bridge_id: str, event: Event, session: Session, service: ServiceDep
     except EventError as exc:
         raise Problem(exc.status_hint, "Not possible now", str(exc), kind="conflict") from exc
     from_thread.run(manager.flushed)
+
+
+def _labelled(labels: dict[str, str], unit_code: str | None) -> dict[str, str]:
+    """Attempt labels of an added unit name the unit: `L07 staff: 张三`."""
+    if unit_code is None:
+        return labels
+    return {number: f"{unit_code} {label}" for number, label in labels.items()}
+
+
+@router.post(
+    "/{bridge_id}/units",
+    status_code=202,
+    response_model=BridgeOut,
+    summary="Add one more unit (role unit2, unit3; at most five parties), confirmed like the first",
+)
+def add_unit(
+    bridge_id: str,
+    body: UnitRef | NumberRef,
+    request: Request,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: DispatcherDep,
+) -> Response:
+    sent = body.model_dump()
+    if (forwarded := _forward_to_owner(bridge_id, request, session, service, sent)) is not None:
+        return forwarded
+    numbers, labels, unit_code = _unit_numbers(body, session, service.settings, "unit")
+    _control(bridge_id, AddParty(tuple(numbers)), session, service, _labelled(labels, unit_code))
+    out = bridge_out(_get_call(session, bridge_id))
+    added = max((leg for leg in out.legs if leg.role.startswith("unit")), key=_leg_order)
+    audit_ctx.record(
+        session, request, principal, "bridge.unit.add", "call", bridge_id,
+        {"unit_code": unit_code, "role": added.role},
+    )  # fmt: skip
+    return JSONResponse(out.model_dump(mode="json"), status_code=202)
+
+
+def _leg_order(leg: LegOut) -> str:
+    return "unit1" if leg.role == "unit" else leg.role
+
+
+UnitRole = Literal["unit", "unit2", "unit3"]
+
+
+@router.post(
+    "/{bridge_id}/legs/{role}/replace",
+    status_code=202,
+    response_model=BridgeOut,
+    summary="Hang up a unit and dial another one in its place (the recording keeps both)",
+)
+def replace_unit(
+    bridge_id: str,
+    role: Annotated[UnitRole, Path()],
+    body: UnitRef | NumberRef,
+    request: Request,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: DispatcherDep,
+) -> Response:
+    sent = body.model_dump()
+    if (forwarded := _forward_to_owner(bridge_id, request, session, service, sent)) is not None:
+        return forwarded
+    numbers, labels, unit_code = _unit_numbers(body, session, service.settings, "unit")
+    event = ReplaceUnit(tuple(numbers), Role(role))
+    _control(bridge_id, event, session, service, _labelled(labels, unit_code))
+    audit_ctx.record(
+        session, request, principal, "bridge.unit.replace", "call", bridge_id,
+        {"unit_code": unit_code, "role": role},
+    )  # fmt: skip
+    out = bridge_out(_get_call(session, bridge_id))
+    return JSONResponse(out.model_dump(mode="json"), status_code=202)
 
 
 @router.post(

@@ -20,6 +20,7 @@ router = APIRouter(tags=["console"], include_in_schema=False)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "console"
 ASSETS: dict[str, str] = {
     "console.js": "text/javascript; charset=utf-8",
+    "bridge_units.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
     "unit.js": "text/javascript; charset=utf-8",
     "unit.css": "text/css; charset=utf-8",

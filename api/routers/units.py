@@ -278,6 +278,7 @@ def get_dial_list(
             role=t.entry.role,
             name=t.entry.name,
             order=t.entry.order,
+            extension=t.extension,
         )
         for i, t in enumerate(dial.targets, start=1)
     ]

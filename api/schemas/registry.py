@@ -226,6 +226,7 @@ class DialEntryOut(BaseModel):
     role: str = Field(description="staff, leader or fallback")
     name: str
     order: int | None
+    extension: str | None = Field(default=None, description="keyed in by DTMF after the answer")
 
 
 class DialListOut(BaseModel):

@@ -122,6 +122,11 @@ class Attempt(Base):
     sip_status: Mapped[int | None] = mapped_column(Integer, default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # a landline behind a switchboard: the digits keyed in after the answer, and when
+    extension: Mapped[str | None] = mapped_column(String(16), default=None)
+    extension_sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # when the person who answered pressed 1 to take the call for the unit (确认接听)
+    confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Recording(Base):

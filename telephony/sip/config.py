@@ -10,7 +10,9 @@ from .transaction import TimerConfig
 from .uri import SipUri
 
 NUMBER_RE = re.compile(r"[0-9A-Za-z+*._-]{1,64}")
-DISPLAY_RE = re.compile(r"[0-9A-Za-z+*._ -]{1,64}")
+# a caller id's display name: letters of any script (110指挥中心), digits, a few marks; no
+# quotes, backslashes or control characters (it is quoted into From, RFC 3261 25.1)
+DISPLAY_RE = re.compile(r"[\w+*.() -]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,16 @@ class UAConfig:
     source_burst: float = 100.0
     tcp_max_per_source: int = 16
     tcp_idle_timeout: float = 300.0
+    caller_name: str | None = None  # From display name of outbound calls (caller id)
+    caller_number: str | None = None  # From user of outbound calls; default: `user`
 
     def __post_init__(self) -> None:
         if not NUMBER_RE.fullmatch(self.user):
             raise ValueError("user must be a plain SIP user part")
+        if self.caller_name is not None and not DISPLAY_RE.fullmatch(self.caller_name):
+            raise ValueError("caller_name must be a plain name (letters, digits, spaces)")
+        if self.caller_number is not None and not NUMBER_RE.fullmatch(self.caller_number):
+            raise ValueError("caller_number must be a plain SIP user part")
         if self.transport not in ("udp", "tcp"):
             raise ValueError("transport must be 'udp' or 'tcp'")
         if self.trunk_auth is not None and self.trunk_peer is None:

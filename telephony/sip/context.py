@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .builder import make_response, new_branch, new_call_id, new_tag
@@ -105,13 +105,15 @@ class UAContext:
         call_id: str | None = None,
         cseq: int = 1,
         from_display: str | None = None,
+        from_user: str | None = None,
     ) -> SipRequest:
         h = Headers()
         h.add("Via", self.via())
         h.add("Max-Forwards", "70")
+        aor = self.aor() if from_user is None else replace(self.aor(), user=from_user)
         h.add(
             "From",
-            str(NameAddr(self.aor(), display_name=from_display, params=(("tag", new_tag()),))),
+            str(NameAddr(aor, display_name=from_display, params=(("tag", new_tag()),))),
         )
         h.add("To", str(NameAddr(to)))
         h.add("Call-ID", call_id or new_call_id(self.local[0]))

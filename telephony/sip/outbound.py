@@ -23,7 +23,7 @@ from .registration import challenge_of
 from .sdp import SessionDescription, make_offer, media_from_answer
 from .transaction_layer import ClientHandle, TransactionFailed
 from .transport import Address
-from .uri import SipUri
+from .uri import NameAddr, SipUri
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,13 @@ class OutboundCalls:
         self, ruri: SipUri, local_media: tuple[str, int], ring_timeout: float, caller_id: str | None
     ) -> OutboundCall:
         offer = make_offer(local_media[0], local_media[1], session_id=secrets.randbelow(2**31))
-        invite = self.ctx.out_of_dialog("INVITE", ruri, ruri, from_display=caller_id)
+        cfg = self.ctx.config
+        name, number = caller_id or cfg.caller_name, cfg.caller_number
+        invite = self.ctx.out_of_dialog("INVITE", ruri, ruri, from_display=name, from_user=number)
+        if cfg.trunk_peer is not None and cfg.registrar is None:
+            # trunk mode: assert who calls (RFC 3325 9.1); the trunk trusts us by address
+            who = invite.from_
+            invite.headers.add("P-Asserted-Identity", str(NameAddr(who.uri, who.display_name)))
         invite.headers.add("Contact", self.ctx.contact)
         invite.headers.add("Allow", ALLOW)
         invite.headers.add("Content-Type", "application/sdp")

@@ -5,6 +5,7 @@ Numbers 3xxx go from Kamailio to a SIPp rejecter answering 486 Busy Here; 2xxx a
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,6 +61,42 @@ def leg(body: dict[str, Any], role: str) -> dict[str, Any]:
     return next(x for x in body["legs"] if x["role"] == role)
 
 
+@contextlib.contextmanager
+def live_lab(
+    tmp_path: Path,
+    kam: Kamailio,
+    lab_users: dict[str, str],
+    phone_factory: Callable[..., BaresipPhone],
+    **overrides: object,
+) -> Iterator[BridgeLab]:
+    """The service registered as 1000 to `kam`, with short lab timeouts (and `overrides`)."""
+    values: dict[str, object] = {
+        "sip_registrar": f"127.0.0.1:{kam.udp_port}",
+        "sip_trunk_peer": "",
+        "sip_user": "1000",
+        "sip_password": lab_users["1000"],
+        "ring_timeout_unit_s": 4.0,
+        "ring_timeout_caller_s": 15.0,
+        "ring_timeout_dispatcher_s": 15.0,
+        "duty_check_ring_timeout_s": 5.0,
+        "dispatcher_seats": ",".join(SEATS),
+        "inbound_ring_deadline_s": 20.0,
+        "media_timeout_s": 4.0,
+    }
+    values.update(overrides)
+    settings = service_settings(tmp_path, **values)
+    with (
+        run_live_app(settings) as live,
+        httpx.Client(base_url=live.base_url, timeout=30) as http,
+    ):
+        lab = BridgeLab(live, kam, http, phone_factory)
+        deadline = time.monotonic() + 15
+        while not kam.registered("1000"):
+            assert time.monotonic() < deadline, "service never registered"
+            time.sleep(0.2)
+        yield lab
+
+
 @pytest.fixture
 def bridge_lab(
     request: pytest.FixtureRequest,
@@ -68,36 +105,18 @@ def bridge_lab(
     lab_users: dict[str, str],
     phone_factory: Callable[..., BaresipPhone],
 ) -> Iterator[BridgeLab]:
+    """The lab of issue 5: units join as they answer (no key press asked: LINKCALL_UNIT_CONFIRM
+    off; tests/bridges/test_unit_phone_lab.py covers the confirmation)."""
     sipp_port = ports.sip_port()
     rejecter = Sipp.rejecter(tmp_path / "busy", code=486, port=sipp_port)
     kam = kamailio_factory(trunk_regex="^3[0-9]{3}$", trunk_target=("127.0.0.1", sipp_port))
     rejecter.start()
-    settings = service_settings(
-        tmp_path,
-        sip_registrar=f"127.0.0.1:{kam.udp_port}",
-        sip_trunk_peer="",
-        sip_user="1000",
-        sip_password=lab_users["1000"],
-        ring_timeout_unit_s=4.0,
-        ring_timeout_caller_s=15.0,
-        ring_timeout_dispatcher_s=15.0,
-        duty_check_ring_timeout_s=5.0,
-        dispatcher_seats=",".join(SEATS),
-        inbound_ring_deadline_s=20.0,
-        media_timeout_s=4.0,
-        # overrides: parametrize("bridge_lab", [{name: value, or f(request) giving it}], indirect)
-        **{k: v(request) if callable(v) else v for k, v in getattr(request, "param", {}).items()},
-    )
+    # overrides: parametrize("bridge_lab", [{name: value, or f(request) giving it}], indirect)
+    params = getattr(request, "param", {})
+    overrides = {"unit_confirm": False}
+    overrides.update({k: v(request) if callable(v) else v for k, v in params.items()})
     try:
-        with (
-            run_live_app(settings) as live,
-            httpx.Client(base_url=live.base_url, timeout=30) as http,
-        ):
-            lab = BridgeLab(live, kam, http, phone_factory)
-            deadline = time.monotonic() + 15
-            while not kam.registered("1000"):
-                assert time.monotonic() < deadline, "service never registered"
-                time.sleep(0.2)
+        with live_lab(tmp_path, kam, lab_users, phone_factory, **overrides) as lab:
             yield lab
     finally:
         rejecter.stop()

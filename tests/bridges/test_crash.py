@@ -86,6 +86,7 @@ def test_sigkill_mid_call_leaves_a_playable_recording_and_an_interrupted_call(
 ) -> None:
     env, kam = service_env
     phones = {r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam) for r in TONES}
+    phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
     token = (
         subprocess.run(
             [sys.executable, "-m", "api", "tokens", "create", "--role", "dispatcher"],
@@ -116,7 +117,11 @@ def test_sigkill_mid_call_leaves_a_playable_recording_and_an_interrupted_call(
         bid = created["id"]
         deadline = time.monotonic() + 30
         body = created
-        while body["state"] != "connected" or body["recording_id"] is None:
+        while (
+            body["state"] != "connected"
+            or body["recording_id"] is None
+            or any(leg["state"] != "connected" for leg in body["legs"])
+        ):
             assert time.monotonic() < deadline, body
             time.sleep(0.2)
             body = httpx.get(f"{base}/api/v1/bridges/{bid}", headers=auth).json()

@@ -39,7 +39,12 @@ def test_page_and_assets_are_served_without_a_token_under_a_self_only_csp(
         assert "default-src 'self'" in csp and "script-src 'self'" in csp
         assert "unsafe-inline" not in csp and "http" not in csp
         assert "三方通话" in page.text
-        for name, kind in (("console.js", "javascript"), ("console.css", "css")):
+        assets = (
+            ("console.js", "javascript"),
+            ("bridge_units.js", "javascript"),
+            ("console.css", "css"),
+        )
+        for name, kind in assets:
             asset = http.get(f"/console/static/{name}")
             assert asset.status_code == 200 and kind in asset.headers["content-type"]
             assert asset.headers["content-security-policy"] == csp

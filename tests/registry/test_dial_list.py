@@ -88,3 +88,29 @@ def test_without_a_roster_only_the_fallback_is_dialled(reg: Any) -> None:
     assert (
         reg.client.get("/api/v1/units/U01/dial-list", headers=reg.auth("unit")).status_code == 403
     )
+
+
+def test_a_switchboard_extension_is_carried_to_the_dialler(reg: Any) -> None:
+    """`0833-4201234转8001`: dialled as +868334201234, the extension keyed in afterwards."""
+    from registry.duty import unit_dial_list
+    from registry.numbers import DialPolicy
+
+    body = roster_body(
+        leader={"name": "王局长", "phone": "13900000001"},
+        staff=[{"name": "总机转分机", "phone": "0833-4201234转8001", "order": 1}],
+    )
+    r = reg.client.put("/api/v1/units/U01/rosters/2026-W49", json=body, headers=reg.auth("unit"))
+    assert r.status_code == 201, r.text
+    entry = _dial(reg, "2026-12-02T10:00:00+08:00")["entries"][0]
+    assert entry["number"] == "+868334201234;ext=8001" and entry["extension"] == "8001"
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from storage.engine import session_scope
+
+    zone = ZoneInfo("Asia/Shanghai")
+    with session_scope(reg.session_factory) as s:
+        dial = unit_dial_list(s, "U01", datetime(2026, 12, 2, 10, tzinfo=zone), zone, DialPolicy())
+    first, leader = dial.targets[0], dial.targets[1]
+    assert (first.dial, first.extension) == ("+868334201234", "8001")
+    assert (leader.dial, leader.extension) == ("+8613900000001", None)

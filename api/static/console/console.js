@@ -13,16 +13,21 @@
     ringing: "振铃中", announcing: "播放提示", unanswered: "无人应答", handed_over: "已转接",
   };
   const LEG_STATE = {
-    absent: "未加入", waiting: "等待拨号", dialing: "呼叫中", connected: "已接通",
-    left: "已离开", unreachable: "无法接通",
+    absent: "未加入", waiting: "等待拨号", dialing: "呼叫中", confirming: "等待按键确认",
+    connected: "已接通", left: "已离开", unreachable: "无法接通",
   };
-  const ROLE = { caller: "群众", dispatcher: "调度席", unit: "联动单位", seat: "调度席", callee: "被叫" };
+  const ROLE = {
+    caller: "群众", dispatcher: "调度席", unit: "联动单位", unit2: "联动单位2", unit3: "联动单位3",
+    seat: "调度席", callee: "被叫",
+  };
   const KIND = { bridge: "三方通话", inbound: "呼入", callback: "回访", duty_check: "查岗" };
   const RESULT = {
     answered: "已接听", no_answer: "无人接听", cancelled: "已取消", answered_elsewhere: "他处已接听",
     busy: "占线", declined: "拒接", not_found: "号码不存在", unreachable: "无法接通", timeout: "超时",
     auth_failed: "认证失败", incompatible: "媒体不兼容", rejected: "被拒绝", failed: "失败",
     normal_local: "本方挂断", normal_remote: "对方挂断",
+    not_confirmed: "未按1确认", extension_failed: "分机号发送失败", replaced: "已更换单位",
+    dropped: "调度员挂断",
     ended_by_request: "调度员结束通话", fewer_than_two_parties: "不足两方，通话结束",
     deadline: "拨号超时", bridge_ended: "通话结束", bridge_failed: "通话失败",
     caller_hung_up: "群众挂断", dispatcher_hung_up: "调度席挂断", caller_abandoned: "群众放弃",
@@ -529,6 +534,7 @@
       play.addEventListener("click", () => playRecording(c.recording_id, id, play));
       tools.append(play);
     }
+    for (const hook of bridgeToolHooks) hook(c, b, tools, active);
     if (tools.children.length) card.append(tools);
     return card;
   }
@@ -565,7 +571,7 @@
   function actionUseful(action, leg) {
     const live = leg.state === "connected";
     switch (action) {
-      case "hangup": return live || leg.state === "dialing" || leg.state === "waiting";
+      case "hangup": return live || ["dialing", "confirming", "waiting"].includes(leg.state);
       case "redial": return leg.state === "left" || leg.state === "unreachable";
       case "mute": return live && !leg.muted;
       case "unmute": return live && leg.muted;
@@ -594,6 +600,21 @@
   }
 
   $("#calls-refresh").addEventListener("click", loadCalls);
+
+  // ---------- hooks for views in their own files (bridge_units.js) ----------
+  const bridgeToolHooks = [];
+  function showBridge(b) {
+    bridges.set(b.id, b);
+    upsertCall(summaryOf(b));
+    renderCall(b.id);
+  }
+  window.linkcallConsole = {
+    api, el, en, showMsg, showError, hideMsg, unitName,
+    units: () => units,
+    fillUnitSelect,
+    showBridge,
+    addBridgeTools(hook) { bridgeToolHooks.push(hook); },
+  };
 
   // ---------- recordings (fetched with the header, played from a blob URL) ----------
   let blobUrl = null;
