@@ -95,6 +95,7 @@ class LoadLab:
             "LINKCALL_RING_TIMEOUT_DISPATCHER_S": "30",
             "LINKCALL_RING_TIMEOUT_CALLER_S": "30",
             "LINKCALL_RING_TIMEOUT_UNIT_S": "30",
+            "LINKCALL_UNIT_CONFIRM": "false",  # the load's units are SIPp answerers: no key
             "LINKCALL_LOG_LEVEL": "WARNING",
         } | ({"LINKCALL_DATABASE_URL": self.postgres.create()} if self.postgres else {})
 

@@ -281,6 +281,7 @@ def check_service(compose: Compose, env: dict[str, str], db: str, workdir: Path)
     with LabSession(workdir / "lab", phones=PHONES) as lab:
         kam = lab.kamailio
         say(f"lab: Kamailio udp:127.0.0.1:{kam.udp_port}, phones {', '.join(u for u, _ in PHONES)}")
+        lab.phones["2003"].press_on_answer("1")  # the unit confirms (LINKCALL_UNIT_CONFIRM)
         extra = {
             "LINKCALL_PG_USER": "postgres",
             "LINKCALL_PG_PASSWORD": "unused-trust-auth",

@@ -162,6 +162,7 @@ def test_after_a_crash_no_phone_is_left_in_the_dead_call(
     restart, and each leg records `interrupted` with the BYE's result."""
     env, kam = service_env
     phones = {r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam) for r in TONES}
+    phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
     token = (
         subprocess.run(
             [sys.executable, "-m", "api", "tokens", "create", "--role", "dispatcher"],
