@@ -182,6 +182,31 @@ class Sipp:
         return cls(workdir, "uac", values, remote=target, calls=calls, extra_args=extra, **kwargs)
 
     # ---- lifecycle ----
+    @classmethod
+    def info_switchboard(
+        cls, workdir: Path, extension: str, confirm_key: str = "1", confirm_delay_ms: int = 2000,
+        **kwargs: Any,
+    ) -> Sipp:  # fmt: skip
+        """A switchboard without telephone-event that expects ``extension`` keyed in by SIP INFO,
+        one digit per INFO, in order (any other digit fails the call), then presses
+        ``confirm_key`` by INFO; ``-rtp_echo`` keeps the call's media alive."""
+        steps: list[str] = []
+        for digit in extension:
+            pattern = "Signal= *" + ("[*]" if digit == "*" else digit) + "[^0-9*#]"
+            steps.append(
+                '<recv request="INFO"><action><ereg regexp="' + pattern + '" search_in="body"'
+                ' check_it="true" assign_to="got"/><log message="INFO digit [$got]"/>'
+                "</action></recv>"
+                "<send><![CDATA[\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n"
+                "[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n]]></send>"
+            )
+        values = {
+            "EXPECT_DIGITS": "\n  ".join(steps),
+            "CONFIRM_DELAY_MS": str(confirm_delay_ms),
+            "CONFIRM_KEY": confirm_key,
+        }
+        return cls(workdir, "uas_info_extension", values, extra_args=["-rtp_echo"], **kwargs)
+
     def render(self) -> Path:
         text = self.template.read_text()
         for k, v in self.values.items():

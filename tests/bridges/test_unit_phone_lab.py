@@ -24,6 +24,7 @@ import pytest
 from lab.audio import tone_report
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
+from lab.sipp import Sipp
 from tests.bridges.conftest import BridgeLab, leg, live_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -264,3 +265,36 @@ def test_replace_ends_the_first_unit_and_connects_the_second(
     last = tone_report(track, [TONES["unit"], TONES["unit2"]], start=total - 3.5, end=total - 0.5)
     assert whole[TONES["unit"]] > -40.0, whole  # the first unit, before the replace
     assert last[TONES["unit2"]] > HEARD_MIN_DB and last[TONES["unit"]] < SILENT_MAX_DB, last
+
+
+def test_without_telephone_event_the_extension_goes_by_sip_info_in_order(
+    tmp_path: Path,
+    kamailio_factory: Callable[..., Kamailio],
+    lab_users: dict[str, str],
+    phone_factory: Callable[..., BaresipPhone],
+) -> None:
+    """A SIPp switchboard offering no telephone-event: the digits 8001 must come as four SIP
+    INFOs in that order (SIPp fails the call otherwise); then it presses 1 by INFO and joins."""
+    switchboard = Sipp.info_switchboard(tmp_path / "sipp", "8001", confirm_delay_ms=1500)
+    switchboard.start()
+    try:
+        kam = kamailio_factory(
+            trunk_regex="^[+]86[0-9]+$", trunk_target=("127.0.0.1", switchboard.port)
+        )
+        with live_lab(
+            tmp_path, kam, lab_users, phone_factory, extension_delay_ms=500,
+            unit_confirm_timeout_s=CONFIRM_TIMEOUT_S, ring_timeout_unit_s=10.0,
+        ) as lab:  # fmt: skip
+            for role in ("caller", "dispatcher"):
+                lab.phone(USERS[role], tone_hz=TONES[role])
+            bid = _bridge(lab, {"number": "0833-4201234转8001"})
+            body = lab.wait_bridge(bid, _all_connected(("caller", "dispatcher", "unit")), 40)
+            attempt = leg(body, "unit")["attempts"][0]
+            assert attempt["number"] == SWITCHBOARD and attempt["extension"] == "8001"
+            assert attempt["extension_sent_at"] is not None
+            assert attempt["confirmed_at"] is not None
+            _end(lab, bid)
+        # exit status 0: its one call passed every check (four INFOs 8, 0, 0, 1 in order)
+        assert switchboard.wait(20) == 0, switchboard.errors_text()
+    finally:
+        switchboard.stop()
