@@ -236,6 +236,10 @@ class FlowRunner:
                 leg_id = getattr(cmd, "leg_id", None)
                 if leg_id is not None and isinstance(cmd, c.Dial | c.Answer):
                     self._put(LegEnded(leg_id, "failed", None))
+                elif isinstance(cmd, c.Play):
+                    # nothing was played (no prompt file, no media): a flow waiting for the
+                    # prompt's end goes on to its key timer instead of waiting for ever
+                    self._put(PlaybackFinished(cmd.leg_id, cmd.prompt_key))
 
     async def _run_command(self, cmd: c.Command) -> None:
         leg_id = getattr(cmd, "leg_id", None)

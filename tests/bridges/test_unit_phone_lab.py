@@ -298,3 +298,42 @@ def test_without_telephone_event_the_extension_goes_by_sip_info_in_order(
         assert switchboard.wait(20) == 0, switchboard.errors_text()
     finally:
         switchboard.stop()
+
+
+def test_an_inbound_call_adding_a_unit_asks_it_to_press_1_too(
+    unit_lab: tuple[BridgeLab, BaresipPhone],
+) -> None:
+    """The caller rings the seats, seat 2002 answers, the dispatcher adds unit L08: its first
+    number (a voicemail) is not_confirmed, the second presses 1 and joins caller and seat."""
+    lab, _ = unit_lab
+    caller = lab.phone(USERS["caller"], tone_hz=TONES["caller"])
+    seat = lab.phone(USERS["dispatcher"], tone_hz=TONES["dispatcher"])
+    unit = lab.phone(USERS["unit"], tone_hz=TONES["unit"])
+    unit.press_on_answer("1", delay_s=1.0)
+    lab.phone("2006", tone_hz=600.0)  # answers, never presses a key
+    _roster(lab, "L08", staff=["2006"], leader=USERS["unit"])
+    caller.dial("1000")  # the service's number
+    deadline = time.monotonic() + 20
+    while True:
+        calls = lab.get("/api/v1/calls", params={"kind": "inbound"}).json()
+        if calls and calls[0]["state"] == "connected":
+            break
+        assert time.monotonic() < deadline, calls
+        time.sleep(0.2)
+    call_id = calls[0]["id"]
+    resp = lab.post(
+        "/api/v1/bridges",
+        json={"caller": {"call_id": call_id}, "dispatcher": {"number": USERS["dispatcher"]},
+              "unit": {"unit_code": "L08"}},
+    )  # fmt: skip
+    assert resp.status_code == 202, resp.text
+    body = lab.wait_bridge(call_id, _all_connected(("caller", "dispatcher", "unit")), timeout=60)
+    attempts = leg(body, "unit")["attempts"]
+    assert [(a["number"], a["result"]) for a in attempts] == [
+        ("2006", "not_confirmed"),
+        (USERS["unit"], "answered"),
+    ]
+    assert attempts[1]["confirmed_at"] is not None
+    time.sleep(7.0)
+    _end(lab, call_id)
+    _assert_each_hears_the_others({"caller": caller, "dispatcher": seat, "unit": unit})
