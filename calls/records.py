@@ -361,7 +361,7 @@ def mark_interrupted(
                         orphans.append(OrphanLeg(call.id, leg.role, dict(leg.dialog)))
                         leg.recovery = "bye pending"
                     leg.ended_at, leg.end_reason = call.ended_at, reason
-                    if leg.state in ("connected", "dialing", "waiting"):
+                    if leg.state in ("connected", "confirming", "dialing", "waiting"):
                         leg.state = "left"
             recording = call.recording
             if recording is not None and recording.state is RecordingState.RECORDING:
