@@ -3,6 +3,7 @@ connected party."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -12,9 +13,13 @@ from hypothesis import strategies as st
 from callflows import commands as c
 from callflows.bridge import BridgeFlow, BridgeSettings, BridgeState
 from callflows.bridge_party import PartyState
+from callflows.destination import Destination
 from callflows.errors import EventError
 from callflows.events import (
+    AddParty,
     AddUnit,
+    DigitsSent,
+    DtmfReceived,
     EndBridge,
     Event,
     HangupParty,
@@ -23,11 +28,14 @@ from callflows.events import (
     LegEnded,
     LegRinging,
     MuteParty,
+    PlaybackFinished,
     RedialParty,
+    ReplaceUnit,
     Role,
     TimerFired,
     UnholdParty,
 )
+from callflows.unit_answer import UnitAnswerRules
 
 T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 REASONS = ["busy", "declined", "not_found", "unreachable", "timeout", "failed", "normal_remote"]
@@ -40,6 +48,7 @@ REQUESTS: list[Callable[[Role], Event]] = [
 ]
 
 KINDS = ["answered"] * 8 + ["ringing", "timer", "timer", "end", "add_unit"] + ["request"] * 4
+KINDS += ["key", "key", "played", "digits", "add_party", "replace"]  # unit answers, more units
 action = st.tuples(st.sampled_from(KINDS + REASONS), st.integers(0, 20))
 
 
@@ -52,9 +61,11 @@ class Harness:
         self.ended: set[str] = set()
         self.timers: set[str] = set()
         self.now = T0
+        self.replacing = False
         self.execute(flow.start(T0), {})
 
     def feed(self, event: Event) -> None:
+        self.replacing = isinstance(event, ReplaceUnit)
         self.now += timedelta(seconds=1)
         before = {r: p.state for r, p in self.flow.parties.items()}
         if isinstance(event, TimerFired):
@@ -67,7 +78,8 @@ class Harness:
         for cmd in cmds:
             if isinstance(cmd, c.Dial):
                 role = Role(cmd.role)
-                assert before.get(role) is not PartyState.CONNECTED, f"dialled connected {role}"
+                if not self.replacing:  # a replaced unit is dialled anew under its role
+                    assert before.get(role) is not PartyState.CONNECTED, f"dialled connected {role}"
                 assert self.flow.parties[role].state is PartyState.DIALING
                 self.legs.append(cmd.leg_id)
             elif isinstance(cmd, c.StartTimer):
@@ -80,6 +92,10 @@ class Harness:
             return EndBridge()
         if kind == "add_unit":
             return AddUnit(("+8613800000009",))
+        if kind == "add_party":
+            return AddParty(("+8613800000008", Destination("+868334201234", "8001")))
+        if kind == "replace":
+            return ReplaceUnit(("+8613800000007",), [Role.UNIT, Role.UNIT2][n % 2])
         if kind == "request":
             return REQUESTS[n % len(REQUESTS)](list(Role)[n % 3])
         if kind == "timer":
@@ -90,6 +106,12 @@ class Harness:
         leg = legs[n % len(legs)]
         if kind == "ringing":
             return LegRinging(leg)
+        if kind == "key":
+            return DtmfReceived(leg, "1" if n % 3 else "5")
+        if kind == "played":
+            return PlaybackFinished(leg, "bridge.unit_confirm")
+        if kind == "digits":
+            return DigitsSent(leg, n % 4 != 0)
         if kind == "answered":
             return LegAnswered(leg)
         return LegEnded(leg, kind, None)
@@ -100,12 +122,23 @@ class Harness:
     actions=st.lists(action, max_size=40),
     all_at_once=st.booleans(),
     unit_numbers=st.integers(1, 3),
+    confirm=st.booleans(),
+    extension=st.booleans(),
 )
 def test_bridge_settles_once_all_legs_end(
-    actions: list[tuple[str, int]], all_at_once: bool, unit_numbers: int
+    actions: list[tuple[str, int]],
+    all_at_once: bool,
+    unit_numbers: int,
+    confirm: bool,
+    extension: bool,
 ) -> None:
     bridge_settings = BridgeSettings.all_at_once() if all_at_once else BridgeSettings()
-    units = [f"+86138000000{i:02d}" for i in range(unit_numbers)]
+    bridge_settings = dataclasses.replace(
+        bridge_settings, unit_answer=UnitAnswerRules(confirm=confirm)
+    )
+    units: list[str | Destination] = [f"+86138000000{i:02d}" for i in range(unit_numbers)]
+    if extension:
+        units[0] = Destination("+868334201234", "8001")
     flow = BridgeFlow(
         "p1", {Role.CALLER: ["1"], Role.DISPATCHER: ["2"], Role.UNIT: units}, T0, bridge_settings
     )
@@ -117,7 +150,9 @@ def test_bridge_settles_once_all_legs_end(
         try:
             h.feed(event)
         except EventError:
-            assert kind in ("request", "end", "add_unit"), f"leg event refused: {event}"
+            assert kind in ("request", "end", "add_unit", "add_party", "replace"), (
+                f"leg event refused: {event}"
+            )
     for _ in range(30):  # every leg ends, every timer fires: bounded
         if flow.finished:
             break
