@@ -476,19 +476,44 @@
 
   const callsBox = $("#calls");
 
+  // Cards are rebuilt on every event: the button that had the keyboard focus gets it back (the
+  // same call, party row, action or label), so a keyboard user is not thrown out mid-call.
+  function focusedButton() {
+    const f = document.activeElement;
+    if (!f || f.tagName !== "BUTTON" || !callsBox.contains(f)) return null;
+    const card = f.closest("[data-call]");
+    const row = f.closest("tr[data-role]");
+    return { call: card && card.dataset.call, role: row && row.dataset.role, action: f.dataset.action || null,
+      text: f.textContent };
+  }
+  function refocus(key) {
+    if (!key || !key.call) return;
+    const card = callsBox.querySelector('[data-call="' + CSS.escape(key.call) + '"]');
+    if (!card) return;
+    const scope = key.role ? card.querySelector('tr[data-role="' + CSS.escape(key.role) + '"]') || card : card;
+    const buttons = [...scope.querySelectorAll("button")];
+    const match = buttons.find((b) => key.action && b.dataset.action === key.action) ||
+      buttons.find((b) => b.textContent === key.text);
+    if (match && !match.disabled) match.focus();
+  }
+
   function renderCalls() {
+    const key = focusedButton();
     const ids = [...calls.values()]
       .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)))
       .map((c) => c.id);
     const nodes = ids.map((id) => callNode(id));
     callsBox.replaceChildren(...nodes);
     $("#calls-empty").hidden = ids.length > 0;
+    refocus(key);
   }
 
   function renderCall(id) {
     const old = callsBox.querySelector('[data-call="' + CSS.escape(id) + '"]');
-    if (old) old.replaceWith(callNode(id));
-    else renderCalls();
+    if (!old) { renderCalls(); return; }
+    const key = focusedButton();
+    old.replaceWith(callNode(id));
+    refocus(key);
   }
 
   function callNode(id) {
