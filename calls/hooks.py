@@ -71,6 +71,12 @@ class CallHooks:
         self, recording_id: str, info: RecordingInfo | None, error: str | None
     ) -> None:
         self.records.queue_recording_finished(recording_id, info, error)
+        stats = self.tally.stats
+        if stats is not None:
+            if info is None:
+                stats.recording_problems["recording_failed"] += 1
+            elif info.lost_s > 0:
+                stats.recording_problems["audio_lost"] += 1
         self.publish(
             "recording.finished",
             {
