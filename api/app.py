@@ -37,11 +37,21 @@ from callflows.bridge import BridgeSettings
 from callflows.events import Role
 from callflows.unit_answer import UnitAnswerRules
 from calls import duty_check_job
+from calls.component import Component
 from calls.duty_check_caller import TelephonyDutyCheckCaller
+from calls.duty_check_plans import (
+    DutyCheckPlanner,
+    DutyCheckPlannerComponent,
+    DutyCheckPlanSettings,
+)
 from calls.manager import CallManager, CallSettings
 from calls.nodes import NodeWatch
+from calls.reminder_caller import TelephonyReminderCaller
+from calls.reminder_job import ReminderDispatcher, ReminderDispatcherComponent
 from calls.survey_caller import TelephonySurveyCaller
 from calls.survey_job import SurveyDispatcher, SurveyDispatcherComponent
+from calls.webhook import WebhookComponent, WebhookSender, WebhookSettings
+from registry.duty_schedule import parse_schedule
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +96,76 @@ def call_settings(settings: Settings) -> CallSettings:
     )
 
 
+def webhook_settings(settings: Settings) -> WebhookSettings:
+    """Where the outbound webhook sends events, from the service settings."""
+    return WebhookSettings(
+        url=settings.webhook_url,
+        secret=settings.webhook_secret,
+        node=settings.node,
+        timeout_s=settings.webhook_timeout_s,
+        poll_s=settings.webhook_poll_s,
+        retry_s=settings.webhook_retry_s,
+        max_delay_s=settings.webhook_max_delay_s,
+    )
+
+
+def duty_check_plan_settings(settings: Settings) -> DutyCheckPlanSettings:
+    """The 查岗 schedule and how this node places the checks."""
+    return DutyCheckPlanSettings(
+        rules=parse_schedule(settings.duty_check_schedule),
+        zone=settings.zone,
+        node=settings.node,
+        policy=settings.dial_policy,
+        timeout_s=settings.duty_check_ring_timeout_s,
+        poll_s=settings.duty_check_poll_s,
+        lease_s=settings.survey_lease_s,
+    )
+
+
+def call_jobs(svc: Service, manager: CallManager) -> list[Component]:
+    """The jobs that place calls from this node (surveys, roster reminders, scheduled 查岗),
+    each registered on the service's one scheduler."""
+    settings = svc.settings
+    assert svc.scheduler is not None
+    jobs: list[Component] = []
+    if settings.survey_enabled:
+        survey_caller = TelephonySurveyCaller(
+            manager, svc.session_factory, ring_timeout_s=settings.ring_timeout_caller_s
+        )
+        surveys = SurveyDispatcherComponent(
+            SurveyDispatcher(
+                svc.session_factory,
+                survey_caller,
+                settings.survey_run_settings(),
+                publish=svc.events.publish,
+            )
+        )
+        reminder_caller = TelephonyReminderCaller(
+            manager, svc.session_factory, ring_timeout_s=settings.ring_timeout_unit_s
+        )
+        reminders = ReminderDispatcherComponent(
+            ReminderDispatcher(
+                svc.session_factory,
+                reminder_caller,
+                settings.survey_run_settings(),
+                publish=svc.events.publish,
+            )
+        )
+        surveys.register(svc.scheduler.add_interval_job)
+        reminders.register(svc.scheduler.add_interval_job)
+        jobs += [surveys, reminders]
+    if settings.duty_check_schedule.strip():
+        checker = TelephonyDutyCheckCaller(
+            manager, ring_timeout_s=settings.duty_check_ring_timeout_s
+        )
+        planner = DutyCheckPlannerComponent(
+            DutyCheckPlanner(svc.session_factory, checker, duty_check_plan_settings(settings))
+        )
+        planner.register(svc.scheduler.add_interval_job)
+        jobs.append(planner)
+    return jobs
+
+
 def compose(svc: Service) -> None:
     """Build the service's components in start order (the service stops them in reverse, so
     the jobs that place calls stop before the call manager and the telephony)."""
@@ -98,7 +178,7 @@ def compose(svc: Service) -> None:
             timezone=settings.timezone,
             reminder=ReminderSchedule(day_of_week=day, hour=hour, minute=minute),
         )
-    dispatcher: SurveyDispatcherComponent | None = None
+    jobs: list[Component] = []
     if svc.telephony is None:
         telephony = Telephony(settings)
         manager = CallManager(
@@ -124,19 +204,7 @@ def compose(svc: Service) -> None:
             TelephonyDutyCheckCaller(manager, ring_timeout_s=settings.duty_check_ring_timeout_s),
             settings.dial_policy,
         )
-        if settings.survey_enabled:
-            survey_caller = TelephonySurveyCaller(
-                manager, svc.session_factory, ring_timeout_s=settings.ring_timeout_caller_s
-            )
-            dispatcher = SurveyDispatcherComponent(
-                SurveyDispatcher(
-                    svc.session_factory,
-                    survey_caller,
-                    settings.survey_run_settings(),
-                    publish=svc.events.publish,
-                )
-            )
-            dispatcher.register(svc.scheduler.add_interval_job)
+        jobs = call_jobs(svc, manager)
     if svc.evidence is None and svc.calls is not None:
         hour, minute = (int(x) for x in settings.evidence_jobs_at.split(":"))
         svc.evidence = EvidenceKeeper(
@@ -150,10 +218,13 @@ def compose(svc: Service) -> None:
         )
         svc.evidence.register(svc.scheduler)
         svc.components.append(svc.evidence)
+    if settings.webhook_url:
+        webhook = WebhookComponent(WebhookSender(svc.session_factory, webhook_settings(settings)))
+        webhook.register(svc.scheduler.add_interval_job)
+        jobs.append(webhook)
     if svc.scheduler not in svc.components:
         svc.components.append(svc.scheduler)
-    if dispatcher is not None:
-        svc.components.append(dispatcher)
+    svc.components += jobs
     if svc.metrics is None:
         svc.metrics = Metrics(svc, settings.metrics_addr)
         svc.components.append(svc.metrics)

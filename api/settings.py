@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,7 @@ from pydantic_settings import (
 from callflows.ivr import CallOutcome, KeyPromptSettings
 from callflows.survey import CallingHours, RetryPolicy, SurveySchedule
 from calls.survey_job import SurveyRunSettings
+from registry.duty_schedule import InvalidDutyCheckSchedule, parse_schedule
 from registry.numbers import DialPolicy
 from telephony.sip.config import DISPLAY_RE, NUMBER_RE
 
@@ -154,6 +155,21 @@ class Settings(BaseSettings):
     node_lease_s: float = Field(
         default=30.0, gt=0, le=3600, description="a node silent this long is declared lost"
     )
+    duty_check_schedule: str = Field(
+        default="",
+        description="scheduled 查岗: `daily 02:00 sample=5`, `weekly sun 20:00 all`; `;` between",
+    )
+    duty_check_poll_s: float = Field(
+        default=15.0, gt=0, le=3600, description="how often due scheduled checks are claimed"
+    )
+
+    # ---- outbound webhook (SMS gateway / chat bot) ----
+    webhook_url: str = Field(default="", description="http(s) URL events are POSTed to")
+    webhook_secret: str = Field(default="", repr=False, description="HMAC-SHA256 key")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120, description="per attempt")
+    webhook_poll_s: float = Field(default=15.0, gt=0, le=3600)
+    webhook_retry_s: float = Field(default=30.0, gt=0, description="first retry after failing")
+    webhook_max_delay_s: float = Field(default=3600.0, gt=0, description="retry back-off cap")
 
     # ---- callback surveys (LINKCALL_SURVEY_*; docs/surveys.md) ----
     divert_accept_minutes: float = Field(
@@ -244,6 +260,28 @@ class Settings(BaseSettings):
     def _check_hours(cls, v: str) -> str:
         parse_hours(v)
         return v
+
+    @field_validator("duty_check_schedule")
+    @classmethod
+    def _check_duty_schedule(cls, v: str) -> str:
+        try:
+            parse_schedule(v)
+        except InvalidDutyCheckSchedule as exc:
+            raise ValueError(f"LINKCALL_DUTY_CHECK_SCHEDULE: {exc}") from exc
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, v: str) -> str:
+        if v and not (v.startswith(("http://", "https://")) and len(v.split("/", 3)[2]) > 0):
+            raise ValueError(f"LINKCALL_WEBHOOK_URL must be an http(s) URL, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("LINKCALL_WEBHOOK_URL is set but LINKCALL_WEBHOOK_SECRET is empty")
+        return self
 
     @field_validator("survey_keys")
     @classmethod
@@ -375,4 +413,4 @@ class Settings(BaseSettings):
 
     def public_dict(self) -> dict[str, Any]:
         """Settings safe to show (no secrets)."""
-        return self.model_dump(exclude={"sip_password", "sip_trunk_auth"})
+        return self.model_dump(exclude={"sip_password", "sip_trunk_auth", "webhook_secret"})

@@ -31,6 +31,8 @@ from telephony.privacy import mask_number
 log = logging.getLogger(__name__)
 
 _SLACK_S = 15.0  # on top of the answer timeout: ringing, prompt playback
+# a number nobody answered (or busy): the check goes on to the next number of the dial list
+_NEXT_NUMBER = frozenset({DutyCheckOutcome.NO_ANSWER, DutyCheckOutcome.BUSY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,9 @@ async def run_duty_check(
     clock: Callable[[], datetime] = utcnow,
     timeout_s: float = 30.0,
 ) -> DutyCheckRecord:
-    """Call the first dialable number of the unit's dial list now and store the outcome."""
+    """Call the unit's current dial list now, down the list while a number is not answered
+    or busy, and store the outcome of the last call (pass only when 1 was pressed: the
+    caller's verdict, callflows.duty_check.verdict)."""
     started = clock()
     # Database work runs in a thread: the event loop keeps serving calls and requests.
     dial = await asyncio.to_thread(
@@ -90,11 +94,20 @@ async def run_duty_check(
     targets = [t for t in dial.targets if t.dial is not None]
     if not targets:
         raise NoDutyPhone(f"unit {unit_code} has no duty phone for {week}")
-    entry = targets[0].entry
-    log.info("duty check %s: calling %s (%s)", unit_code, mask_number(entry.number), entry.role)
-    result = await _call(caller, entry.number, timeout_s)
+    tried: list[str] = []
+    for position, target in enumerate(targets, start=1):
+        entry = target.entry
+        log.info(
+            "duty check %s: calling %s (%s, %d of %d)",
+            unit_code, mask_number(entry.number), entry.role, position, len(targets),
+        )  # fmt: skip
+        result = await _call(caller, entry.number, timeout_s)
+        tried.append(f"{entry.role} {result.outcome.value}")
+        if result.outcome not in _NEXT_NUMBER:
+            break
     outcome = result.outcome
     finished = clock()
+    detail = "; ".join(filter(None, [result.detail, f"tried {len(tried)}: " + ", ".join(tried)]))
 
     def store() -> DutyCheckRecord:
         with session_scope(session_factory) as session:
@@ -106,7 +119,7 @@ async def run_duty_check(
                 person=entry.name,
                 outcome=outcome,
                 key_pressed=result.key,
-                detail=result.detail,
+                detail=detail,
                 started_at=started,
                 finished_at=finished,
             )

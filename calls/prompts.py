@@ -65,6 +65,12 @@ CATALOGUE: dict[str, PromptText] = {
         PromptText(
             "bridge.unit_connecting", "bridge_unit_connecting.wav", "正在接通联动单位，请稍候。"
         ),
+        PromptText(
+            "reminder.prompt",
+            "roster_reminder_prompt.wav",
+            "您单位下周值班表尚未报备，请尽快登录系统报备。收到请按1。",
+        ),
+        PromptText("reminder.thanks", "roster_reminder_thanks.wav", "收到，谢谢。"),
     )
 }
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -28,7 +28,9 @@ from callflows.ivr import CallOutcome, KeyPromptSettings
 from callflows.survey import AttemptRecord, SurveyPlan, SurveyProgress, SurveySchedule, plan_next
 from calls.component import Health
 from calls.hooks import Publish
+from storage import incidents as incident_repo
 from storage import surveys as repo
+from storage import webhooks
 from storage.base import utcnow
 from storage.engine import session_scope
 from storage.models.surveys import SurveyStatus as StoredStatus
@@ -37,6 +39,7 @@ from telephony.privacy import mask_number
 log = logging.getLogger(__name__)
 
 DISPATCH_JOB_ID = "surveys.dispatch"
+UNSATISFIED_EVENT = "survey.unsatisfied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,11 +236,37 @@ class SurveyDispatcher:
             if answer in self.settings.rework_answers
             else None
         )
-        return repo.apply_outcome(
+        info = repo.apply_outcome(
             session, survey_id, status=StoredStatus.ANSWERED, now=now, reason=plan.reason,
             answer_key=values.key, answer=answer, answered_at=values.ended_at,
             rework_reason=rework,
         )  # fmt: skip
+        if rework is not None:
+            _queue_unsatisfied(session, info, now)
+        return info
+
+
+def _queue_unsatisfied(session: Session, info: repo.SurveyInfo, now: datetime) -> None:
+    """The `survey.unsatisfied` webhook event (for rework), in the answer's transaction."""
+    unit_code = None
+    if info.incident_id is not None:
+        unit_code = incident_repo.get_incident(session, info.incident_id).unit_code
+    webhooks.enqueue(
+        session,
+        UNSATISFIED_EVENT,
+        {
+            "survey_id": info.id,
+            "incident_id": info.incident_id,
+            "unit_code": unit_code,
+            "answer": info.answer,
+            "answer_key": info.answer_key,
+            "answered_at": info.answered_at.astimezone(UTC).isoformat()
+            if info.answered_at
+            else None,
+        },
+        now=now,
+        dedupe_key=f"{UNSATISFIED_EVENT}:{info.id}",
+    )
 
 
 class SurveyDispatcherComponent:

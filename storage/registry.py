@@ -335,6 +335,18 @@ def latest_rosters_for_week(session: Session, week: str) -> list[RosterVersion]:
     return [_roster_version(row, code) for row, code in session.execute(stmt)]
 
 
+def newest_roster(session: Session, unit_code: str) -> RosterVersion | None:
+    """The unit's most recent roster of any week (the latest week, its highest version)."""
+    unit = _unit_row(session, unit_code)
+    row = session.scalar(
+        select(Roster)
+        .where(Roster.unit_id == unit.id)
+        .order_by(Roster.week.desc(), Roster.version.desc())
+        .limit(1)
+    )
+    return None if row is None else _roster_version(row, unit_code)
+
+
 def units_missing_roster(session: Session, week: str) -> list[UnitInfo]:
     """Active units with no roster at all for `week`, by code."""
     reported = select(Roster.unit_id).where(Roster.week == week)
@@ -411,20 +423,16 @@ def duty_checks_between(
     unit_code: str | None = None,
     limit: int = 1000,
 ) -> list[DutyCheckRecord]:
-    """Duty checks of every unit (or one) started in [from, to), newest first."""
-    stmt = (
-        select(DutyCheck, Unit.code)
-        .join(Unit, Unit.id == DutyCheck.unit_id)
-        .order_by(DutyCheck.started_at.desc())
-        .limit(limit)
-    )
+    """Duty checks started in [from, to) of every unit (or one), newest first."""
+    stmt = select(DutyCheck, Unit.code).join(Unit, Unit.id == DutyCheck.unit_id)
     if started_from is not None:
         stmt = stmt.where(DutyCheck.started_at >= started_from)
     if started_to is not None:
         stmt = stmt.where(DutyCheck.started_at < started_to)
     if unit_code is not None:
         stmt = stmt.where(Unit.code == unit_code)
-    return [_duty_check(row, code) for row, code in session.execute(stmt)]
+    stmt = stmt.order_by(DutyCheck.started_at.desc(), DutyCheck.id).limit(limit)
+    return [_duty_check(r, code) for r, code in session.execute(stmt)]
 
 
 # ---- notifications ----

@@ -8,15 +8,26 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import Response
 
-from api.auth import DispatcherDep, PrincipalDep
+from api.auth import DispatcherDep, PrincipalDep, SupervisorDep
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
 from api.routers.units import checked_week
-from api.schemas.registry import ImportResult, MissingOut, NotificationOut, UnitOut
+from api.schemas.registry import (
+    ImportResult,
+    MissingOut,
+    ReminderAttemptOut,
+    ReminderRequest,
+    ReminderRunOut,
+    ReminderUnitOut,
+    ReminderWeekOut,
+    UnitOut,
+)
 from registry.duty import coming_week, week_of
+from registry.reminder import call_units_missing_roster
 from registry.roster_io import XLSX_TYPE, parse_sheet, read_table, roster_rows, to_csv, to_xlsx
 from storage import audit
 from storage import registry as repo
+from storage import reminders as reminder_repo
 from storage.base import utcnow
 from storage.models.auth import Role
 
@@ -39,28 +50,63 @@ def get_missing(
     )
 
 
+@router.post(
+    "/reminders",
+    response_model=ReminderRunOut,
+    status_code=202,
+    summary="Call every unit without a roster for the week now (inside the calling hours)",
+)
+def post_reminders(
+    body: ReminderRequest, session: SessionDep, principal: SupervisorDep
+) -> ReminderRunOut:
+    week = checked_week(body.week, "week")
+    run = call_units_missing_roster(
+        session, week, utcnow(), created_by=principal.name, only_new=False
+    )
+    audit.record(
+        session, principal, "roster.remind", "week", week,
+        detail={"run": run.id, "units": list(run.unit_codes)},
+    )  # fmt: skip
+    return ReminderRunOut(id=run.id, week=week, units=list(run.unit_codes))
+
+
 @router.get(
     "/reminders",
-    response_model=list[NotificationOut],
-    summary="Reminders raised by the weekly job (units that had not reported)",
+    response_model=ReminderWeekOut,
+    summary="Reminder calls about a week's missing rosters: each unit's outcome and attempts",
 )
 def get_reminders(
     session: SessionDep,
+    service: ServiceDep,
     _principal: DispatcherDep,
-    week: Annotated[str | None, Query(description="ISO week the reminders are about")] = None,
-) -> list[NotificationOut]:
-    target = checked_week(week) if week else None
-    return [
-        NotificationOut(
-            id=n.id,
-            kind=n.kind,
-            unit_code=n.unit_code,
-            week=n.week,
-            message=n.message,
-            created_at=n.created_at,
+    week: Annotated[str | None, Query(description="ISO week; default: the coming week")] = None,
+) -> ReminderWeekOut:
+    target = checked_week(week) if week else coming_week(utcnow(), service.settings.zone)
+    units = [
+        ReminderUnitOut(
+            unit_code=r.unit_code,
+            number=r.number,
+            outcome=r.status.value,
+            run_id=r.run_id,
+            end_reason=r.end_reason,
+            next_attempt_at=r.next_attempt_at,
+            attempts=[
+                ReminderAttemptOut(
+                    attempt_no=a.attempt_no,
+                    outcome=a.outcome,
+                    key=a.key,
+                    digits=a.digits,
+                    sip_reason=a.sip_reason,
+                    recording_id=a.recording_id,
+                    started_at=a.started_at,
+                    ended_at=a.ended_at,
+                )
+                for a in r.attempts
+            ],
         )
-        for n in repo.list_notifications(session, week=target)
+        for r in reminder_repo.week_reminders(session, target)
     ]
+    return ReminderWeekOut(week=target, units=units)
 
 
 @router.post(

@@ -277,24 +277,30 @@ class DutyCheckUnitSummary(BaseModel):
     failed: int = Field(description="every outcome but pass: no answer, no key, busy, failed")
 
 
-class DutyCheckReport(BaseModel):
-    """Duty checks in a period, newest first, and per unit how many passed."""
+class PlannedDutyCheckOut(BaseModel):
+    """A scheduled 查岗 (LINKCALL_DUTY_CHECK_SCHEDULE)."""
 
+    id: str
+    unit_code: str
+    due_at: datetime
+    rule: str
+    status: str = Field(description="planned, calling, done, failed, missed")
+    check_id: str | None
+    detail: str | None
+
+
+class DutyCheckReport(BaseModel):
+    """Duty checks started in [from, to), newest first; per unit how many passed; the
+    scheduled checks due in the period."""
+
+    model_config = {"populate_by_name": True}
+
+    from_: datetime | None = Field(default=None, alias="from")
+    to: datetime | None = None
+    unit: str | None = None
     checks: list[DutyCheckOut]
     summary: list[DutyCheckUnitSummary]
-
-    @classmethod
-    def of(cls, records: list[DutyCheckRecord]) -> DutyCheckReport:
-        per: dict[str, list[int]] = {}
-        for d in records:
-            tally = per.setdefault(d.unit_code, [0, 0])
-            tally[0] += 1
-            tally[1] += d.outcome is DutyCheckOutcome.PASSED
-        summary = [
-            DutyCheckUnitSummary(unit_code=u, checks=n, passed=ok, failed=n - ok)
-            for u, (n, ok) in sorted(per.items())
-        ]
-        return cls(checks=[DutyCheckOut.of(d) for d in records], summary=summary)
+    planned: list[PlannedDutyCheckOut] = []
 
 
 class DutyCheckScheduled(BaseModel):
@@ -320,3 +326,51 @@ class ImportRowError(BaseModel):
 class ImportResult(BaseModel):
     imported: int = Field(description="roster versions stored")
     rosters: list[str] = Field(description="unit_code/week of each stored version")
+
+
+class ReminderRequest(BaseModel):
+    """Call the units without a roster for `week` now."""
+
+    week: str = Field(examples=["2026-W50"], description="ISO week, e.g. 2026-W50")
+
+
+class ReminderRunOut(BaseModel):
+    """The reminder calls one request queued (units already being called are not repeated)."""
+
+    id: str
+    week: str
+    units: list[str]
+
+
+class ReminderAttemptOut(BaseModel):
+    """One call placed for a reminder."""
+
+    attempt_no: int
+    outcome: str = Field(description="answer, no_key, no_answer, busy, failed")
+    key: str | None
+    digits: str
+    sip_reason: str | None
+    recording_id: str | None
+    started_at: datetime
+    ended_at: datetime
+
+
+class ReminderUnitOut(BaseModel):
+    """A unit's latest reminder call for the week."""
+
+    unit_code: str
+    number: str
+    outcome: str = Field(
+        description="pending, calling, acknowledged, not_acknowledged, no_answer, busy, failed"
+    )
+    run_id: str
+    end_reason: str | None
+    next_attempt_at: datetime | None
+    attempts: list[ReminderAttemptOut]
+
+
+class ReminderWeekOut(BaseModel):
+    """Reminder calls about one week's missing rosters."""
+
+    week: str
+    units: list[ReminderUnitOut]

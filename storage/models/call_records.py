@@ -31,6 +31,7 @@ class CallKind(enum.StrEnum):
     BRIDGE = "bridge"
     CALLBACK = "callback"
     DUTY_CHECK = "duty_check"
+    REMINDER = "reminder"
 
 
 class CallState(enum.StrEnum):

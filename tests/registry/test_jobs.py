@@ -154,18 +154,26 @@ async def test_duty_checks_are_stored_and_listed_per_unit(reg: Any) -> None:
         await run_duty_check(
             reg.session_factory, caller, "U01", zone=SH, clock=lambda t=tick: t, timeout_s=5
         )
-    assert all(c.calls == [("+8613812345678", 5)] for c in callers)
+    staff, leader, fallback = "+8613812345678", "+8613900000001", "+868334210001"
+    # a pass, a wrong key and a failure end the check at the first number; nobody answering
+    # goes down the dial list: the staff member, the leader, the unit's fallback
+    assert [c.calls for c in callers] == [
+        [(staff, 5)], [(staff, 5)], [(staff, 5), (leader, 5), (fallback, 5)], [(staff, 5)],
+    ]  # fmt: skip
 
     r = reg.client.get("/api/v1/units/U01/duty-checks", headers=reg.auth("supervisor"))
     assert r.status_code == 200
-    got = [(d["outcome"], d["key_pressed"], d["person"]) for d in r.json()]
+    got = [(d["outcome"], d["key_pressed"], d["person"], d["number"]) for d in r.json()]
     assert got == [
-        ("failed", None, "张三"),
-        ("no_answer", None, "张三"),
-        ("no_key", "5", "张三"),
-        ("pass", "1", "张三"),
+        ("failed", None, "张三", staff),
+        ("no_answer", None, "值班总机 / unit switchboard", fallback),  # the last one tried
+        ("no_key", "5", "张三", staff),
+        ("pass", "1", "张三", staff),
     ]
-    assert r.json()[0]["detail"] == "call failed: RuntimeError"
+    assert r.json()[0]["detail"] == "call failed: RuntimeError; tried 1: staff failed"
+    assert r.json()[1]["detail"].endswith(
+        "tried 3: staff no_answer, leader no_answer, fallback no_answer"
+    )
     assert (
         reg.client.get("/api/v1/units/U01/duty-checks", headers=reg.auth("unit")).status_code == 200
     )
@@ -216,17 +224,56 @@ def test_a_supervisor_starts_a_duty_check_that_the_running_scheduler_performs(re
     assert caller.calls and caller.calls[0][0] == "+868334210001"
 
 
+class ScriptedCaller:
+    """Answers each number with its own scripted result."""
+
+    def __init__(self, by_number: dict[str, DutyCheckCallResult]) -> None:
+        self.by_number = by_number
+        self.calls: list[str] = []
+
+    async def call(self, number: str, *, timeout_s: float) -> DutyCheckCallResult:
+        self.calls.append(number)
+        return self.by_number[number]
+
+
+async def test_a_busy_staff_phone_moves_the_check_to_the_leader_who_passes(reg: Any) -> None:
+    week = "2026-W49"
+    body = {
+        "leader": {"name": "王局长", "phone": "13900000001"},
+        "staff": [{"name": "张三", "phone": "13812345678"}],
+    }
+    r = reg.client.put(f"/api/v1/units/U01/rosters/{week}", json=body, headers=reg.auth("unit"))
+    assert r.status_code == 201
+    caller = ScriptedCaller({
+        "+8613812345678": DutyCheckCallResult(DutyCheckOutcome.BUSY),
+        "+8613900000001": DutyCheckCallResult(DutyCheckOutcome.PASSED, key="1"),
+    })  # fmt: skip
+    tick = datetime(2026, 12, 2, 10, tzinfo=SH)
+    record = await run_duty_check(reg.session_factory, caller, "U01", zone=SH, clock=lambda: tick)
+    assert caller.calls == ["+8613812345678", "+8613900000001"]
+    assert (record.outcome, record.number, record.person) == (
+        DutyCheckOutcome.PASSED, "+8613900000001", "王局长",
+    )  # fmt: skip
+
+
 def test_reminders_raised_by_the_job_are_listed(reg: Any) -> None:
     from registry.reminder import remind_missing_rosters
 
     fire = datetime(2026, 12, 4, 15, tzinfo=SH)
     with session_scope(reg.session_factory) as s:
         remind_missing_rosters(s, fire, SH)
+        remind_missing_rosters(s, fire + timedelta(minutes=5), SH)  # a rerun queues nothing new
     r = reg.client.get("/api/v1/rosters/reminders?week=2026-W50", headers=reg.auth("dispatcher"))
     assert r.status_code == 200
-    assert [(n["unit_code"], n["kind"]) for n in r.json()] == [
-        ("T01", "roster_missing"),
-        ("U01", "roster_missing"),
-        ("U02", "roster_missing"),
+    assert r.json()["week"] == "2026-W50"
+    # no roster at all: each unit's fallback number is called
+    assert [
+        (u["unit_code"], u["number"], u["outcome"], u["attempts"]) for u in r.json()["units"]
+    ] == [
+        ("T01", "+868334210003", "pending", []),
+        ("U01", "+868334210001", "pending", []),
+        ("U02", "+868334210002", "pending", []),
     ]
-    assert "玉津镇" in r.json()[0]["message"]
+    with session_scope(reg.session_factory) as s:
+        notes = repo.list_notifications(s, week="2026-W50")
+    assert "玉津镇" in notes[0].message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +13,7 @@ from callflows.ivr import CallOutcome
 from calls.survey_job import SurveyDispatcher, SurveyRunSettings
 from storage import incidents as incident_repo
 from storage import surveys as repo
+from storage import webhooks
 from storage.engine import session_scope
 from storage.incidents import Actor
 from storage.models.incidents import IncidentCategory, IncidentState
@@ -149,6 +151,16 @@ async def test_unsatisfied_answer_flags_the_incident_for_rework_and_marks_it_sur
     assert after.rework is True and after.state is IncidentState.SURVEYED
     assert "unsatisfied" in (after.rework_reason or "")
     assert steps[-1].to_state is IncidentState.SURVEYED and steps[-1].actor == "system"
+    # the county's gateway is told, for rework: one survey.unsatisfied event in the outbox
+    with session_scope(factory) as s:
+        (event,) = webhooks.list_events(s)
+    assert event.event == "survey.unsatisfied" and event.delivered_at is None
+    body = json.loads(event.body)
+    assert body["data"] == {
+        "survey_id": sid, "incident_id": inc.id, "unit_code": None, "answer": "unsatisfied",
+        "answer_key": "3", "answered_at": survey.answered_at.isoformat() if survey.answered_at
+        else None,
+    }  # fmt: skip
 
 
 async def test_a_key_that_is_not_accepted_is_stored_as_no_key_and_retried(

@@ -20,7 +20,9 @@
     caller: "群众", dispatcher: "调度席", unit: "联动单位", unit2: "联动单位2", unit3: "联动单位3",
     seat: "调度席", callee: "被叫",
   };
-  const KIND = { bridge: "三方通话", inbound: "呼入", callback: "回访", duty_check: "查岗" };
+  const KIND = {
+    bridge: "三方通话", inbound: "呼入", callback: "回访", duty_check: "查岗", reminder: "报备提醒",
+  };
   const RESULT = {
     answered: "已接听", no_answer: "无人接听", cancelled: "已取消", answered_elsewhere: "他处已接听",
     busy: "占线", declined: "拒接", not_found: "号码不存在", unreachable: "无法接通", timeout: "超时",
