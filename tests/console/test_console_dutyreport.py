@@ -13,11 +13,13 @@ import pytest
 from sqlalchemy import update
 
 from registry.duty import week_of
+from registry.reminder import call_units_missing_roster
 from storage.base import utcnow
 from storage.engine import session_scope
 from storage.models.incidents import IncidentState, IncidentTransition
 from storage.models.registry import DutyCheckOutcome
-from storage.registry import add_notification, record_duty_check
+from storage.models.reminders import ReminderStatus, RosterReminderCall
+from storage.registry import record_duty_check
 from tests.conftest import LiveService
 from tests.console.conftest import Console
 
@@ -55,7 +57,10 @@ def test_the_weekly_duty_report_per_unit(
                   .where(IncidentTransition.incident_id == inc["id"],
                          IncidentTransition.to_state == IncidentState.DIVERTED)
                   .values(at=now - timedelta(hours=2)))  # fmt: skip
-        add_notification(s, "L02", kind="roster_missing", week=week, message="未报备", at=now)
+        # the reminder: L02 (no roster) is queued a reminder call, then the phone pressed 1
+        run = call_units_missing_roster(s, week, now, created_by="system", only_new=True)
+        assert run.unit_codes == ("L02",)
+        s.execute(update(RosterReminderCall).values(status=ReminderStatus.ACKNOWLEDGED))
         for outcome in (DutyCheckOutcome.PASSED, DutyCheckOutcome.NO_ANSWER):
             record_duty_check(s, "L01", week=week, number="2003", person="张",
                               outcome=outcome, key_pressed=None, detail=None,
@@ -80,7 +85,7 @@ def test_the_weekly_duty_report_per_unit(
     l01 = page.inner_text("#dr-table tr[data-unit='L01']")
     assert "已报备" in l01 and "2 次 · 通过 1 · 未通过 1" in l01
     l02 = page.inner_text("#dr-table tr[data-unit='L02']")
-    assert "未报备" in l02 and "已提醒" in l02 and "未查岗" in l02 and "1 起" in l02
+    assert "未报备" in l02 and "已提醒 · 已按1确认" in l02 and "未查岗" in l02 and "1 起" in l02
     t01 = page.inner_text("#dr-table tr[data-unit='T01']")
     assert "已报备" in t01 and "1 次 · 通过 1 · 未通过 0" in t01 and "乡镇" in t01
     assert "未报备 1 个单位" in page.inner_text("#dr-msg")

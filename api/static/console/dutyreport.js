@@ -6,7 +6,11 @@
 
 (function () {
   const L = window.linkcall;
-  const { api, el, en, fmtTime, showMsg, showError, hideMsg } = L;
+  const { api, el, en, showMsg, showError, hideMsg } = L;
+  const REMINDER_OUTCOME = {
+    pending: "待呼叫", calling: "呼叫中", acknowledged: "已按1确认", not_acknowledged: "未按键",
+    no_answer: "无人接听", busy: "占线", failed: "呼叫失败",
+  };
   const $ = (sel) => document.querySelector(sel);
 
   // Monday 00:00 in Beijing of an ISO week, as an ISO string with +08:00; and the next Monday
@@ -57,10 +61,8 @@
       return;
     }
     const missingSet = new Set(missing.units.map((u) => u.code));
-    const reminded = new Map();
-    for (const n of Array.isArray(reminders) ? reminders : reminders.units || []) {
-      if (n.unit_code && !reminded.has(n.unit_code)) reminded.set(n.unit_code, n.created_at || n.outcome || "");
-    }
+    // each unit's reminder call (GET /api/v1/rosters/reminders): its outcome, in Chinese
+    const reminded = new Map(reminders.units.map((r) => [r.unit_code, REMINDER_OUTCOME[r.outcome] || r.outcome]));
     const summary = new Map(checks.summary.map((s) => [s.unit_code, s]));
     const late = new Map();
     for (const i of overdue) late.set(i.unit_code, (late.get(i.unit_code) || 0) + 1);
@@ -73,7 +75,7 @@
         el("td", { text: u.kind === "township" ? "乡镇" : "联动单位" }),
         el("td", {}, el("span", { class: "badge", "data-state": isMissing ? "failed" : "connected",
           text: isMissing ? "未报备" : u.active ? "已报备" : "已停用" })),
-        el("td", { text: reminded.has(u.code) ? "已提醒 " + (fmtTime(reminded.get(u.code)) || "") : "—" }),
+        el("td", { text: reminded.has(u.code) ? "已提醒 · " + reminded.get(u.code) : "—" }),
         el("td", { class: s && s.failed ? "warn-cell" : "", text: s ? s.checks + " 次 · 通过 " + s.passed + " · 未通过 " + s.failed : "未查岗" }),
         el("td", { class: late.has(u.code) ? "warn-cell" : "", text: late.has(u.code) ? late.get(u.code) + " 起" : "—" }));
       tr.hidden = $("#dr-problems").checked && !problem;
