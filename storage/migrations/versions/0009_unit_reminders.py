@@ -1,7 +1,7 @@
 """roster reminder calls, webhook outbox, planned duty checks (issue 11)
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06 04:51:50.030824
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import storage.base
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
