@@ -1,10 +1,11 @@
 """TrackFile: one track of a recording, its in-memory buffers and its WAV file on disk.
 
 The writer lays its pending ticks out into `sealed` segments (under the writer's lock); a
-flush moves them to `backlog` and `drain()` writes the backlog at the end of the file, then rewrites the
-header with the new size. A backlog segment is audio bytes, or an int: a run of silence (the
-leading silence of a party that joined late, or a `Gap` standing in for audio dropped while the
-disk was failing). Silence is written from a shared block of zeros, never held in memory.
+flush moves them to `backlog` and `drain()` writes the backlog at the end of the file, then
+rewrites the header with the new size. A backlog segment is audio bytes, or an int: a run of
+silence (the leading silence of a party that joined late, or a `Gap` standing in for audio
+dropped while the disk was failing). Silence is written from a shared block of zeros, never
+held in memory.
 """
 
 from __future__ import annotations

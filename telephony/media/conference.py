@@ -15,7 +15,7 @@ from typing import Protocol
 
 from telephony.media.endpoint import EndpointState, RtpEndpoint
 from telephony.media.g711 import FRAME_BYTES, SILENCE_FRAME
-from telephony.media.mixer import mix, mix_minus
+from telephony.media.mixer import mix, mix_and_minus, mix_minus
 from telephony.media.playback import Prompt
 from telephony.media.ticker import Ticker
 
@@ -42,6 +42,16 @@ class _Leg:
         return not (self.muted or self.held)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a tick needs, worked out again whenever legs join, leave, mute or hold."""
+
+    legs: tuple[_Leg, ...]
+    speakers: tuple[int, ...] | None  # indexes of the legs heard; None: every leg
+    endpoints: tuple[RtpEndpoint, ...]
+    roles: tuple[str, ...]
+
+
 class Conference:
     """Legs mixed together; driven by the engine's ticker while it has legs."""
 
@@ -53,7 +63,7 @@ class Conference:
         self._ticker = ticker
         self._legs: dict[RtpEndpoint, _Leg] = {}
         self._taps: list[FrameTap] = []
-        self._plan: tuple[tuple[_Leg, ...], tuple[int, ...]] = ((), ())
+        self._plan = _Plan((), (), (), ())
 
     def __repr__(self) -> str:
         return f"<Conference {self.name} legs={len(self._legs)}>"
@@ -111,24 +121,32 @@ class Conference:
 
     def _replan(self) -> None:
         legs = tuple(self._legs.values())
-        self._plan = (legs, tuple(i for i, leg in enumerate(legs) if leg.speaks))
+        speakers = tuple(i for i, leg in enumerate(legs) if leg.speaks)
+        self._plan = _Plan(
+            legs,
+            speakers if len(speakers) < len(legs) else None,
+            tuple(leg.endpoint for leg in legs),
+            tuple(leg.role for leg in legs),
+        )
 
     def tick(self, index: int, now: float) -> None:
-        legs, speakers = self._plan
-        frames = [leg.endpoint.pull() for leg in legs]
-        if len(speakers) == len(legs):
-            heard = mix_minus(frames)
-            talk = frames
+        plan = self._plan
+        frames = [ep.pull() for ep in plan.endpoints]
+        speakers = plan.speakers
+        if speakers is None:  # everyone speaks: the usual case
+            if self._taps:
+                mixed, heard = mix_and_minus(frames)
+            else:
+                mixed, heard = SILENCE_FRAME, mix_minus(frames)  # no tap wants the mix
         else:
             talk = [frames[i] for i in speakers]
             minus = dict(zip(speakers, mix_minus(talk), strict=True))
-            everyone = mix(talk)
-            heard = [minus.get(i, everyone) for i in range(len(legs))]
-        for i, leg in enumerate(legs):
-            out = self._music(leg) if leg.held else heard[i]
-            leg.endpoint.push(out, index)
+            mixed = mix(talk)
+            heard = [minus.get(i, mixed) for i in range(len(frames))]
+        for leg, out in zip(plan.legs, heard, strict=True):
+            leg.endpoint.push(self._music(leg) if leg.held else out, index)
         if self._taps:
-            self._feed_taps(mix(talk), {leg.role: frames[i] for i, leg in enumerate(legs)})
+            self._feed_taps(mixed, dict(zip(plan.roles, frames, strict=False)))  # same length
 
     def tick_failed(self, error: Exception) -> None:
         self.error = error

@@ -79,11 +79,7 @@ class EventReceiver:
     def __init__(self) -> None:
         self._current: _Event | None = None
         self._done: deque[int] = deque(maxlen=16)  # timestamps of events already reported
-
-    @property
-    def pending(self) -> bool:
-        """An event is under way (poll() may have to end it)."""
-        return self._current is not None
+        self.pending = False  # an event is under way: poll() may have to end it (read per tick)
 
     def feed(self, timestamp: int, event: TelephoneEvent, now: float) -> list[DtmfDigit]:
         """One event packet arrived at `now`; returns the key presses it completes."""
@@ -96,6 +92,7 @@ class EventReceiver:
                 out.extend(self._finish())  # the previous event lost its end packets
             onset = now - event.duration / CLOCK_RATE if event.duration else now
             cur = self._current = _Event(timestamp, event_digit(event.event), onset, now)
+            self.pending = True
         cur.last_seen = now
         cur.duration = max(cur.duration, event.duration)
         if event.end:
@@ -113,6 +110,7 @@ class EventReceiver:
         cur = self._current
         assert cur is not None
         self._current = None
+        self.pending = False
         self._done.append(cur.timestamp)
         if cur.digit is None:
             return []

@@ -96,7 +96,7 @@ class RtpEndpoint:
         self._remote_rtcp: tuple[str, int] | None = None
         self._latched = False
         self._codec = Codec.PCMU
-        self._encode = g711.encoder(Codec.PCMU)
+        self._lin2law = audioop.lin2ulaw  # s16le -> G.711 of the agreed codec (C, per packet)
         self._payload_type = 0
         self._dtmf_pt: int | None = None
         self._send = False
@@ -141,7 +141,7 @@ class RtpEndpoint:
         if media.codec is not self._codec:
             self._jitter.reset()
         self._codec = media.codec
-        self._encode = g711.encoder(media.codec)
+        self._lin2law = audioop.lin2ulaw if media.codec is Codec.PCMU else audioop.lin2alaw
         self._payload_type = media.codec.payload_type
         self._dtmf_pt = media.dtmf_payload_type
         d = media.direction
@@ -389,7 +389,7 @@ class RtpEndpoint:
         if tx.dtmf:
             self._push_dtmf(timestamp)
         else:  # the audio packet, inline: this runs for every leg every 20 ms
-            payload = self._encode(pcm)
+            payload = self._lin2law(pcm, 2)
             packet = HEADER.pack(0x80, self._payload_type, tx.seq, timestamp & 0xFFFFFFFF, tx.ssrc)
             tx.seq = (tx.seq + 1) & 0xFFFF
             try:

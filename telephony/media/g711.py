@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Callable
 
 from telephony.types import Codec
 
@@ -59,11 +58,6 @@ def encode(codec: Codec, pcm: bytes) -> bytes:
     if codec is Codec.PCMU:
         return audioop.lin2ulaw(pcm, SAMPLE_WIDTH)
     return audioop.lin2alaw(pcm, SAMPLE_WIDTH)
-
-
-def encoder(codec: Codec) -> Callable[[bytes], bytes]:
-    """The s16le -> G.711 function for `codec`, for the per-packet path."""
-    return linear_to_ulaw if codec is Codec.PCMU else linear_to_alaw
 
 
 def silence_payload(codec: Codec, samples: int = FRAME_SAMPLES) -> bytes:

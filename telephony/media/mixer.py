@@ -69,6 +69,19 @@ def mix_minus(frames: Sequence[bytes], silence: bytes = SILENCE_FRAME) -> list[b
     return [_narrow(audioop.add(total, audioop.mul(w, _WIDE, -1.0), _WIDE)) for w in wide]
 
 
+def mix_and_minus(frames: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
+    """`(mix(frames), mix_minus(frames))` in one go: for three parties the full mix reuses one
+    of the pairwise sums (exact unless that sum reached full scale, as in `mix`)."""
+    if len(frames) != 3:
+        return mix(frames), mix_minus(frames)
+    a, b, c = frames
+    ab = audioop.add(a, b, SAMPLE_WIDTH)
+    minus = [audioop.add(b, c, SAMPLE_WIDTH), audioop.add(a, c, SAMPLE_WIDTH), ab]
+    if audioop.max(ab, SAMPLE_WIDTH) >= 32767:  # the partial sum touched the rails
+        return _mix_wide(frames), minus
+    return audioop.add(ab, c, SAMPLE_WIDTH), minus
+
+
 def scale(frame: bytes, gain: float) -> bytes:
     """Multiply a frame by `gain` with saturation."""
     return audioop.mul(frame, SAMPLE_WIDTH, gain)

@@ -148,13 +148,11 @@ class Player:
     def __init__(self) -> None:
         self._queue: deque[PlaybackHandle] = deque()
         self._pos = 0
-
-    @property
-    def active(self) -> bool:
-        return bool(self._queue)
+        self.active = False  # something is queued (a plain attribute: read every tick)
 
     def enqueue(self, handle: PlaybackHandle) -> PlaybackHandle:
         self._queue.append(handle)
+        self.active = True
         return handle
 
     def next_frame(self) -> bytes | None:
@@ -167,6 +165,7 @@ class Player:
                 return frame
             self._queue.popleft()._finish(PlaybackOutcome.COMPLETED)
             self._pos = 0
+        self.active = False
         return None
 
     def on_digit(self) -> None:
@@ -180,6 +179,7 @@ class Player:
             else:
                 kept.append(handle)
         self._queue = kept
+        self.active = bool(kept)
 
     def stop(self, outcome: PlaybackOutcome = PlaybackOutcome.STOPPED) -> None:
         """End everything queued."""
@@ -187,3 +187,4 @@ class Player:
             handle._finish(outcome)
         self._queue.clear()
         self._pos = 0
+        self.active = False

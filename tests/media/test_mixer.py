@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from telephony.media.g711 import SILENCE_FRAME
-from telephony.media.mixer import mix, mix_minus, scale
+from telephony.media.mixer import mix, mix_and_minus, mix_minus, scale
 
 
 def _np(frame: bytes) -> np.ndarray:
@@ -42,6 +42,24 @@ def test_loud_parties_saturate_instead_of_wrapping() -> None:
     assert np.all(_np(mix([loud, loud, quiet])) == 30000)
     assert np.all(_np(mix([loud, loud, loud])) == 32767)
     assert mix([]) == SILENCE_FRAME
+
+
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n: st.lists(
+            arrays(np.int16, 160, elements=st.integers(-32768, 32767)), min_size=n, max_size=n
+        )
+    )
+)
+def test_mix_and_minus_equals_mix_and_mix_minus_even_at_full_scale(
+    frames: list[np.ndarray],
+) -> None:
+    data = [f.astype("<i2").tobytes() for f in frames]
+    total = np.clip(sum(f.astype(np.int64) for f in frames), -32768, 32767)
+    mixed, minus = mix_and_minus(data)
+    assert np.array_equal(_np(mixed), total)
+    assert mixed == mix(data)
+    assert minus == mix_minus(data)
 
 
 def test_scale_halves() -> None:
