@@ -14,7 +14,8 @@ For each N, two processes run side by side (one per core on a 2-core machine):
 Per N it prints: packets expected (by time) and received, loss (RFC 3550, by sequence), the
 bridge's send gaps as seen on arrival (mean, p99, max, share over 30 ms), interarrival jitter
 (RFC 3550, mean and max over streams), the bridge's CPU % of one core, its RSS, and RSS per call
-above the idle process. Nothing here runs in the test suite.
+above the idle process, and the machine's 1-minute load average at the end of the window (the
+figures depend on it on a shared machine). Nothing here runs in the test suite.
 
 Environment knobs (bridge process): MEDIA_LOAD_FLUSH_S (recorder flush interval, default 1.0),
 MEDIA_LOAD_SWITCH_INTERVAL (sys.setswitchinterval), MEDIA_LOAD_PROFILE (cProfile output file).
@@ -460,7 +461,8 @@ def run_one(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return {"impl": impl, "calls": calls, **phone_result, **bridge_result}
+    load = os.getloadavg()[0]  # the machine's 1-minute load average at the end of the window
+    return {"impl": impl, "calls": calls, **phone_result, **bridge_result, "load1": load}
 
 
 COLUMNS = [
@@ -481,6 +483,7 @@ COLUMNS = [
     ("rss_per_call_kb", "{:>8.1f}"),
     ("rss_growth_kb", "{:>7}"),
     ("phones_cpu_pct", "{:>7.1f}"),
+    ("load1", "{:>5.2f}"),
 ]
 HEADERS = [
     "bridge",
@@ -500,6 +503,7 @@ HEADERS = [
     "KB/call",
     "grow KB",
     "phones%",
+    "load",
 ]
 
 
