@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from operator import methodcaller
 from pathlib import Path
 
 from recordings import info as layout
@@ -165,16 +166,18 @@ class RecordingWriter:
             return
         self._pending = []
         first = end - len(pending)  # call tick of pending[0]
-        self._mixed.sealed.append(self._joined_frames([m for m, _ in pending]))
+        mixed, parties = zip(*pending, strict=True)
+        self._mixed.sealed.append(self._joined_frames(list(mixed)))
         for role, joined_at in self._joined.items():
             track = self._parties.get(role)
             if track is None:
                 track = TrackFile(role, self.directory / f"{role}.wav", joined_at * FRAME)
                 self._parties[role] = track
                 self._all.append(track)
-            ticks = pending if joined_at <= first else pending[joined_at - first :]
-            if ticks:
-                track.sealed.append(self._joined_frames([t.get(role, _SILENCE) for _, t in ticks]))
+            ticks = parties if joined_at <= first else parties[joined_at - first :]
+            if ticks:  # dict.get over the ticks in C: silence where the party was missing
+                frames = list(map(methodcaller("get", role, _SILENCE), ticks))
+                track.sealed.append(self._joined_frames(frames))
 
     def _joined_frames(self, frames: list[bytes]) -> bytes:
         data = b"".join(frames)
