@@ -5,12 +5,11 @@ so the event loop and the media tick never wait on SQL."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from callflows.bridge import BridgeSnapshot
 from callflows.inbound import InboundSnapshot
 from callflows.ivr import KeyPromptResult, KeyPromptState
+from calls.record_writer import BatchWriter, Write
 from recordings import RecordingInfo, check
 from storage.base import utcnow
 from storage.engine import session_scope
@@ -81,78 +81,88 @@ def save_bridge_snapshot(
 ) -> None:
     """Mirror the flow's snapshot into the call, leg and attempt rows."""
     with session_scope(factory) as s:
-        call = s.get(Call, call_id)
-        if call is None:
-            log.error("snapshot for unknown call %s", call_id)
-            return
-        call.state = CallState(snap.state.value)
-        call.connected_at = snap.connected_at
-        call.ended_at = snap.ended_at
-        call.end_reason = snap.end_reason
-        legs = {leg.role: leg for leg in call.legs}
-        attempts = {a.leg_key: a for a in call.attempts}
-        for party in snap.parties:
-            leg = legs.get(party.role.value)
-            if leg is None:
-                if party.state.value == "absent":
-                    continue
-                leg = Leg(role=party.role.value)
-                call.legs.append(leg)
-            leg.number = party.number or leg.number
-            leg.state = party.state.value
-            leg.muted, leg.held = party.muted, party.held
-            leg.connected_at, leg.ended_at = party.connected_at, party.ended_at
-            leg.end_reason = party.end_reason
-            for att in party.attempts:
-                row = attempts.get(att.leg_id)
-                if row is None:
-                    row = Attempt(
-                        role=party.role.value,
-                        leg_key=att.leg_id,
-                        number=att.number,
-                        label=labels.get(att.number),
-                        started_at=att.started_at,
-                    )
-                    call.attempts.append(row)
-                    attempts[att.leg_id] = row
-                row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
-                row.extension, row.extension_sent_at = att.extension, att.extension_sent_at
-                row.confirmed_at = att.confirmed_at
+        _save_bridge_snapshot(s, call_id, snap, labels)
+
+
+def _save_bridge_snapshot(
+    s: Session, call_id: str, snap: BridgeSnapshot, labels: dict[str, str]
+) -> None:
+    call = s.get(Call, call_id)
+    if call is None:
+        log.error("snapshot for unknown call %s", call_id)
+        return
+    call.state = CallState(snap.state.value)
+    call.connected_at = snap.connected_at
+    call.ended_at = snap.ended_at
+    call.end_reason = snap.end_reason
+    legs = {leg.role: leg for leg in call.legs}
+    attempts = {a.leg_key: a for a in call.attempts}
+    for party in snap.parties:
+        leg = legs.get(party.role.value)
+        if leg is None:
+            if party.state.value == "absent":
+                continue
+            leg = Leg(role=party.role.value)
+            call.legs.append(leg)
+        leg.number = party.number or leg.number
+        leg.state = party.state.value
+        leg.muted, leg.held = party.muted, party.held
+        leg.connected_at, leg.ended_at = party.connected_at, party.ended_at
+        leg.end_reason = party.end_reason
+        for att in party.attempts:
+            row = attempts.get(att.leg_id)
+            if row is None:
+                row = Attempt(
+                    role=party.role.value,
+                    leg_key=att.leg_id,
+                    number=att.number,
+                    label=labels.get(att.number),
+                    started_at=att.started_at,
+                )
+                call.attempts.append(row)
+                attempts[att.leg_id] = row
+            row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+            row.extension, row.extension_sent_at = att.extension, att.extension_sent_at
+            row.confirmed_at = att.confirmed_at
 
 
 def save_key_prompt(factory: sessionmaker[Session], call_id: str, result: KeyPromptResult) -> None:
     """Mirror an IVR call (survey, duty check) into its call, leg and attempt rows."""
     with session_scope(factory) as s:
-        call = s.get(Call, call_id)
-        if call is None:
-            log.error("IVR result for unknown call %s", call_id)
-            return
-        done = result.state is KeyPromptState.DONE
-        if result.answered_at is not None:
-            call.connected_at = result.answered_at
-        if done:
-            call.state = CallState.ENDED if result.answered_at else CallState.FAILED
-            call.ended_at = result.ended_at
-            call.end_reason = result.outcome.value if result.outcome else None
-        elif result.answered_at is not None:
-            call.state = CallState.CONNECTED
-        leg = call.legs[0] if call.legs else None
-        if leg is not None:
-            leg.state = "left" if done else ("connected" if result.answered_at else "dialing")
-            leg.connected_at, leg.ended_at = result.answered_at, result.ended_at
-            leg.end_reason = call.end_reason
-        att = result.attempt
-        if att is not None:
-            row = next((a for a in call.attempts if a.leg_key == att.leg_id), None)
-            if row is None:
-                row = Attempt(
-                    role=leg.role if leg else "callee",
-                    leg_key=att.leg_id,
-                    number=att.number,
-                    started_at=att.started_at,
-                )
-                call.attempts.append(row)
-            row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+        _save_key_prompt(s, call_id, result)
+
+
+def _save_key_prompt(s: Session, call_id: str, result: KeyPromptResult) -> None:
+    call = s.get(Call, call_id)
+    if call is None:
+        log.error("IVR result for unknown call %s", call_id)
+        return
+    done = result.state is KeyPromptState.DONE
+    if result.answered_at is not None:
+        call.connected_at = result.answered_at
+    if done:
+        call.state = CallState.ENDED if result.answered_at else CallState.FAILED
+        call.ended_at = result.ended_at
+        call.end_reason = result.outcome.value if result.outcome else None
+    elif result.answered_at is not None:
+        call.state = CallState.CONNECTED
+    leg = call.legs[0] if call.legs else None
+    if leg is not None:
+        leg.state = "left" if done else ("connected" if result.answered_at else "dialing")
+        leg.connected_at, leg.ended_at = result.answered_at, result.ended_at
+        leg.end_reason = call.end_reason
+    att = result.attempt
+    if att is not None:
+        row = next((a for a in call.attempts if a.leg_key == att.leg_id), None)
+        if row is None:
+            row = Attempt(
+                role=leg.role if leg else "callee",
+                leg_key=att.leg_id,
+                number=att.number,
+                started_at=att.started_at,
+            )
+            call.attempts.append(row)
+        row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
 
 
 def save_inbound_snapshot(
@@ -160,48 +170,52 @@ def save_inbound_snapshot(
 ) -> None:
     """Mirror an inbound call (caller ringing the seats) into its rows."""
     with session_scope(factory) as s:
-        call = s.get(Call, call_id)
-        if call is None:
-            log.error("inbound snapshot for unknown call %s", call_id)
-            return
-        state = snap.state.value
-        call.state = {
-            "ringing": CallState.DIALING,
-            "connected": CallState.CONNECTED,
-            "handed_over": CallState.CONNECTED,
-        }.get(state, CallState.ENDED if snap.connected_at else CallState.FAILED)
-        call.connected_at, call.ended_at, call.end_reason = (
-            snap.connected_at,
-            snap.ended_at,
-            snap.end_reason,
+        _save_inbound_snapshot(s, call_id, snap)
+
+
+def _save_inbound_snapshot(s: Session, call_id: str, snap: InboundSnapshot) -> None:
+    call = s.get(Call, call_id)
+    if call is None:
+        log.error("inbound snapshot for unknown call %s", call_id)
+        return
+    state = snap.state.value
+    call.state = {
+        "ringing": CallState.DIALING,
+        "connected": CallState.CONNECTED,
+        "handed_over": CallState.CONNECTED,
+    }.get(state, CallState.ENDED if snap.connected_at else CallState.FAILED)
+    call.connected_at, call.ended_at, call.end_reason = (
+        snap.connected_at,
+        snap.ended_at,
+        snap.end_reason,
+    )
+    legs = {leg.role: leg for leg in call.legs}
+    caller, seat = legs.get("caller"), legs.get("dispatcher")
+    if caller is not None:
+        caller.connected_at = snap.connected_at
+        caller.state = (
+            "connected"
+            if call.state is CallState.CONNECTED
+            else ("ringing" if call.state is CallState.DIALING else "left")
         )
-        legs = {leg.role: leg for leg in call.legs}
-        caller, seat = legs.get("caller"), legs.get("dispatcher")
-        if caller is not None:
-            caller.connected_at = snap.connected_at
-            caller.state = (
-                "connected"
-                if call.state is CallState.CONNECTED
-                else ("ringing" if call.state is CallState.DIALING else "left")
+        if snap.ended_at is not None:
+            caller.ended_at, caller.end_reason = snap.ended_at, snap.end_reason
+    if seat is not None:
+        seat.number = snap.seat_number or seat.number
+        seat.state = caller.state if caller is not None else seat.state
+        seat.connected_at = snap.connected_at
+    attempts = {a.leg_key: a for a in call.attempts}
+    for att in snap.seat_attempts:
+        row = attempts.get(att.leg_id)
+        if row is None:
+            row = Attempt(
+                role="dispatcher",
+                leg_key=att.leg_id,
+                number=att.number,
+                started_at=att.started_at,
             )
-            if snap.ended_at is not None:
-                caller.ended_at, caller.end_reason = snap.ended_at, snap.end_reason
-        if seat is not None:
-            seat.number = snap.seat_number or seat.number
-            seat.state = caller.state if caller is not None else seat.state
-            seat.connected_at = snap.connected_at
-        attempts = {a.leg_key: a for a in call.attempts}
-        for att in snap.seat_attempts:
-            row = attempts.get(att.leg_id)
-            if row is None:
-                row = Attempt(
-                    role="dispatcher",
-                    leg_key=att.leg_id,
-                    number=att.number,
-                    started_at=att.started_at,
-                )
-                call.attempts.append(row)
-            row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+            call.attempts.append(row)
+        row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
 
 
 def become_bridge(
@@ -222,9 +236,19 @@ def become_bridge(
 def set_sip_call_id(factory: sessionmaker[Session], call_id: str, role: str, sip_id: str) -> None:
     """Remember the SIP Call-ID of a party's current leg (for tracing with the PBX)."""
     with session_scope(factory) as s:
-        leg = s.scalar(select(Leg).where(Leg.call_id == call_id, Leg.role == role))
-        if leg is not None:
-            leg.sip_call_id = sip_id
+        _set_sip_call_id(s, call_id, role, sip_id)
+
+
+def _legs_of(s: Session, call_id: str) -> list[Leg]:
+    """The call's legs: no query when the writer's batch loaded the call already."""
+    call = s.get(Call, call_id)
+    return list(call.legs) if call is not None else []
+
+
+def _set_sip_call_id(s: Session, call_id: str, role: str, sip_id: str) -> None:
+    leg = next((g for g in _legs_of(s, call_id) if g.role == role), None)
+    if leg is not None:
+        leg.sip_call_id = sip_id
 
 
 def set_dialog(
@@ -232,10 +256,14 @@ def set_dialog(
 ) -> None:
     """Keep the SIP dialog of a party's answered leg (so a crash leaves no party in a dead call)."""
     with session_scope(factory) as s:
-        legs = list(s.scalars(select(Leg).where(Leg.call_id == call_id)))
-        leg = next((g for g in legs if g.role == role), legs[0] if len(legs) == 1 else None)
-        if leg is not None:
-            leg.dialog = state
+        _set_dialog(s, call_id, role, state)
+
+
+def _set_dialog(s: Session, call_id: str, role: str, state: dict[str, Any]) -> None:
+    legs = _legs_of(s, call_id)
+    leg = next((g for g in legs if g.role == role), legs[0] if len(legs) == 1 else None)
+    if leg is not None:
+        leg.dialog = state
 
 
 def recording_started(
@@ -243,7 +271,11 @@ def recording_started(
 ) -> None:
     """A recording began: its row exists from the first second, so a crash cannot hide it."""
     with session_scope(factory) as s:
-        s.add(Recording(id=recording_id, call_id=call_id, directory=directory))
+        _recording_started(s, call_id, recording_id, directory)
+
+
+def _recording_started(s: Session, call_id: str, recording_id: str, directory: str) -> None:
+    s.add(Recording(id=recording_id, call_id=call_id, directory=directory))
 
 
 def _track_json(info: RecordingInfo, root: Path) -> dict[str, Any]:
@@ -268,25 +300,31 @@ def recording_finished(
 ) -> None:
     """Store the sealed recording (hashes, sizes, duration) and its health."""
     with session_scope(factory) as s:
-        rec = s.get(Recording, recording_id)
-        if rec is None:
-            log.error("finished recording %s has no row", recording_id)
-            return
-        rec.finalised_at = utcnow()
-        rec.error = error
-        if info is None:
-            rec.state = RecordingState.FAILED
-            return
-        apply_info(rec, info, root)
-        expected = _call_seconds(rec.call)
-        report = check(info, expected)
-        rec.health = {
-            "ok": report.ok,
-            "findings": [
-                {"problem": f.problem.value, "track": f.track, "detail": f.detail}
-                for f in report.findings
-            ],
-        }
+        _recording_finished(s, recording_id, root, info, error)
+
+
+def _recording_finished(
+    s: Session, recording_id: str, root: Path, info: RecordingInfo | None, error: str | None
+) -> None:
+    rec = s.get(Recording, recording_id)
+    if rec is None:
+        log.error("finished recording %s has no row", recording_id)
+        return
+    rec.finalised_at = utcnow()
+    rec.error = error
+    if info is None:
+        rec.state = RecordingState.FAILED
+        return
+    apply_info(rec, info, root)
+    expected = _call_seconds(rec.call)
+    report = check(info, expected)
+    rec.health = {
+        "ok": report.ok,
+        "findings": [
+            {"problem": f.problem.value, "track": f.track, "detail": f.detail}
+            for f in report.findings
+        ],
+    }
 
 
 def apply_info(rec: Recording, info: RecordingInfo, root: Path) -> None:
@@ -378,9 +416,13 @@ def mark_interrupted(
 def set_recovery(factory: sessionmaker[Session], call_id: str, role: str, result: str) -> None:
     """What happened to an orphaned leg's dialog (`bye 200`, `bye timeout`, ...)."""
     with session_scope(factory) as s:
-        leg = s.scalar(select(Leg).where(Leg.call_id == call_id, Leg.role == role))
-        if leg is not None:
-            leg.recovery = result[:60]
+        _set_recovery(s, call_id, role, result)
+
+
+def _set_recovery(s: Session, call_id: str, role: str, result: str) -> None:
+    leg = next((g for g in _legs_of(s, call_id) if g.role == role), None)
+    if leg is not None:
+        leg.recovery = result[:60]
 
 
 T = TypeVar("T")
@@ -389,40 +431,28 @@ T = TypeVar("T")
 class CallRecords:
     """The call records (CDR) of this node: calls, legs, attempts and recordings in the database.
 
-    Writes from the event loop are queued to one worker thread and run in order (`queue_*`), so
-    neither the loop (where the 20 ms media tick runs) nor a flow ever waits on SQL; `insert` and
-    the other coroutines run in the same thread and return their result.
+    Writes from the event loop are queued to one writer thread (`queue_*`, see
+    `calls.record_writer`): neither the loop (where the 20 ms media tick runs) nor a flow ever
+    waits on SQL, and what piles up under load is written many changes to one transaction, a
+    call's snapshots coalesced to its latest. `insert` and the other coroutines run in the same
+    thread and return their result.
     """
 
     def __init__(self, factory: sessionmaker[Session], recordings_root: Path) -> None:
         self.factory = factory
         self.recordings_root = recordings_root
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calls-db")
-        self._pending: set[asyncio.Future[Any]] = set()
-
-    # -- the writer thread --
-    def _queue(self, fn: Callable[..., object], *args: object) -> None:
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        self._pending.add(fut)
-        fut.add_done_callback(self._written)
-
-    def _written(self, fut: asyncio.Future[Any]) -> None:
-        self._pending.discard(fut)
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("call record write failed", exc_info=fut.exception())
+        self.writer = BatchWriter(factory)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self.writer.run(fn, *args)
 
     async def flushed(self) -> None:
         """Wait until every queued write is done."""
-        await self._run(lambda: None)
+        await self.writer.flushed()
 
     async def close(self, timeout: float) -> None:
         """Wait for queued writes (bounded), then stop the writer thread."""
-        if self._pending:
-            await asyncio.wait(list(self._pending), timeout=timeout)
-        self._executor.shutdown(wait=True)
+        await self.writer.close(timeout)
 
     # -- awaited --
     async def insert(self, new: NewCall) -> str:
@@ -462,30 +492,47 @@ class CallRecords:
     def queue_bridge_snapshot(
         self, call_id: str, snapshot: BridgeSnapshot, labels: dict[str, str]
     ) -> None:
-        self._queue(save_bridge_snapshot, self.factory, call_id, snapshot, labels)
+        """A bridge's whole state: replaces its snapshot still waiting to be written."""
+        apply = partial(_save_bridge_snapshot, call_id=call_id, snap=snapshot, labels=labels)
+        self.writer.queue(Write(apply, f"snapshot of {call_id}", call_id), ("snapshot", call_id))
 
     def queue_inbound_snapshot(self, call_id: str, snapshot: InboundSnapshot) -> None:
-        self._queue(save_inbound_snapshot, self.factory, call_id, snapshot)
+        """An inbound call's whole state: replaces its snapshot still waiting to be written."""
+        apply = partial(_save_inbound_snapshot, call_id=call_id, snap=snapshot)
+        self.writer.queue(Write(apply, f"snapshot of {call_id}", call_id), ("snapshot", call_id))
 
     def queue_key_prompt(self, call_id: str, result: KeyPromptResult) -> None:
-        self._queue(save_key_prompt, self.factory, call_id, result)
+        """Not coalesced: a result carries only its own attempt."""
+        apply = partial(_save_key_prompt, call_id=call_id, result=result)
+        self.writer.queue(Write(apply, f"key prompt result of {call_id}", call_id))
 
     def queue_sip_call_id(self, call_id: str, role: str, sip_id: str) -> None:
-        self._queue(set_sip_call_id, self.factory, call_id, role, sip_id)
+        apply = partial(_set_sip_call_id, call_id=call_id, role=role, sip_id=sip_id)
+        self.writer.queue(Write(apply, f"SIP Call-ID of {call_id} {role}", call_id))
 
     def queue_recovery(self, call_id: str, role: str, result: str) -> None:
-        self._queue(set_recovery, self.factory, call_id, role, result)
+        apply = partial(_set_recovery, call_id=call_id, role=role, result=result)
+        self.writer.queue(Write(apply, f"recovery of {call_id} {role}", call_id))
 
     def queue_dialog(self, call_id: str, role: str, state: dict[str, Any]) -> None:
-        self._queue(set_dialog, self.factory, call_id, role, state)
+        apply = partial(_set_dialog, call_id=call_id, role=role, state=state)
+        self.writer.queue(Write(apply, f"dialog of {call_id} {role}", call_id))
 
     def queue_recording_started(self, call_id: str, recording_id: str, directory: Path) -> None:
         rel = str(directory.relative_to(self.recordings_root))
-        self._queue(recording_started, self.factory, call_id, recording_id, rel)
+        apply = partial(
+            _recording_started, call_id=call_id, recording_id=recording_id, directory=rel
+        )
+        self.writer.queue(Write(apply, f"recording {recording_id} started", call_id))
 
     def queue_recording_finished(
         self, recording_id: str, info: RecordingInfo | None, error: str | None
     ) -> None:
-        self._queue(
-            recording_finished, self.factory, recording_id, self.recordings_root, info, error
+        apply = partial(
+            _recording_finished,
+            recording_id=recording_id,
+            root=self.recordings_root,
+            info=info,
+            error=error,
         )
+        self.writer.queue(Write(apply, f"recording {recording_id} finished"))
