@@ -167,11 +167,33 @@ def _track_path(directory: Path, name: str) -> Path:
     return directory / name
 
 
-def write_started(directory: Path, recording_id: str, started_at: datetime) -> None:
-    """Create the recording directory and its started.json marker (durably)."""
+def write_started(
+    directory: Path, recording_id: str, started_at: datetime, *, durable: bool = True
+) -> None:
+    """Create the recording directory and its started.json marker.
+
+    `durable=False` leaves out the fsyncs: the marker then survives a crash of the process (it
+    is in the kernel) but not yet a power loss, until `sync_started` (the writer's first flush,
+    in the flusher's thread: the writer is created on the event loop, where an fsync would
+    stall the media tick and every other call). An unreadable marker is tolerated by recovery.
+    """
     directory.mkdir(parents=True, exist_ok=False)
-    body = {"recording_id": recording_id, "started_at": started_at.isoformat()}
-    _write_durably(directory / STARTED_FILE, json.dumps(body).encode())
+    body = json.dumps({"recording_id": recording_id, "started_at": started_at.isoformat()})
+    if not durable:
+        (directory / STARTED_FILE).write_bytes(body.encode())
+        return
+    _write_durably(directory / STARTED_FILE, body.encode())
+    fsync_directory(directory.parent)
+
+
+def sync_started(directory: Path) -> None:
+    """fsync started.json, the recording directory and its parent (see `write_started`)."""
+    fd = os.open(directory / STARTED_FILE, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_directory(directory)
     fsync_directory(directory.parent)
 
 

@@ -65,7 +65,8 @@ class RecordingWriter:
     """Records one call: `write()` from the media tick, `flush()` every second, `finalise()`.
 
     Files go to `<root>/YYYY/MM/DD/<recording_id>/{mixed,<role>...}.wav` (see recordings.info).
-    The constructor creates the directory and its started.json marker; an OSError there is
+    The constructor creates the directory and its started.json marker (without an fsync: it
+    runs on the event loop; the first flush makes the marker durable); an OSError there is
     raised as RecordingWriteError so the owner knows the call is not being recorded.
     """
 
@@ -89,7 +90,7 @@ class RecordingWriter:
         self.started_at = clock()
         self.directory = layout.recording_directory(root, recording_id, self.started_at)
         try:
-            layout.write_started(self.directory, recording_id, self.started_at)
+            layout.write_started(self.directory, recording_id, self.started_at, durable=False)
         except OSError as exc:
             raise RecordingWriteError(
                 f"recording {recording_id}: cannot create {self.directory}: {exc}",
@@ -111,6 +112,7 @@ class RecordingWriter:
         self._misfits = 0  # frames of the wrong length (padded or cut)
         self._late_writes = 0  # write() calls after finalise (ignored)
         self._closed = False
+        self._started_synced = False  # started.json is fsynced by the first flush
         self._last_fsync = monotonic()
         self._state = WriterState.RECORDING
         self._errors: list[str] = []
@@ -248,6 +250,12 @@ class RecordingWriter:
     def _flush_locked(self) -> None:
         tracks, held = self._take()
         first_error: OSError | None = None
+        if not self._started_synced:  # here, not in the constructor (the event loop's thread)
+            try:
+                layout.sync_started(self.directory)
+                self._started_synced = True
+            except OSError as exc:
+                first_error = exc
         for track in tracks:  # every track gets what fits, even if another one failed
             try:
                 track.drain()

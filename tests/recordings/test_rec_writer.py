@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import stat
 import subprocess
 import wave
@@ -10,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pytest_mock import MockerFixture
 
 from recordings.errors import RecordingStateError
 from recordings.writer import RecordingWriter, WriterState
@@ -139,3 +142,26 @@ def test_unsafe_ids_and_roles_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         writer.write(bytes(320), {"../caller": bytes(320)})
     assert not list(tmp_path.rglob("*caller*"))
+
+
+def test_starting_a_recording_does_not_fsync_and_the_first_flush_makes_its_marker_durable(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """The writer is created on the event loop: an fsync there would stall every call's media.
+    Its started.json must still reach the disk, with the first flush (the flusher's thread)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    mocker.patch("os.fsync", side_effect=fsync)
+    writer = RecordingWriter(tmp_path, "rec-7", clock=FakeClock())
+    assert synced == []
+    started = writer.directory / "started.json"
+    assert json.loads(started.read_text())["recording_id"] == "rec-7"
+    writer.write(bytes(320), {"caller": bytes(320)})
+    writer.flush()
+    assert {str(started), str(writer.directory), str(writer.directory.parent)} <= set(synced)
+    writer.finalise()
