@@ -134,23 +134,26 @@ class RecordingWriter:
             if self._closed:
                 self._write_after_close()
                 return
+            new_roles = None
+            if not tracks.keys() <= self._joined.keys():
+                new_roles = [role for role in tracks if role not in self._joined]
+                for role in new_roles:
+                    layout.check_role(role)  # ValueError before anything changes
             self._ticks += 1
             if self._held_ticks >= self._max_held_ticks:
                 self._gap_ticks += 1
                 return
             if self._gap_ticks:
                 self._seal_gap()
-            if not tracks.keys() <= self._joined.keys():
-                self._join_roles(tracks)
+            if new_roles:
+                self._join(new_roles)
             self._held_ticks += 1
             self._pending.append((mixed, tracks))
 
-    def _join_roles(self, tracks: Mapping[str, bytes]) -> None:
-        """New roles in this tick: check their names and note the tick they join at."""
-        for role in tracks:
-            if role in self._joined:
-                continue
-            layout.check_role(role)
+    def _join(self, roles: list[str]) -> None:
+        """New roles in this tick: note the tick they join at (their track starts with silence
+        up to it)."""
+        for role in roles:
             self._joined[role] = self._ticks - 1
             log.info(
                 "recording %s: track %s joins at %.2f s",

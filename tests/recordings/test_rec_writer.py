@@ -140,8 +140,12 @@ def test_unsafe_ids_and_roles_are_refused(tmp_path: Path) -> None:
         RecordingWriter(tmp_path, "../etc", clock=FakeClock())
     writer = RecordingWriter(tmp_path, "rec-6", clock=FakeClock())
     with pytest.raises(ValueError):
-        writer.write(bytes(320), {"../caller": bytes(320)})
+        writer.write(bytes(320), {"caller": bytes(320), "../caller": bytes(320)})
     assert not list(tmp_path.rglob("*caller*"))
+    writer.write(bytes(320), {"caller": bytes(320)})  # the refused tick left no trace
+    info = writer.finalise()
+    assert info.tracks["caller"].frames == info.tracks["mixed"].frames == 160
+    assert info.lost_s == 0
 
 
 def test_starting_a_recording_does_not_fsync_and_the_first_flush_makes_its_marker_durable(
