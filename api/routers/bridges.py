@@ -17,7 +17,7 @@ from anyio import from_thread
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from api import audit_ctx
 from api.auth import DispatcherDep
@@ -345,7 +345,13 @@ def _add_unit_to_inbound(
 
 def _get_call(session: Session, call_id: str) -> Call:
     session.expire_all()
-    call = session.get(Call, call_id)
+    # one query for the call, its legs, attempts and recording (the view needs them all; lazy
+    # loads were four round trips per request, which on PostgreSQL under load add up)
+    call = session.get(
+        Call,
+        call_id,
+        options=[joinedload(Call.legs), joinedload(Call.attempts), joinedload(Call.recording)],
+    )
     if call is None or call.kind is not CallKind.BRIDGE:
         raise NotFound("bridge", call_id)
     return call
