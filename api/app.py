@@ -6,6 +6,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -44,6 +45,7 @@ from calls.duty_check_plans import (
     DutyCheckPlannerComponent,
     DutyCheckPlanSettings,
 )
+from calls.event_store import SharedEventStream
 from calls.manager import CallManager, CallSettings
 from calls.nodes import NodeWatch
 from calls.reminder_caller import TelephonyReminderCaller
@@ -52,6 +54,7 @@ from calls.survey_caller import TelephonySurveyCaller
 from calls.survey_job import SurveyDispatcher, SurveyDispatcherComponent
 from calls.webhook import WebhookComponent, WebhookSender, WebhookSettings
 from registry.duty_schedule import parse_schedule
+from storage.events import listener_dsn
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,20 @@ def compose(svc: Service) -> None:
             reminder=ReminderSchedule(day_of_week=day, hour=hour, minute=minute),
         )
     jobs: list[Component] = []
+    if svc.engine.dialect.name == "postgresql" and not any(
+        isinstance(c, SharedEventStream) for c in svc.components
+    ):
+        stream = SharedEventStream(
+            svc.events,
+            svc.session_factory,
+            node=settings.node,
+            listen_dsn=listener_dsn(settings.resolved_database_url),
+            retention=timedelta(hours=settings.event_retention_h),
+        )
+        svc.components.insert(0, stream)  # started first, stopped last: it stores the last events
+        svc.scheduler.add_interval_job(
+            stream.prune, seconds=3600, job_id="events.prune", name="prune stored events"
+        )
     if svc.telephony is None:
         telephony = Telephony(settings)
         manager = CallManager(

@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     webhook_poll_s: float = Field(default=15.0, gt=0, le=3600)
     webhook_retry_s: float = Field(default=30.0, gt=0, description="first retry after failing")
     webhook_max_delay_s: float = Field(default=3600.0, gt=0, description="retry back-off cap")
+    event_retention_h: float = Field(
+        default=24.0, gt=0, le=24 * 90, description="stored events (PostgreSQL) kept this long"
+    )
 
     # ---- callback surveys (LINKCALL_SURVEY_*; docs/surveys.md) ----
     divert_accept_minutes: float = Field(

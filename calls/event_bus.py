@@ -4,6 +4,11 @@ Publishing never blocks the caller (call flows publish from the event loop): eac
 a bounded queue; a subscriber that falls behind is told it lagged and is dropped, so one slow
 browser cannot hold memory or the media tick. A ring of recent events lets a reconnecting
 client resume with Last-Event-ID.
+
+Several nodes on one PostgreSQL (calls/event_store.py): `attach` a sink and a backlog. Then
+`publish` only hands the event to the sink (the store's writer thread, a non-blocking put); the
+store delivers every node's stored events back with `deliver`, with the table's ids, so every
+node streams one order; a Last-Event-ID older than the ring is replayed from the backlog.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import itertools
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,10 +57,34 @@ class EventBus:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _subs: set[_Subscriber] = field(default_factory=set)
     _history: deque[BusEvent] = field(default_factory=deque)
+    _sink: Callable[[BusEvent], None] | None = None
+    _backlog: Callable[[int], Awaitable[list[BusEvent]]] | None = None
+
+    def attach(
+        self,
+        sink: Callable[[BusEvent], None],
+        backlog: Callable[[int], Awaitable[list[BusEvent]]],
+    ) -> None:
+        """Shared stream: published events go to `sink` (must not block); subscribers get what
+        the store `deliver`s, and a Last-Event-ID replay comes from `backlog(last_id)`."""
+        self._sink, self._backlog = sink, backlog
 
     def publish(self, type_: str, data: dict[str, Any]) -> BusEvent:
-        """Record and deliver an event; never blocks, never raises for slow subscribers."""
+        """Record and deliver an event; never blocks, never raises for slow subscribers. With a
+        sink attached the returned id is local: the stream's id is the one the store assigns."""
         event = BusEvent(next(self._ids), type_, data, utcnow())
+        if self._sink is not None:
+            self._sink(event)
+        else:
+            self.deliver((event,))
+        return event
+
+    def deliver(self, events: Iterable[BusEvent]) -> None:
+        """Keep `events` in the ring and hand them to every subscriber (on the event loop)."""
+        for event in events:
+            self._fan_out(event)
+
+    def _fan_out(self, event: BusEvent) -> None:
         self._history.append(event)
         while len(self._history) > self.history_size:
             self._history.popleft()
@@ -66,7 +95,6 @@ class EventBus:
                 sub.lagged = True
                 self._subs.discard(sub)
                 log.warning("event subscriber lagged behind by %d events; dropped", self.queue_size)
-        return event
 
     def since(self, last_id: int) -> list[BusEvent]:
         """Events after `last_id` still in the history ring."""
@@ -78,21 +106,27 @@ class EventBus:
         call is missed, even before the first iteration."""
         sub = _Subscriber(asyncio.Queue(self.queue_size))
         self._subs.add(sub)
-        replay = self.since(last_id) if last_id is not None else []
-        return self._drain(sub, replay)
+        return self._drain(sub, last_id)
 
-    async def _drain(
-        self, sub: _Subscriber, replay: list[BusEvent]
-    ) -> AsyncGenerator[BusEvent, None]:
+    async def _drain(self, sub: _Subscriber, last_id: int | None) -> AsyncGenerator[BusEvent, None]:
+        seen = 0
         try:
-            for past in replay:
-                yield past
+            if last_id is not None:
+                if self._backlog is not None:
+                    replay = await self._backlog(last_id)
+                else:
+                    replay = self.since(last_id)
+                for past in replay:
+                    seen = max(seen, past.id)
+                    yield past
             while True:
                 if sub.lagged and sub.queue.empty():
                     return
                 event = await sub.queue.get()
                 if event is None:
                     return
+                if event.id <= seen:  # already replayed from the backlog
+                    continue
                 yield event
         finally:
             self._subs.discard(sub)
