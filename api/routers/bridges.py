@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, joinedload
 from api import audit_ctx
 from api.auth import DispatcherDep
 from api.deps import ServiceDep, SessionDep
+from api.forwarding import FORWARD_TIMEOUT_S, FORWARDED_HEADER
 from api.problems import Problem
 from api.settings import Settings
 from callflows.destination import Destination
@@ -373,10 +374,6 @@ _ACTIONS: dict[
     "hold": HoldParty,
     "unhold": UnholdParty,
 }
-
-
-FORWARDED_HEADER = "X-Linkcall-Forwarded-By"
-FORWARD_TIMEOUT_S = 10.0
 
 
 def _forward_to_owner(

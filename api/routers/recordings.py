@@ -9,12 +9,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
-from api import audit_ctx
+from api import audit_ctx, forwarding
 from api.auth import DispatcherDep, SupervisorDep
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
@@ -226,7 +226,7 @@ def get_audio(
     service: ServiceDep,
     principal: DispatcherDep,
     track: Annotated[str, Query(pattern="^(mixed|caller|dispatcher|unit|callee|seat)$")] = "mixed",
-) -> FileResponse:
+) -> Response:
     rec = _recording(session, recording_id)
     info = rec.tracks.get(track)
     if info is None:
@@ -240,12 +240,13 @@ def get_audio(
     archive = FilesystemArchive(service.settings.recordings_dir)
     try:
         path = archive.resolve(info["file"])
+        missing = None if path.is_file() else f"{info['file']} is not on disk"
     except ArchiveError as exc:
-        raise Problem(404, "Recording file missing", str(exc), kind="not-found") from exc
-    if not path.is_file():
-        raise Problem(
-            404, "Recording file missing", f"{info['file']} is not on disk", kind="not-found"
-        )
+        missing = str(exc)
+    if missing is not None:
+        if (proxied := _from_owner(rec, request, session, service)) is not None:
+            return proxied
+        raise Problem(404, "Recording file missing", missing, kind="not-found")
     audit_ctx.record(
         session,
         request,
@@ -257,6 +258,30 @@ def get_audio(
     )
     session.commit()  # the audit entry is written before a byte is sent
     return FileResponse(path, media_type="audio/wav", filename=f"{rec.call_id}-{track}.wav")
+
+
+def _on_disk(archive: FilesystemArchive, file: str) -> bool:
+    try:
+        return archive.resolve(file).is_file()
+    except ArchiveError:
+        return False
+
+
+def _from_owner(
+    rec: Recording, request: Request, session: SessionDep, service: ServiceDep
+) -> Response | None:
+    """A recording whose files are not on this node's disk and that another node made: stream
+    it from that node while it lives (it checks the token and audits the access: the node that
+    serves the bytes audits, once), 503 problem when it is down. None: answer here (this node
+    made it, or the request was already forwarded). With shared storage (every node's
+    LINKCALL_DATA_DIR recordings on one file system) the files are found here and nothing is
+    proxied. Either way the SHA-256 seal in the database is what proves the bytes."""
+    here, owner = service.settings.node, rec.call.node
+    if owner == here or forwarding.was_forwarded(request):
+        return None
+    base = forwarding.owner_url(session, owner, f"recording {rec.id}")
+    session.commit()  # end the read: the owner's answer may take a while
+    return forwarding.proxy_get(request, base, here, owner)
 
 
 def _call_manifest(call: Call) -> dict[str, Any]:
@@ -282,14 +307,17 @@ def get_package(
     session: SessionDep,
     service: ServiceDep,
     principal: SupervisorDep,
-) -> FileResponse:
+) -> Response:
     rec = _recording(session, recording_id)
     if rec.state not in (RecordingState.FINALISED, RecordingState.INTERRUPTED):
         raise Problem(409, "Recording not finished", f"recording {rec.id} is {rec.state.value}",
                       kind="conflict")  # fmt: skip
+    archive = FilesystemArchive(service.settings.recordings_dir)
+    missing = not all(_on_disk(archive, info["file"]) for info in rec.tracks.values())
+    if missing and (proxied := _from_owner(rec, request, session, service)) is not None:
+        return proxied
     audit_ctx.record(session, request, principal, "recording.package", "recording", rec.id)
     session.commit()  # the download is in the log before a byte is sent, and in the package
-    archive = FilesystemArchive(service.settings.recordings_dir)
     tracks = []
     for role, info in sorted(rec.tracks.items()):
         try:
