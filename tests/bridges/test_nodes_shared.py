@@ -81,8 +81,8 @@ def test_b_streams_a_s_bridge_and_serves_its_recording(
     tmp_path: Path,
 ) -> None:
     kam = node_env.kamailio  # type: ignore[attr-defined]
-    for role in TONES:
-        phone_factory(USERS[role], tone_hz=TONES[role], kamailio=kam)
+    phones = {r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam) for r in TONES}
+    phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
     port_a, port_b = ports.sip_port(), ports.sip_port()  # free TCP ports for HTTP
     env_a, env_b = node_env("node-a", port_a), node_env("node-b", port_b)
     token = (
