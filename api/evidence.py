@@ -117,11 +117,17 @@ class EvidenceKeeper:
         thread: hashing reads every file)."""
         try:
             self.last_purge = await asyncio.to_thread(self.purge)
-            self.last_verify = await asyncio.to_thread(self.verify)
+            result = await asyncio.to_thread(self.verify)
             self.last_daily_error = None
         except Exception as exc:
             self.last_daily_error = f"{type(exc).__name__}: {exc}"
             log.exception("daily evidence job failed")
+            return
+        if result.bad:  # published on the loop: the event bus is not thread-safe
+            self.publish(
+                "recording.problems",
+                {"checked": result.checked, "bad": [b[0] for b in result.bad]},
+            )
 
     def purge(self, now: datetime | None = None) -> PurgeResult:
         return purge_expired(self.factory, self.root, self.retention_days, now=now)
@@ -129,11 +135,6 @@ class EvidenceKeeper:
     def verify(self, now: datetime | None = None) -> VerifyResult:
         result = verify_recordings(self.factory, self.root, now=now)
         self.stats.recording_problems.update(result.problems)
-        if result.bad:
-            self.publish(
-                "recording.problems",
-                {"checked": result.checked, "bad": [b[0] for b in result.bad]},
-            )
         self.last_verify = result
         return result
 
@@ -160,12 +161,12 @@ class EvidenceKeeper:
                 self.min_free_bytes // MB,
                 state.path,
             )
-            await asyncio.to_thread(self._note, "disk.low", self._disk_detail(state))
+            await self._note("disk.low", self._disk_detail(state))
         elif was_low and not state.low:
             detail = {**self._disk_detail(state), "low_since": _iso(self.low_since)}
             self.low_since = None
             log.warning("free disk back to %d MB", state.free_bytes // MB)
-            await asyncio.to_thread(self._note, "disk.ok", detail)
+            await self._note("disk.ok", detail)
 
     def _disk_detail(self, state: DiskState) -> dict[str, Any]:
         return {
@@ -174,13 +175,17 @@ class EvidenceKeeper:
             "at": state.checked_at.isoformat(),
         }
 
-    def _note(self, action: str, detail: dict[str, Any]) -> None:
+    async def _note(self, action: str, detail: dict[str, Any]) -> None:
+        """Publish (on the loop) and audit (in a worker thread) a change of the disk's state."""
         self.publish(action, detail)
         try:
-            with session_scope(self.factory) as session:
-                audit.record(session, None, action, "disk", "recordings", detail=detail)
+            await asyncio.to_thread(self._audit, action, detail)
         except Exception:
             log.exception("could not record %s", action)
+
+    def _audit(self, action: str, detail: dict[str, Any]) -> None:
+        with session_scope(self.factory) as session:
+            audit.record(session, None, action, "disk", "recordings", detail=detail)
 
     def status(self) -> dict[str, Any]:
         """What the console and GET /api/v1/ops/status show."""

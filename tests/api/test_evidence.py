@@ -174,6 +174,8 @@ def test_daily_verification_flags_an_altered_track_in_health_metrics_and_status(
     assert "linkcall_recording_verify_failed 1.0" in text
     status = _get(h, "/api/v1/ops/status", role="dispatcher")
     assert [b["recording_id"] for b in status["verification"]["bad"]] == [rec_id]  # type: ignore[index]
+    events = h.app.state.service.events.since(0)  # type: ignore[attr-defined]
+    assert [e.data["bad"] for e in events if e.type == "recording.problems"] == [[rec_id]]
     _run_daily(h)  # the same problem found again is not counted again
     text = generate_latest(h.app.state.service.metrics.registry).decode()  # type: ignore[attr-defined]
     assert 'linkcall_recording_problems_total{kind="hash_mismatch"} 1.0' in text
@@ -193,3 +195,5 @@ def test_low_disk_degrades_readiness_and_is_recorded(app_on: ApiHarness) -> None
     assert 'linkcall_recording_problems_total{kind="disk_low"} 1.0' in text
     entries = _get(h, "/api/v1/audit", params={"resource_type": "disk"})
     assert [e["action"] for e in entries] == ["disk.low"]  # type: ignore[attr-defined]
+    events = h.app.state.service.events.since(0)  # type: ignore[attr-defined]
+    assert [e.type for e in events if e.type.startswith("disk.")] == ["disk.low"]
