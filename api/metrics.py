@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calls.component import Health
 from storage.models.call_records import CallKind, Recording, RecordingState
+from storage.models.reminders import ReminderStatus, RosterReminderCall
 from storage.models.surveys import Survey, SurveyStatus
 
 if TYPE_CHECKING:
@@ -134,6 +135,11 @@ class ServiceCollector(Collector):
             "linkcall_recordings_total", "Recordings stored, by state", labels=["state"]
         )
         surveys = GaugeMetricFamily("linkcall_surveys", "Surveys, by status", labels=["status"])
+        reminders = GaugeMetricFamily(
+            "linkcall_reminders",
+            "Roster reminder calls, by where each stands (pending, calling, or how it ended)",
+            labels=["outcome"],
+        )
         try:
             with self.svc.session_factory() as session:
                 rec_counts = dict(
@@ -146,6 +152,13 @@ class ServiceCollector(Collector):
                         select(Survey.status, func.count()).group_by(Survey.status)
                     ).all()
                 )
+                reminder_counts = dict(
+                    session.execute(
+                        select(RosterReminderCall.status, func.count()).group_by(
+                            RosterReminderCall.status
+                        )
+                    ).all()
+                )
         except Exception as exc:
             log.warning("metrics: database not readable: %s", type(exc).__name__)
             return
@@ -153,8 +166,11 @@ class ServiceCollector(Collector):
             recordings.add_metric([state.value], rec_counts.get(state, 0))
         for status in SurveyStatus:
             surveys.add_metric([status.value], survey_counts.get(status, 0))
+        for outcome in ReminderStatus:
+            reminders.add_metric([outcome.value], reminder_counts.get(outcome, 0))
         yield recordings
         yield surveys
+        yield reminders
 
     def _evidence(self) -> Iterator[Metric]:
         keeper = self.svc.evidence

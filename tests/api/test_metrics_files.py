@@ -24,6 +24,7 @@ REQUIRED = {
     "linkcall_recordings_total",
     "linkcall_recording_problems_total",
     "linkcall_surveys",
+    "linkcall_reminders",
     "linkcall_http_request_seconds_bucket",
     "linkcall_disk_free_bytes",
     "linkcall_disk_low",
@@ -33,12 +34,33 @@ REQUIRED = {
 
 
 def _exposed(api: ApiHarness) -> set[str]:
+    from storage.engine import session_scope
+    from storage.models.registry import Unit, UnitKind
+    from storage.models.reminders import ReminderStatus, RosterReminderCall
+
     svc = api.client.app.state.service  # type: ignore[attr-defined]
+    with session_scope(svc.session_factory) as s:
+        unit = Unit(code="L07", name="县供电公司", kind=UnitKind.LINKAGE)
+        s.add(unit)
+        s.flush()
+        for status in (
+            ReminderStatus.ACKNOWLEDGED,
+            ReminderStatus.ACKNOWLEDGED,
+            ReminderStatus.BUSY,
+        ):
+            s.add(
+                RosterReminderCall(
+                    run_id="r1", unit_id=unit.id, week="2026-W50", number="2003", status=status
+                )
+            )
     svc.evidence.verify()
     svc.calls.stats.dial_attempts[("unit", "busy")] += 1  # so the counter has a sample
     svc.calls.stats.recording_problems["write_error"] += 1
     assert api.client.get("/healthz").status_code == 200  # type: ignore[attr-defined]
     text = generate_latest(svc.metrics.registry).decode()
+    assert 'linkcall_reminders{outcome="acknowledged"} 2.0' in text
+    assert 'linkcall_reminders{outcome="busy"} 1.0' in text
+    assert "2003" not in text  # (the reminder's number is nowhere in the exposition)
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
