@@ -68,6 +68,7 @@ def test_a_lost_node_s_call_is_ended_by_a_survivor_and_no_phone_is_left_in_it(
 ) -> None:
     kam: Kamailio = node_env.kamailio  # type: ignore[attr-defined]
     phones = {r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam) for r in TONES}
+    phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
     port_a, port_b = ports.sip_port(), ports.sip_port()  # free TCP ports for HTTP
     env_a, env_b = node_env("node-a", port_a), node_env("node-b", port_b)
     token = (
