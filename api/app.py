@@ -13,7 +13,10 @@ from fastapi import FastAPI
 from api.evidence import EvidenceKeeper
 from api.logs import install_access_log_masking
 from api.metrics import HttpTiming, Metrics
+from api.body_limit import BodyLimit
+from api.docs import install_docs
 from api.problems import install_problem_handlers
+from api.rate_limit import DialLimiter
 from api.routers import (
     admin,
     bridges,
@@ -268,12 +271,19 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         description="Three-way bridged calls, recordings, the duty-phone registry and callback "
         "surveys for a county 110 command center. Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load their assets from a CDN: see api/docs.py
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     app.state.service = svc
+    app.state.dial_limiter = DialLimiter(settings.dial_rates)
+    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
     install_problem_handlers(app)
     install_access_log_masking()
     assert svc.metrics is not None
     app.add_middleware(HttpTiming, histogram=svc.metrics.http)
+    if settings.api_docs:
+        install_docs(app)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(events.router)

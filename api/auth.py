@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import SessionDep
 from api.problems import Problem
+from api.rate_limit import DialLimiter, retry_after
 from storage.models.auth import Role
 from storage.tokens import Principal, verify_token
 
@@ -36,7 +37,7 @@ def current_principal(
         raise Problem(
             401,
             "Invalid token",
-            "the token is unknown or revoked",
+            "the token is unknown, revoked or expired",
             kind="unauthenticated",
             headers=_CHALLENGE,
         )
@@ -79,3 +80,20 @@ SupervisorDep = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR, Role
 DispatcherDep = Annotated[
     Principal, Depends(require_roles(Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN))
 ]
+
+
+def take_dial_quota(request: Request, principal: Principal) -> None:
+    """Count one call placed through the API against the token's and the service's dial rate
+    (LINKCALL_DIAL_RATE); 429 problem with Retry-After when either is spent, nothing dialled."""
+    limiter: DialLimiter = request.app.state.dial_limiter
+    wait = limiter.acquire(principal.token_id)
+    if wait > 0:
+        after = retry_after(wait)
+        raise Problem(
+            429,
+            "Too many calls",
+            f"the dial rate limit is reached; try again in {after} s",
+            kind="rate-limited",
+            headers={"Retry-After": after},
+            retry_after_s=int(after),
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +14,10 @@ from api.cli_units import units_app
 from api.logs import configure_logging
 from api.settings import Settings
 from storage import migrate
+from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.auth import Role
-from storage.tokens import create_token, list_tokens, revoke_token
+from storage.tokens import create_token, list_tokens, parse_lifetime, revoke_token
 
 app = typer.Typer(
     help="linkcall: SIP telephony for a county 110 command center.",
@@ -41,13 +43,30 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
 ) -> None:
-    """Run the service: API, SIP user agent, media engine and scheduled jobs."""
+    """Run the service: API, SIP user agent, media engine and scheduled jobs.
+
+    HTTPS when LINKCALL_TLS_CERT and LINKCALL_TLS_KEY are set (docs/operations.md); otherwise
+    plain HTTP, meant for loopback or behind a TLS-terminating proxy."""
     import uvicorn
 
     from api.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    cert, key = settings.tls_cert, settings.tls_key
+    if cert is None and host not in ("127.0.0.1", "::1", "localhost"):
+        logging.getLogger("api.cli").warning(
+            "serving plain HTTP on %s: tokens cross the network in clear; set "
+            "LINKCALL_TLS_CERT/LINKCALL_TLS_KEY or put a TLS proxy in front (docs/operations.md)",
+            host,
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        ssl_certfile=str(cert) if cert else None,
+        ssl_keyfile=str(key) if key else None,
+    )
 
 
 @db_app.command("upgrade")
@@ -81,21 +100,31 @@ def tokens_create(
     role: Annotated[Role, typer.Option(help="dispatcher, unit, supervisor or admin")],
     unit: Annotated[str | None, typer.Option("--unit", help="unit code (role unit only)")] = None,
     name: Annotated[str | None, typer.Option(help="who or what uses the token")] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="lifetime: 90d, 12h, 30m or never; default LINKCALL_TOKEN_TTL_DAYS"),
+    ] = None,
 ) -> None:
     """Create a token; its secret is printed once, as the last line."""
     settings = _settings()
     try:
+        lifetime = parse_lifetime(expires) if expires else settings.token_lifetime
+        expires_at = utcnow() + lifetime if lifetime else None
         with session_scope(_session_factory(settings)) as session:
             secret = create_token(
                 session,
                 name=name or f"{role.value}{'-' + unit if unit else ''}",
                 role=role,
                 unit_code=unit,
+                expires_at=expires_at,
             )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"created {role.value} token (store it now; it is not shown again):", err=True)
+    until = f"expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never expires"
+    typer.echo(
+        f"created {role.value} token, {until} (store it now; it is not shown again):", err=True
+    )
     typer.echo(secret)
 
 
@@ -104,9 +133,15 @@ def tokens_list() -> None:
     """List tokens (ids, roles, units; never secrets)."""
     settings = _settings()
     with session_scope(_session_factory(settings)) as session:
+        now = utcnow()
         for t in list_tokens(session):
-            state = "revoked" if t.revoked_at else "active"
-            typer.echo(f"{t.id}  {t.role.value:<10} {t.unit_code or '-':<10} {state:<8} {t.name}")
+            expired = t.expires_at is not None and t.expires_at <= now
+            state = "revoked" if t.revoked_at else "expired" if expired else "active"
+            until = f"{t.expires_at:%Y-%m-%d}" if t.expires_at else "no-expiry"
+            typer.echo(
+                f"{t.id}  {t.role.value:<10} {t.unit_code or '-':<10} {state:<8} {until:<10} "
+                f"{t.name}"
+            )
 
 
 @tokens_app.command("revoke")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +17,10 @@ import typer
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.logs import configure_logging
+from api.schemas.registry import UNIT_CODE
 from api.settings import Settings
 from registry.numbers import NumberError
+from registry.text import InvalidText, check_name, csv_cell, csv_uncell
 from storage import audit, migrate
 from storage import registry as repo
 from storage.engine import make_engine, make_session_factory, session_scope
@@ -79,11 +82,14 @@ def units_add(
     """Add one unit."""
     settings, factory = _factory()
     try:
+        if not re.fullmatch(UNIT_CODE, code):
+            raise InvalidText("the code must be letters, digits, - or _ (at most 40)")
+        name = check_name(name, max_len=200)
         number = _fallback(fallback, settings)
         with session_scope(factory) as session:
             repo.create_unit(session, code=code, name=name, kind=kind, fallback_number=number)
             audit.record(session, None, "unit.create", "unit", code, client="cli")
-    except (NumberError, Conflict) as exc:
+    except (NumberError, InvalidText, Conflict) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"added {code} {name}")
@@ -99,7 +105,11 @@ def parse_units_csv(text: str, settings: Settings) -> tuple[list[UnitInfo], list
         return [], ["line 1: needs the columns 单位编码/code, 单位名称/name, 类型/kind"]
     units, errors = [], []
     for line, cells in enumerate(rows[1:], start=2):
-        row = {c: (cells[i].strip() if i < len(cells) else "") for i, c in enumerate(columns) if c}
+        row = {
+            c: (csv_uncell(cells[i].strip()).strip() if i < len(cells) else "")
+            for i, c in enumerate(columns)
+            if c
+        }
         if not any(row.values()):
             continue
         kind = _KINDS.get(row.get("kind", "").lower())
@@ -109,8 +119,15 @@ def parse_units_csv(text: str, settings: Settings) -> tuple[list[UnitInfo], list
         except NumberError as exc:
             errors.append(f"line {line}: fallback number: {exc.reason}")
             continue
+        try:
+            row["name"] = check_name(row.get("name", ""), max_len=200) if row.get("name") else ""
+        except InvalidText as exc:
+            errors.append(f"line {line}: name: {exc}")
+            continue
         if not row.get("code") or not row.get("name") or kind is None:
             errors.append(f"line {line}: needs a code, a name and a kind (联动单位/乡镇)")
+        elif not re.fullmatch(UNIT_CODE, row["code"]):
+            errors.append(f"line {line}: the code must be letters, digits, - or _ (at most 40)")
         elif active not in _TRUE | _FALSE:
             errors.append(f"line {line}: active must be 是/否 or true/false")
         else:
@@ -146,15 +163,14 @@ def units_export(
     writer.writerow(HEADER)
     with session_scope(factory) as session:
         for u in repo.list_units(session):
-            writer.writerow(
-                [
-                    u.code,
-                    u.name,
-                    _KIND_ZH[u.kind],
-                    u.fallback_number or "",
-                    "是" if u.active else "否",
-                ]
-            )
+            cells = [
+                u.code,
+                u.name,
+                _KIND_ZH[u.kind],
+                u.fallback_number or "",
+                "是" if u.active else "否",
+            ]
+            writer.writerow([csv_cell(c) for c in cells])
     if path is None:
         typer.echo(buf.getvalue(), nl=False)
     else:

@@ -7,10 +7,11 @@ contract (an acceptance check outside the project uses them).
 from __future__ import annotations
 
 import os
+import re
 import socket
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -21,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from api.rate_limit import DialRates, parse_dial_rate
 from callflows.ivr import CallOutcome, KeyPromptSettings
 from callflows.survey import CallingHours, RetryPolicy, SurveySchedule
 from calls.survey_job import SurveyRunSettings
@@ -29,6 +31,7 @@ from registry.numbers import DialPolicy
 from telephony.sip.config import DISPLAY_RE, NUMBER_RE
 
 CONFIG_FILE_ENV = "LINKCALL_CONFIG"
+REGISTRAR_EXTENSIONS = r"^[1-9][0-9]{2,5}$"
 
 
 def parse_hours(value: str) -> tuple[time, time]:
@@ -88,8 +91,10 @@ class Settings(BaseSettings):
     dispatcher_seats: str = Field(default="", description="comma-separated numbers/extensions")
     timezone: str = Field(default="Asia/Shanghai", description="the county's time zone")
     phone_region: str = Field(default="CN", description="default region for phone numbers")
-    extensions_pattern: str = Field(
-        default=r"^[1-9][0-9]{2,5}$", description="internal extensions the dial policy allows"
+    extensions_pattern: str | None = Field(
+        default=None,
+        description="internal extensions the dial policy allows; unset: none in trunk mode, "
+        f"{REGISTRAR_EXTENSIONS!r} with a registrar (the PBX's own extensions); empty: none",
     )
     log_level: str = Field(default="INFO")
     log_format: str = Field(
@@ -173,6 +178,21 @@ class Settings(BaseSettings):
     event_retention_h: float = Field(
         default=24.0, gt=0, le=24 * 90, description="stored events (PostgreSQL) kept this long"
     )
+
+    # ---- the HTTP edge (docs/security.md) ----
+    http_max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    dial_rate: str = Field(
+        default="per_token=10/min,global=60/min",
+        description="calls placed through the API: per token and for the whole service; off",
+    )
+    token_ttl_days: float = Field(
+        default=90, ge=0, description="default lifetime of new tokens (0: they never expire)"
+    )
+    api_docs: bool = Field(default=True, description="serve /docs (local Swagger UI assets)")
+    tls_cert: Path | None = Field(default=None, description="PEM certificate: serve HTTPS")
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
 
     # ---- callback surveys (LINKCALL_SURVEY_*; docs/surveys.md) ----
     divert_accept_minutes: float = Field(
@@ -292,6 +312,32 @@ class Settings(BaseSettings):
         key_map_of(v)
         return v
 
+    @field_validator("dial_rate")
+    @classmethod
+    def _check_dial_rate(cls, v: str) -> str:
+        parse_dial_rate(v)
+        return v
+
+    @field_validator("extensions_pattern")
+    @classmethod
+    def _check_extensions(cls, v: str | None) -> str | None:
+        if v:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"LINKCALL_EXTENSIONS_PATTERN is not a regex: {exc}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set both LINKCALL_TLS_CERT and LINKCALL_TLS_KEY, or neither")
+        pairs = (("LINKCALL_TLS_CERT", self.tls_cert), ("LINKCALL_TLS_KEY", self.tls_key))
+        for name, path in pairs:
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} points to a missing file: {path}")
+        return self
+
     @field_validator("timezone")
     @classmethod
     def _check_tz(cls, v: str) -> str:
@@ -365,7 +411,24 @@ class Settings(BaseSettings):
     @property
     def dial_policy(self) -> DialPolicy:
         """The one dial policy: the county's region and internal extension pattern."""
-        return DialPolicy(home_region=self.phone_region, extensions_pattern=self.extensions_pattern)
+        return DialPolicy(home_region=self.phone_region, extensions_pattern=self.extensions)
+
+    @property
+    def extensions(self) -> str | None:
+        """The extension pattern in force: none in trunk mode unless one is configured (a
+        short number through a trunk reaches the public network: 911, 999, 17951 ...)."""
+        if self.extensions_pattern is not None:
+            return self.extensions_pattern or None
+        return REGISTRAR_EXTENSIONS if self.sip_registrar else None
+
+    @property
+    def token_lifetime(self) -> timedelta | None:
+        """How long a new token lives unless its creator says otherwise (None: forever)."""
+        return timedelta(days=self.token_ttl_days) if self.token_ttl_days else None
+
+    @property
+    def dial_rates(self) -> DialRates:
+        return parse_dial_rate(self.dial_rate)
 
     @property
     def divert_accept_within(self) -> timedelta:

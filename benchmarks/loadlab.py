@@ -89,6 +89,7 @@ class LoadLab:
             "LINKCALL_SIP_LISTEN": f"{HOST}:{sip_port}",
             "LINKCALL_SIP_REGISTRAR": f"{HOST}:{self.kamailio.udp_port}",
             "LINKCALL_SIP_TRUNK_PEER": "",
+            "LINKCALL_DIAL_RATE": "off",  # the benchmark places 100 bridges from one token
             "LINKCALL_SIP_USER": SERVICE_USER,
             "LINKCALL_SIP_PASSWORD": self.users[SERVICE_USER],
             "LINKCALL_RTP_PORTS": f"{self.rtp.lo}-{self.rtp.hi}",

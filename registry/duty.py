@@ -18,6 +18,7 @@ from registry.numbers import DialPolicy, NumberError
 from storage import registry as repo
 from storage.registry import RosterVersion, Shift
 
+MIN_YEAR, MAX_YEAR = 1970, 2999
 _WEEK = re.compile(r"^(?P<year>\d{4})-?W(?P<week>\d{2})$")
 
 
@@ -31,6 +32,9 @@ def parse_week(text: str) -> str:
     if not match:
         raise InvalidWeek(f"{text!r} is not an ISO week like 2026-W49")
     year, week = int(match["year"]), int(match["week"])
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        # the far ends of the calendar overflow date arithmetic (0000-W01 was a 500)
+        raise InvalidWeek(f"{text!r}: the year must be {MIN_YEAR} to {MAX_YEAR}")
     try:
         date.fromisocalendar(year, week, 1)
     except ValueError as exc:

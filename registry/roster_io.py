@@ -8,12 +8,17 @@ Headers are Chinese; the English aliases are accepted on import:
 
 `班次` is `1-5 08:00-18:00` (ISO weekdays then hours), `6,7`, `18:00-08:00` or empty (all week).
 Import is all or nothing: `parse_sheet` returns either the rosters or every row's errors.
+An upload is bounded before it is parsed: `MAX_ROWS` rows, `MAX_COLUMNS` columns and, for XLSX,
+`MAX_INFLATED_BYTES` of uncompressed content (read from the zip directory, not by inflating),
+else `SheetTooLarge`. Names are checked like the API's (`registry.text.check_name`); exported
+cells are text, never formulas (`registry.text`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +27,7 @@ from sqlalchemy.orm import Session
 from registry.duty import InvalidWeek, format_shift, parse_shift_text, parse_week
 from registry.numbers import DialPolicy, NumberError
 from storage import registry as repo
+from registry.text import InvalidText, check_name, csv_cell, csv_uncell
 from storage.registry import RosterValues, RosterVersion, StaffEntry
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -72,15 +78,39 @@ class ImportedRoster:
     values: RosterValues
 
 
+MAX_ROWS = 5000  # a county's rosters for a week are a few hundred rows
+MAX_COLUMNS = 30
+MAX_EMPTY_RUN = 1000
+MAX_INFLATED_BYTES = 20 * 1024 * 1024
+NAME_MAX = 100  # rosters.leader_name and the API's limit
+NOTES_MAX = 2000  # the API's limit
+
+
+class SheetTooLarge(ValueError):
+    """The upload is bigger than an import may be (rows, columns or inflated size)."""
+
+
 def read_table(data: bytes) -> list[list[str]]:
-    """The cells of a CSV (UTF-8, with or without BOM; GB18030 tolerated) or XLSX upload."""
+    """The cells of a CSV (UTF-8, with or without BOM; GB18030 tolerated) or XLSX upload;
+    SheetTooLarge past the limits."""
     if data[:2] == b"PK":
         return _read_xlsx(data)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("gb18030")
-    return [[c.strip() for c in row] for row in csv.reader(io.StringIO(text))]
+    table: list[list[str]] = []
+    for row in csv.reader(io.StringIO(text)):
+        _check_bounds(len(table) + 1, len(row))
+        table.append([csv_uncell(c.strip()).strip() for c in row])
+    return table
+
+
+def _check_bounds(rows: int, columns: int) -> None:
+    if rows > MAX_ROWS:
+        raise SheetTooLarge(f"more than {MAX_ROWS} rows; split the sheet")
+    if columns > MAX_COLUMNS:
+        raise SheetTooLarge(f"row {rows} has more than {MAX_COLUMNS} columns")
 
 
 def _cell(value: object) -> str:
@@ -94,10 +124,35 @@ def _cell(value: object) -> str:
 def _read_xlsx(data: bytes) -> list[list[str]]:
     import openpyxl
 
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        inflated = sum(info.file_size for info in archive.infolist())
+    if inflated > MAX_INFLATED_BYTES:
+        raise SheetTooLarge(
+            f"the workbook inflates to {inflated} bytes (at most {MAX_INFLATED_BYTES})"
+        )
     book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
         sheet = book.worksheets[0]
-        return [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+        table: list[list[str]] = []
+        empty_run = 0
+        for row in sheet.iter_rows(values_only=True, max_col=MAX_COLUMNS + 1):
+            cells = [_cell(v) for v in row]
+            while cells and not cells[-1]:
+                cells.pop()
+            if not cells:
+                # formatted but empty rows pad the sheet's declared range; a long run of
+                # them is the end of the data, not a reason to read on
+                empty_run += 1
+                if empty_run > MAX_EMPTY_RUN:
+                    break
+                table.append(cells)
+                continue
+            empty_run = 0
+            _check_bounds(len(table) + 1, len(cells))
+            table.append(cells)
+        while table and not table[-1]:
+            table.pop()
+        return table
     finally:
         book.close()
 
@@ -170,9 +225,11 @@ def _parse_row(
     role = _ROLES.get(row.get("role", "").strip().lower())
     if role is None:
         fail("role", f"role must be {LEADER}/leader or {STAFF}/staff")
-    name = row.get("name", "")
-    if not name:
-        fail("name", "the name is empty")
+    name = ""
+    try:
+        name = check_name(row.get("name", ""), max_len=NAME_MAX)
+    except InvalidText as exc:
+        fail("name", str(exc))
     phone = ""
     try:
         phone = policy.check(row.get("phone", "")).canonical
@@ -188,6 +245,8 @@ def _parse_row(
         shift = parse_shift_text(row.get("shift", ""))
     except ValueError as exc:
         fail("shift", str(exc))
+    if len(row.get("notes", "")) > NOTES_MAX:
+        fail("notes", f"the notes are longer than {NOTES_MAX} characters")
     if len(errors) > before:
         return
     group = groups.setdefault((unit, week), _Group(first_row=number))
@@ -244,23 +303,26 @@ def unit_template(session: Session, unit_code: str, week: str) -> list[list[str]
 
 
 def to_csv(rows: list[list[str]]) -> bytes:
-    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly."""
+    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly; cells that a
+    spreadsheet would evaluate (= + - @ tab CR first) get a leading apostrophe."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerows(rows)
+    csv.writer(buf, lineterminator="\r\n").writerows([[csv_cell(c) for c in r] for r in rows])
     return buf.getvalue().encode("utf-8-sig")
 
 
 def to_xlsx(rows: list[list[str]], title: str) -> bytes:
-    """A one-sheet workbook; every cell is text (numbers keep their + and leading 0)."""
+    """A one-sheet workbook; every cell is a string cell in text format: never a formula
+    (openpyxl would store a value beginning with = as one), numbers keep their + and 0."""
     import openpyxl
 
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.title = title[:31]
-    for row in rows:
-        sheet.append(row)
-    for column in sheet.columns:
-        for cell in column:
+    for r, row in enumerate(rows, start=1):
+        for c, value in enumerate(row, start=1):
+            cell = sheet.cell(row=r, column=c)
+            cell.value = value
+            cell.data_type = "s"
             cell.number_format = "@"
     buf = io.BytesIO()
     book.save(buf)

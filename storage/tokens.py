@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,8 +33,18 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(session: Session, *, name: str, role: Role, unit_code: str | None) -> str:
-    """Store a new token and return its secret (the only time it is ever visible)."""
+def create_token(
+    session: Session,
+    *,
+    name: str,
+    role: Role,
+    unit_code: str | None,
+    expires_at: datetime | None = None,
+) -> str:
+    """Store a new token and return its secret (the only time it is ever visible). It stops
+    working at `expires_at` (aware; None: it never expires)."""
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware")
     if role is Role.UNIT and not unit_code:
         raise ValueError("a unit token needs a unit code")
     if role is not Role.UNIT and unit_code:
@@ -43,7 +53,12 @@ def create_token(session: Session, *, name: str, role: Role, unit_code: str | No
     secret = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     session.add(
         ApiToken(
-            name=name, role=role, unit_code=unit_code, prefix=prefix, secret_hash=_hash(secret)
+            name=name,
+            role=role,
+            unit_code=unit_code,
+            prefix=prefix,
+            secret_hash=_hash(secret),
+            expires_at=expires_at,
         )
     )
     session.flush()
@@ -51,7 +66,7 @@ def create_token(session: Session, *, name: str, role: Role, unit_code: str | No
 
 
 def verify_token(session: Session, secret: str) -> Principal | None:
-    """The principal for a presented secret, or None when unknown or revoked."""
+    """The principal for a presented secret, or None when unknown, revoked or expired."""
     digest = _hash(secret)
     row = session.scalar(select(ApiToken).where(ApiToken.secret_hash == digest))
     if row is None or row.revoked_at is not None:
@@ -59,6 +74,8 @@ def verify_token(session: Session, secret: str) -> Principal | None:
     if not hmac.compare_digest(row.secret_hash, digest):
         return None
     now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now  # at most one write a minute per token, not one per request
     return Principal(token_id=row.id, name=row.name, role=row.role, unit_code=row.unit_code)
@@ -71,6 +88,18 @@ def revoke_token(session: Session, token_id: str) -> None:
         raise NotFound("token", token_id)
     if row.revoked_at is None:  # revoking twice keeps the first time
         row.revoked_at = utcnow()
+
+
+def parse_lifetime(text: str) -> timedelta | None:
+    """`90d`, `12h`, `30m` or `never` (None); ValueError otherwise."""
+    value = text.strip().lower()
+    if value == "never":
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = value[:-1], value[-1:]
+    if unit not in units or not number.isdigit() or int(number) < 1:
+        raise ValueError(f"a lifetime is like 90d, 12h, 30m or never, not {text!r}")
+    return timedelta(**{units[unit]: int(number)})
 
 
 def list_tokens(session: Session) -> list[ApiToken]:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 
 from api.auth import AdminDep, PrincipalDep, SupervisorDep
-from api.deps import SessionDep
+from api.deps import ServiceDep, SessionDep
 from storage import audit
+from storage.base import utcnow
 from storage.models.auth import ApiToken, AuditEntry, Role
 from storage.tokens import create_token, list_tokens, revoke_token
 
@@ -28,12 +29,19 @@ class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Role
     unit_code: str | None = Field(default=None, max_length=40)
+    expires_in_days: float | None = Field(
+        default=None,
+        gt=0,
+        le=3650,
+        description="lifetime; default LINKCALL_TOKEN_TTL_DAYS (0 there: no expiry)",
+    )
 
 
 class TokenOut(BaseModel):
     name: str
     role: Role
     unit_code: str | None
+    expires_at: datetime | None = Field(description="null: the token never expires")
     token: str = Field(description="the secret; shown only in this response")
 
 
@@ -50,6 +58,7 @@ class TokenInfo(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = Field(description="null: the token never expires")
 
 
 class AuditOut(BaseModel):
@@ -69,11 +78,25 @@ def me(principal: PrincipalDep) -> Me:
 
 
 @router.post("/tokens", response_model=TokenOut, status_code=201, summary="Create an API token")
-def post_token(body: TokenIn, session: SessionDep, principal: AdminDep) -> TokenOut:
+def post_token(
+    body: TokenIn, session: SessionDep, service: ServiceDep, principal: AdminDep
+) -> TokenOut:
     from api.problems import Problem
 
+    lifetime = (
+        timedelta(days=body.expires_in_days)
+        if body.expires_in_days
+        else service.settings.token_lifetime
+    )
+    expires_at = utcnow() + lifetime if lifetime else None
     try:
-        secret = create_token(session, name=body.name, role=body.role, unit_code=body.unit_code)
+        secret = create_token(
+            session,
+            name=body.name,
+            role=body.role,
+            unit_code=body.unit_code,
+            expires_at=expires_at,
+        )
     except ValueError as exc:
         raise Problem(422, "Invalid token request", str(exc), kind="validation") from exc
     audit.record(
@@ -82,9 +105,19 @@ def post_token(body: TokenIn, session: SessionDep, principal: AdminDep) -> Token
         "token.create",
         "token",
         body.name,
-        detail={"role": body.role.value, "unit_code": body.unit_code},
+        detail={
+            "role": body.role.value,
+            "unit_code": body.unit_code,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
     )
-    return TokenOut(name=body.name, role=body.role, unit_code=body.unit_code, token=secret)
+    return TokenOut(
+        name=body.name,
+        role=body.role,
+        unit_code=body.unit_code,
+        expires_at=expires_at,
+        token=secret,
+    )
 
 
 @router.get("/tokens", response_model=list[TokenInfo], summary="API tokens, newest first (admin)")
@@ -111,8 +144,8 @@ def get_audit(
     action: Annotated[
         str | None, Query(max_length=60, description="exact, or a prefix ending in '.'")
     ] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    to: AwareDatetime | None = None,
     before_id: Annotated[int | None, Query(ge=1, description="entries older than this id")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:

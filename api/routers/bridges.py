@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, joinedload
 
 from api import audit_ctx
-from api.auth import DispatcherDep
+from api.auth import DispatcherDep, take_dial_quota
 from api.deps import ServiceDep, SessionDep
 from api.forwarding import FORWARD_TIMEOUT_S, FORWARDED_HEADER
 from api.problems import Problem
@@ -253,7 +253,11 @@ def create_bridge(
 ) -> JSONResponse:
     settings = service.settings
     unit_numbers, labels, unit_code = _unit_numbers(body.unit, session, settings)
+    if not isinstance(body.caller, CallRef):
+        caller = _dialable(body.caller.number, "caller.number", settings).dial
+        dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
     manager = _manager(service)
+    take_dial_quota(request, principal)
     session.commit()  # end the read before the call manager writes (SQLite: one writer)
     if isinstance(body.caller, CallRef):
         return _add_unit_to_inbound(
@@ -266,8 +270,6 @@ def create_bridge(
             manager,
             principal,
         )
-    caller = _dialable(body.caller.number, "caller.number", settings).dial
-    dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
     bridge_req = BridgeRequest(
         dial_lists={
             Role.CALLER: [caller],
@@ -530,6 +532,8 @@ def control_leg(
 ) -> BridgeOut | Response:
     if (forwarded := _forward_to_owner(bridge_id, request, session, service)) is not None:
         return forwarded
+    if action == "redial":
+        take_dial_quota(request, principal)
     _control(bridge_id, _ACTIONS[action](role), session, service)
     audit_ctx.record(
         session, request, principal, f"bridge.leg.{action}", "call", bridge_id, {"role": role.value}

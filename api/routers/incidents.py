@@ -8,10 +8,10 @@ Closing schedules the callback survey (回访) for the reporter's number.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from api.auth import DispatcherDep, PrincipalDep, ensure_unit_scope
 from api.deps import ServiceDep, SessionDep
@@ -120,8 +120,8 @@ def list_incidents(
         bool | None,
         Query(description="true: diverted and not accepted within LINKCALL_DIVERT_ACCEPT_MINUTES"),
     ] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    to: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[IncidentOut]:

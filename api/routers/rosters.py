@@ -24,7 +24,15 @@ from api.schemas.registry import (
 )
 from registry.duty import coming_week, week_of
 from registry.reminder import call_units_missing_roster
-from registry.roster_io import XLSX_TYPE, parse_sheet, read_table, roster_rows, to_csv, to_xlsx
+from registry.roster_io import (
+    XLSX_TYPE,
+    SheetTooLarge,
+    parse_sheet,
+    read_table,
+    roster_rows,
+    to_csv,
+    to_xlsx,
+)
 from storage import audit
 from storage import registry as repo
 from storage import reminders as reminder_repo
@@ -132,6 +140,8 @@ def import_rosters(
         raise Problem(413, "Upload too large", f"at most {MAX_UPLOAD} bytes", kind="too-large")
     try:
         table = read_table(data)
+    except SheetTooLarge as exc:
+        raise Problem(413, "Sheet too large", str(exc), kind="too-large") from exc
     except Exception as exc:  # openpyxl/csv raise many kinds for a damaged upload
         raise Problem(
             422, "Unreadable sheet", f"not a CSV or XLSX file: {exc}", kind="validation"

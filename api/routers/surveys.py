@@ -7,13 +7,13 @@ supervisors and admins. The dispatcher job (calls/survey_job.py) places the call
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import AwareDatetime
 
-from api.auth import DispatcherDep, SupervisorDep
+from api.auth import DispatcherDep, SupervisorDep, take_dial_quota
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
 from api.schemas.surveys import (
@@ -44,6 +44,7 @@ router = APIRouter(prefix="/api/v1/surveys", tags=["callback surveys"])
 @router.post("", response_model=SurveyOut, status_code=201, summary="Schedule a survey")
 def create_survey(
     body: SurveyIn,
+    request: Request,
     session: SessionDep,
     service: ServiceDep,
     principal: DispatcherDep,
@@ -52,6 +53,7 @@ def create_survey(
     if body.not_before is not None and body.not_before.tzinfo is None:
         err = {"field": "not_before", "message": "give a time zone offset", "type": "datetime"}
         raise Problem(422, "Invalid request", "not_before: naive", kind="validation", errors=[err])
+    take_dial_quota(request, principal)
     try:
         info = schedule_survey(
             session, number=body.number, policy=settings.dial_policy,
@@ -73,8 +75,8 @@ def list_surveys(
     session: SessionDep,
     _principal: DispatcherDep,
     status: SurveyStatus | None = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    to: AwareDatetime | None = None,
     incident_id: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -97,8 +99,8 @@ def stats(
     session: SessionDep,
     service: ServiceDep,
     _principal: SupervisorDep,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    to: AwareDatetime | None = None,
     unit: Annotated[str | None, Query(max_length=40)] = None,
     category: IncidentCategory | None = None,
     format: Literal["json", "csv", "xlsx"] = "json",

@@ -6,10 +6,17 @@ import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from api.auth import AdminDep, DispatcherDep, PrincipalDep, SupervisorDep, ensure_unit_scope
+from api.auth import (
+    AdminDep,
+    DispatcherDep,
+    PrincipalDep,
+    SupervisorDep,
+    ensure_unit_scope,
+    take_dial_quota,
+)
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
 from api.schemas.registry import (
@@ -311,7 +318,11 @@ def get_duty_checks(
     summary="Start a 查岗 call to the unit's on-duty phone now (result listed when done)",
 )
 def post_duty_check(
-    code: CodePath, session: SessionDep, service: ServiceDep, principal: SupervisorDep
+    code: CodePath,
+    request: Request,
+    session: SessionDep,
+    service: ServiceDep,
+    principal: SupervisorDep,
 ) -> DutyCheckScheduled:
     repo.get_unit(session, code)
     scheduler = service.scheduler
@@ -322,6 +333,7 @@ def post_duty_check(
             "the scheduler or the telephony caller is not running",
             kind="unavailable",
         )
+    take_dial_quota(request, principal)
     job_id = scheduler.schedule_duty_check(code, utcnow())
     audit.record(session, principal, "duty_check.start", "unit", code, detail={"job": job_id})
     return DutyCheckScheduled(unit_code=code, job_id=job_id)

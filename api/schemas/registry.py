@@ -6,12 +6,13 @@ Field paths in 422 errors follow the JSON body: `leader.phone`, `staff[1].phone`
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from api.problems import Problem
 from registry.numbers import DialPolicy, NumberError
+from registry.text import check_name
 from storage.models.registry import DutyCheckOutcome, UnitKind
 from storage.registry import (
     DutyCheckRecord,
@@ -24,12 +25,23 @@ from storage.registry import (
 
 UNIT_CODE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
 
+# Names: printable text, no control or bidi characters, bounded (registry/text.py). The length
+# is checked after stripping, so a value that fits the column never reaches the database longer.
+PersonName = Annotated[
+    str, Field(min_length=1, max_length=100), AfterValidator(lambda v: check_name(v, max_len=100))
+]
+UnitName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, examples=["县供电公司"]),
+    AfterValidator(lambda v: check_name(v, max_len=200)),
+]
+
 
 class UnitIn(BaseModel):
     """A unit to create."""
 
     code: str = Field(pattern=UNIT_CODE, examples=["L01"])
-    name: str = Field(min_length=1, max_length=200, examples=["县供电公司"])
+    name: UnitName
     kind: UnitKind
     fallback_number: str | None = Field(default=None, max_length=40, examples=["0833-4212345"])
     active: bool = True
@@ -38,7 +50,7 @@ class UnitIn(BaseModel):
 class UnitPatch(BaseModel):
     """What to change about a unit; omitted fields stay; `fallback_number: null` clears it."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: UnitName | None = None
     kind: UnitKind | None = None
     fallback_number: str | None = Field(default=None, max_length=40)
     active: bool | None = None
@@ -86,14 +98,14 @@ class ShiftIn(BaseModel):
 class PersonIn(BaseModel):
     """The duty leader."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: PersonName
     phone: str = Field(min_length=1, max_length=40)
 
 
 class StaffIn(BaseModel):
     """A duty staff member; `order` defaults to the position in the list (1-based)."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: PersonName
     phone: str = Field(min_length=1, max_length=40)
     order: int | None = Field(default=None, ge=1, le=99)
     shift: ShiftIn | None = None

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from registry.text import csv_cell
 from storage.models.incidents import IncidentCategory
 from storage.models.surveys import SurveyStatus
 from storage.surveys import AttemptInfo, StatsCell, SurveyInfo
@@ -278,19 +279,25 @@ def stats_table(stats: SurveyStats, answers: Sequence[str], group: str) -> list[
 def table_csv(rows: list[list[object]]) -> str:
     """CSV text (UTF-8 BOM prefix for Excel)."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    safe = [[csv_cell(v) if isinstance(v, str) else v for v in r] for r in rows]
+    csv.writer(out, lineterminator="\r\n").writerows(safe)
     return "\ufeff" + out.getvalue()
 
 
 def table_xlsx(rows: list[list[object]], title: str) -> bytes:
-    """A one-sheet workbook; counts are numbers, percentages text as in the JSON."""
+    """A one-sheet workbook; counts are numbers, percentages text as in the JSON. Text (an
+    incident type, a dispatcher's name) is a string cell, never a formula (issue 13)."""
     import openpyxl
 
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.title = title[:31]
-    for r in rows:
-        sheet.append(r)
+    for r, values in enumerate(rows, start=1):
+        for c, value in enumerate(values, start=1):
+            cell = sheet.cell(row=r, column=c)
+            cell.value = value
+            if isinstance(value, str):
+                cell.data_type = "s"
     buf = io.BytesIO()
     book.save(buf)
     return buf.getvalue()
@@ -307,8 +314,8 @@ def stats_csv(stats: SurveyStats, answers: Sequence[str]) -> str:
         cat = t.category.value if t.category else ""
         counts = [t.answers.get(a, 0) for a in answers]
         writer.writerow(
-            [group, t.unit_code or "", cat, t.finished, t.effective, *counts, t.no_answer,
-             t.cancelled, t.satisfaction_pct or "", t.unsatisfied_pct or ""]
+            [group, csv_cell(t.unit_code or ""), cat, t.finished, t.effective, *counts,
+             t.no_answer, t.cancelled, t.satisfaction_pct or "", t.unsatisfied_pct or ""]
         )  # fmt: skip
 
     row("total", stats.total)

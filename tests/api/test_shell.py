@@ -11,6 +11,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from api.app import create_app
+from storage.engine import session_scope
+from storage.models.auth import Role
+from storage.tokens import create_token
 from tests.conftest import ApiHarness, service_settings
 
 PROBLEM = "application/problem+json"
@@ -102,14 +105,17 @@ def test_readiness_fails_when_the_schema_is_behind(api: ApiHarness) -> None:
     with api.session_factory() as s:  # type: ignore[operator]
         s.execute(text("UPDATE alembic_version SET version_num = 'old'"))
         s.commit()
-    body = _is_problem(api.client.get("/readyz"), 503)
+    body = _is_problem(api.client.get("/readyz", headers=api.auth("dispatcher")), 503)
     assert "linkcall db upgrade" in body["checks"]["database"]["detail"]
 
 
 def test_the_roster_reminder_time_comes_from_the_settings(tmp_path: Path) -> None:
     app = create_app(service_settings(tmp_path, roster_reminder="thu 09:30"))  # type: ignore[arg-type]
     with TestClient(app) as client:
-        detail = client.get("/readyz").json()["checks"]["scheduler"]["detail"]
+        with session_scope(app.state.service.session_factory) as s:
+            token = create_token(s, name="ops", role=Role.SUPERVISOR, unit_code=None)
+        auth = {"Authorization": f"Bearer {token}"}
+        detail = client.get("/readyz", headers=auth).json()["checks"]["scheduler"]["detail"]
     when = datetime.fromisoformat(detail.rsplit("at ", 1)[1])
     assert (when.isoweekday(), when.hour, when.minute) == (4, 9, 30), detail
     with pytest.raises(ValidationError):
