@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 
 from registry.duty import InvalidWeek, format_shift, parse_shift_text, parse_week
 from registry.numbers import DialPolicy, NumberError
-from storage import registry as repo
 from registry.text import InvalidText, check_name, csv_cell, csv_uncell
+from storage import registry as repo
 from storage.registry import RosterValues, RosterVersion, StaffEntry
 
 COLUMNS: tuple[tuple[str, str], ...] = (

@@ -188,8 +188,10 @@ def test_dial_rate_setting_is_validated() -> None:
 @pytest.mark.parametrize(
     ("path", "role", "field"),
     [
-        ("/api/v1/calls?from=2026-12-01T00:00:00", "dispatcher", "query.from"),
-        ("/api/v1/calls?to=2026-12-01T08:00:00", "dispatcher", "query.to"),
+        ("/api/v1/calls?from=2026-12-01T00:00:00", "dispatcher", "from"),
+        ("/api/v1/calls?to=2026-12-01T08:00:00", "dispatcher", "to"),
+        ("/api/v1/audit?from=2026-12-01T00:00:00", "supervisor", "query.from"),
+        ("/api/v1/incidents?to=2026-12-01T00:00:00", "dispatcher", "query.to"),
         ("/api/v1/surveys/stats?from=2026-12-01T00:00:00", "supervisor", "query.from"),
         ("/api/v1/surveys/stats?to=2026-12-01T00:00:00&format=csv", "supervisor", "query.to"),
         ("/api/v1/surveys?from=2026-12-01T00:00:00", "dispatcher", "query.from"),

@@ -255,3 +255,15 @@ def test_a_zip_bomb_is_refused_from_its_directory(reg: Any) -> None:
     )
     assert r.status_code == 413, r.text[:300]
     assert "inflates to" in r.json()["detail"]
+
+
+def test_survey_statistics_exports_keep_text_as_text() -> None:
+    """The stats breakdown by incident type or dispatcher exports text someone typed."""
+    from api.schemas.surveys import table_csv, table_xlsx
+
+    rows: list[list[object]] = [["警情类型 type", "已完成 finished"], [HOSTILE[1], 3], ["-1", 2]]
+    sheet = openpyxl.load_workbook(io.BytesIO(table_xlsx(rows, "type"))).active
+    assert [(c.value, c.data_type) for c in sheet["A"]][1:] == [(HOSTILE[1], "s"), ("-1", "s")]
+    assert [(c.value, c.data_type) for c in sheet["B"]][1:] == [(3, "n"), (2, "n")]
+    cells = list(csv.reader(io.StringIO(table_csv(rows).lstrip("\ufeff"))))
+    assert [r[0] for r in cells[1:]] == ["'" + HOSTILE[1], "'-1"]
