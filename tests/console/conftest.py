@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.bridges.conftest import bridge_lab  # noqa: F401  (fixture re-exported)
+from tests.conftest import LiveService, run_live_app, service_settings
 
 CHROMIUM = os.environ.get("LINKCALL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,6 +29,16 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@pytest.fixture
+def live_api(tmp_path: Path) -> Iterator[LiveService]:
+    """The shared `live_api`, with the lab's extensions (2001 …) dialable: the console tests
+    type them into the forms. The service's trunk mode allows no extensions unless configured
+    (issue 13), so the pattern is set here as an operator would."""
+    settings = service_settings(tmp_path, extensions_pattern=r"^[1-9][0-9]{2,5}$")
+    with run_live_app(settings) as live:
+        yield live
 
 
 def _require_browser() -> None:
