@@ -10,12 +10,11 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from api.body_limit import BodyLimit
+from api.docs import install_docs
 from api.evidence import EvidenceKeeper
 from api.logs import install_access_log_masking
 from api.metrics import HttpTiming, Metrics
-from api.body_limit import BodyLimit
-from api.docs import install_docs
-from api.logs import install_access_log_masking
 from api.problems import install_problem_handlers
 from api.rate_limit import DialLimiter
 from api.routers import (
