@@ -193,7 +193,7 @@ def _with_service(env: dict[str, str], workdir: Path, lab: Any, seconds: float) 
             stderr=subprocess.STDOUT,
         )
     try:
-        ready = _wait("service ready", lambda: _ready(base, proc), 60)
+        ready = _wait("service ready", lambda: _ready(base, proc, admin), 60)
         _say(f"[3] 服务 / service: {base}  (API 文档 / docs: {base}/docs, 日志 / log: {log_path})")
         for name, check in ready["checks"].items():
             _say(f"      {name:<10} {'OK' if check['ok'] else 'FAIL'}  {check['detail']}")
@@ -231,10 +231,10 @@ def _say_console(base: str, tokens: tuple[tuple[str, str, str], ...]) -> None:
         _say(f"        {zh:<6} {role:<12} {token}")
 
 
-def _ready(base: str, proc: subprocess.Popen[bytes]) -> tuple[bool, Any]:
+def _ready(base: str, proc: subprocess.Popen[bytes], token: str) -> tuple[bool, Any]:
     if proc.poll() is not None:
         raise DemoError(f"the service exited with code {proc.returncode}")
-    status, body = Api(base).call("GET", "/readyz")
+    status, body = Api(base, token).call("GET", "/readyz")  # details need a token (issue 13)
     return status == 200, body
 
 

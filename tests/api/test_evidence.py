@@ -184,7 +184,7 @@ def test_daily_verification_flags_an_altered_track_in_health_metrics_and_status(
 @pytest.mark.parametrize("app_on", [{"disk_min_free_mb": 10**9}], indirect=True)
 def test_low_disk_degrades_readiness_and_is_recorded(app_on: ApiHarness) -> None:
     h = app_on
-    ready = h.client.get("/readyz")  # type: ignore[attr-defined]
+    ready = h.client.get("/readyz", headers=h.auth("dispatcher"))  # type: ignore[attr-defined]
     assert ready.status_code == 503
     check = ready.json()["checks"]["evidence"]
     assert check["ok"] is False and "calls still connect" in check["detail"]

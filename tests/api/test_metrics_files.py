@@ -88,6 +88,9 @@ def test_a_metrics_address_in_use_degrades_readiness_but_the_service_starts(
     from fastapi.testclient import TestClient
 
     from api.app import create_app
+    from storage.engine import session_scope
+    from storage.models.auth import Role
+    from storage.tokens import create_token
     from tests.conftest import service_settings
 
     with socket.socket() as taken:
@@ -95,9 +98,12 @@ def test_a_metrics_address_in_use_degrades_readiness_but_the_service_starts(
         taken.listen()
         port = taken.getsockname()[1]
         settings = service_settings(tmp_path, metrics_listen=f"127.0.0.1:{port}")
-        with TestClient(create_app(settings)) as client:  # type: ignore[arg-type]
+        app = create_app(settings)  # type: ignore[arg-type]
+        with TestClient(app) as client:
             assert client.get("/healthz").status_code == 200
-            ready = client.get("/readyz")
+            with session_scope(app.state.service.session_factory) as s:
+                token = create_token(s, name="ops", role=Role.SUPERVISOR, unit_code=None)
+            ready = client.get("/readyz", headers={"Authorization": f"Bearer {token}"})
             assert ready.status_code == 503
             assert "cannot listen" in ready.json()["checks"]["metrics"]["detail"]
 
