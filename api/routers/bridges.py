@@ -470,6 +470,7 @@ def add_unit(
     if (forwarded := _forward_to_owner(bridge_id, request, session, service, sent)) is not None:
         return forwarded
     numbers, labels, unit_code = _unit_numbers(body, session, service.settings, "unit")
+    take_dial_quota(request, principal)
     _control(bridge_id, AddParty(tuple(numbers)), session, service, _labelled(labels, unit_code))
     out = bridge_out(_get_call(session, bridge_id))
     added = max((leg for leg in out.legs if leg.role.startswith("unit")), key=_leg_order)
@@ -506,6 +507,7 @@ def replace_unit(
     if (forwarded := _forward_to_owner(bridge_id, request, session, service, sent)) is not None:
         return forwarded
     numbers, labels, unit_code = _unit_numbers(body, session, service.settings, "unit")
+    take_dial_quota(request, principal)
     event = ReplaceUnit(tuple(numbers), Role(role))
     _control(bridge_id, event, session, service, _labelled(labels, unit_code))
     audit_ctx.record(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from api.auth import DispatcherDep, PrincipalDep, SupervisorDep
+from api.auth import DispatcherDep, PrincipalDep, SupervisorDep, take_dial_quota
 from api.deps import ServiceDep, SessionDep
 from api.problems import Problem
 from api.routers.units import checked_week
@@ -65,9 +65,10 @@ def get_missing(
     summary="Call every unit without a roster for the week now (inside the calling hours)",
 )
 def post_reminders(
-    body: ReminderRequest, session: SessionDep, principal: SupervisorDep
+    body: ReminderRequest, request: Request, session: SessionDep, principal: SupervisorDep
 ) -> ReminderRunOut:
     week = checked_week(body.week, "week")
+    take_dial_quota(request, principal)  # one run, however many units it calls
     run = call_units_missing_roster(
         session, week, utcnow(), created_by=principal.name, only_new=False
     )
