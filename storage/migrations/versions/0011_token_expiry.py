@@ -1,7 +1,7 @@
 """api_tokens.expires_at: tokens expire (issue 13, finding 8)
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 05:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import storage.base
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
