@@ -95,7 +95,7 @@ def test_a_wrong_token_is_refused_with_a_clear_message_and_not_kept(
     ui.open()
     ui.login("not-a-real-token")
     page.wait_for_selector("#auth-msg:not([hidden])")
-    assert "令牌无效或已吊销" in page.inner_text("#auth-msg")
+    assert "令牌无效、已吊销或已过期" in page.inner_text("#auth-msg")
     assert page.evaluate("sessionStorage.getItem('linkcall.token')") is None
     assert page.inner_text("#whoami") == ""
     assert "not-a-real-token" not in page.url

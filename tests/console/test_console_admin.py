@@ -68,6 +68,7 @@ def test_an_admin_manages_units_and_tokens(
     row = page.locator("#tokens-table tr", has_text="调度席 2002")
     row.wait_for()
     assert secret not in page.inner_text("#tokens-table")
+    assert "有效 至" in row.inner_text()  # a new token expires (LINKCALL_TOKEN_TTL_DAYS, issue 13)
     page.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
     row.locator("button:has-text('吊销')").click()
     page.wait_for_selector("#tokens-table tr[data-revoked='true']:has-text('调度席 2002')")

@@ -140,14 +140,21 @@
     $("#tokens-table tbody").replaceChildren(...list.map(tokenRow));
   }
 
+  function tokenState(t) {
+    if (t.revoked_at) return ["failed", "已吊销 " + fmtTime(t.revoked_at)];
+    if (t.expires_at && new Date(t.expires_at) <= new Date()) return ["failed", "已过期 " + fmtTime(t.expires_at)];
+    return ["connected", t.expires_at ? "有效 至 " + fmtTime(t.expires_at) : "有效（不过期）"];
+  }
+
   function tokenRow(t) {
     const revoked = Boolean(t.revoked_at);
+    const [state, stateText] = tokenState(t);
     const cells = [
       el("td", { text: t.name }), el("td", {}, label(L.vocab.ROLE_NAME, t.role), " ", en(t.role)),
       el("td", { text: t.unit_code || "—" }), el("td", {}, el("code", { text: "lc_" + t.prefix + "_…" })),
       el("td", { text: fmtTime(t.created_at) }), el("td", { text: t.last_used_at ? fmtTime(t.last_used_at) : "—" }),
-      el("td", {}, el("span", { class: "badge", "data-state": revoked ? "failed" : "connected",
-        text: revoked ? "已吊销 " + fmtTime(t.revoked_at) : "有效" })),
+      el("td", {}, el("span", { class: "badge", "data-state": state, text: stateText,
+        title: "expires " + (t.expires_at || "never") })),
     ];
     const cell = el("td");
     if (!revoked) {

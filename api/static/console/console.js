@@ -54,7 +54,7 @@
     "No number for the unit": "该单位本周没有可拨打的值班电话",
     "Telephony unavailable": "电话系统暂不可用",
     "Authentication required": "请先输入访问令牌",
-    "Invalid token": "令牌无效或已吊销",
+    "Invalid token": "令牌无效、已吊销或已过期",
     "Forbidden": "权限不足",
     "Bridge is over": "通话已经结束",
     "Not possible now": "当前无法执行此操作",
@@ -155,7 +155,7 @@
     const p = err.problem || {};
     let zh;
     if (err.status === 0) zh = "无法连接服务器，请检查网络";
-    else if (err.status === 401) zh = PROBLEM_TITLE[p.title] || "令牌无效或已吊销";
+    else if (err.status === 401) zh = PROBLEM_TITLE[p.title] || "令牌无效、已吊销或已过期";
     else if (err.status === 403) zh = "权限不足：当前令牌的角色不能执行此操作";
     else zh = PROBLEM_TITLE[p.title] || p.title || "操作失败";
     const detail = [p.detail, err.status ? "HTTP " + err.status : null].filter(Boolean).join(" · ");
@@ -190,7 +190,7 @@
     stopEvents();
     setSignedIn(false);
     $("#whoami").textContent = "";
-    showMsg(authMsg, "error", "令牌无效或已吊销，请重新输入访问令牌。",
+    showMsg(authMsg, "error", "令牌无效、已吊销或已过期，请重新输入访问令牌。",
       "The token is unknown or revoked: paste a valid token.");
   }
 
