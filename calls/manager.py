@@ -177,6 +177,8 @@ class CallManager:
         detail = f"{len(self.runners)} active call(s)"
         if self._write_errors:
             return Health(False, f"{detail}; {self._write_errors} recording write error(s)")
+        if self._prompt_problem is not None:  # no survey, duty check or unit confirmation works
+            return Health(False, f"{detail}; IVR {self._prompt_problem}")
         return Health(True, detail)
 
     def active(self) -> tuple[dict[str, int], dict[str, int]]:
