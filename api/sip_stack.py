@@ -19,6 +19,7 @@ from telephony.sip.ua import UAConfig, UserAgent
 
 log = logging.getLogger(__name__)
 
+WILDCARDS = ("0.0.0.0", "::")
 RETRY_MIN_S = 2.0
 RETRY_MAX_S = 60.0
 
@@ -75,6 +76,15 @@ class Telephony:
         except RegistrationError as exc:
             self._note_failure(exc)
             self._retry_task = asyncio.create_task(self._retry_start(), name="sip-register-retry")
+        finally:
+            self._media_follows_sip()
+
+    def _media_follows_sip(self) -> None:
+        """With SIP on a wildcard address, RTP binds the address the UA advertises in Via and
+        Contact (its route towards the PBX or trunk), so every SDP offers a reachable address."""
+        advertised = self.ua.local_host
+        if self.settings.sip_listen_addr[0] in WILDCARDS and advertised not in WILDCARDS:
+            self.media.host = advertised
 
     def _note_failure(self, exc: SipError) -> None:
         kind = "credentials refused" if isinstance(exc, RegistrationAuthError) else "unreachable"
