@@ -339,6 +339,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="py-spy the service during setup and hold (skews the figures a little)",
     )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: two nodes on one PostgreSQL behind the Kamailio edge (benchmarks/bridge_nodes.py;"
+        " needs --postgres)",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="keep logs here (default: temp)")
     return p.parse_args(argv)
 
@@ -357,6 +365,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             workdir = args.workdir.resolve()
             workdir.mkdir(parents=True, exist_ok=True)
+        if args.nodes == 2:
+            from benchmarks.bridge_nodes import main_nodes  # imports this module
+
+            if not args.postgres:
+                raise SystemExit("--nodes 2 needs --postgres URL (the nodes share one database)")
+            return main_nodes(
+                workdir, counts, rate=args.rate, hold=args.hold,
+                answer_delay_ms=args.answer_delay_ms, postgres_url=args.postgres,
+                end_concurrency=args.end_concurrency,
+            )  # fmt: skip
         lab = LoadLab(workdir, args.answer_delay_ms, postgres_url=args.postgres)
         stack.callback(lab.close)
         lab.start_peers()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,67 +16,15 @@ import pytest
 from sqlalchemy import select
 
 from lab import ports
-from lab.process import ManagedProcess
+from lab.edge import Edge
 from lab.sipp import Sipp
-from lab.sipprobe import sip_options
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.call_records import Call, CallKind
 from tests.bridges.test_crash import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-EDGE_CFG = Path(__file__).resolve().parents[2] / "docker" / "kamailio" / "edge.cfg"
 SEAT = "3001"
-
-
-class Edge:
-    """Kamailio with edge.cfg on a free port, its node list in its work directory."""
-
-    def __init__(self, workdir: Path, nodes: list[int], pbx_port: int) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir, self.port = workdir, ports.sip_port()
-        self.ctl = workdir / "ctl"
-        (workdir / "dispatcher.list").write_text("".join(f"1 sip:127.0.0.1:{p}\n" for p in nodes))
-        (workdir / "kamailio-edge-local.cfg").write_text(
-            f"#!define SIP_UDP_PORT {self.port}\n"
-            f'#!define DS_LIST "{workdir / "dispatcher.list"}"\n'
-            f'#!define CTL_SOCKET "unix:{self.ctl}"\n'
-            f'#!define PBX_DST "sip:127.0.0.1:{pbx_port}"\n'
-            '#!define SERVICE_REGEX "^110$"\n'
-            "#!define PROBE_TIMEOUT_MS 1000\n"
-        )
-        self.proc = ManagedProcess(
-            "kamailio-edge",
-            ["kamailio", "-DD", "-E", "-f", EDGE_CFG, "-m", "64", "-M", "8", "-Y", workdir,
-             "-P", workdir / "kamailio.pid"],
-            log_path=workdir / "kamailio.log", cwd=workdir,
-        )  # fmt: skip
-
-    def start(self) -> None:
-        self.proc.start()
-        deadline = time.monotonic() + 15
-        while (sip_options("127.0.0.1", self.port, timeout=0.3) or "").find(" 200 ") < 0:
-            assert time.monotonic() < deadline, self.log()
-            time.sleep(0.2)
-
-    def log(self) -> str:
-        return (self.workdir / "kamailio.log").read_text(errors="replace")[-4000:]
-
-    def active(self) -> dict[int, bool]:
-        """Node SIP port -> active in the dispatcher (answers its OPTIONS probes)."""
-        out = subprocess.run(
-            ["kamcmd", "-s", f"unix:{self.ctl}", "dispatcher.list"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout  # fmt: skip
-        state: dict[int, bool] = {}
-        port = None
-        for line in out.splitlines():
-            line = line.strip()
-            if line.startswith("URI:"):
-                port = int(line.rsplit(":", 1)[1])
-            elif line.startswith("FLAGS:") and port is not None:
-                state[port] = line.split(":", 1)[1].strip().startswith("A")
-        return state
 
 
 @pytest.fixture
@@ -140,10 +87,7 @@ def test_inbound_calls_spread_over_nodes_and_a_dead_node_is_taken_out(
             procs.append(ServiceProcess(env, http, tmp_path / f"{name}.log"))
             procs[-1].start()
         a, _b = procs
-        deadline = time.monotonic() + 10
-        while edge.active() != {sip_a: True, sip_b: True}:
-            assert time.monotonic() < deadline, (edge.active(), edge.log())
-            time.sleep(0.2)
+        edge.wait_active([sip_a, sip_b])
 
         call_service(tmp_path / "callers-1", edge, 6)
         spread = inbound_by_node(migrated_url)
@@ -165,6 +109,6 @@ def test_inbound_calls_spread_over_nodes_and_a_dead_node_is_taken_out(
     finally:
         for proc in procs:
             proc.kill(signal.SIGTERM)
-        edge.proc.stop(5)
+        edge.stop()
         for rtp in ranges:
             ports.release(rtp)
