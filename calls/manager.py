@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from callflows.destination import Destination, as_destination
 from callflows.events import AddUnit, Event, Role
 from callflows.inbound import InboundFlow, InboundSettings, InboundState
 from callflows.ivr import KeyPromptCall, KeyPromptResult
-from calls import log_context
+from calls import log_context, lost_recordings
 from calls import records as call_store
 from calls.component import Health
 from calls.hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks, Publish
@@ -116,7 +117,10 @@ class CallManager:
     async def start(self) -> None:
         self.recordings_root.mkdir(parents=True, exist_ok=True)
         try:
-            infos = await asyncio.to_thread(recover, self.recordings_root)
+            claim = partial(
+                lost_recordings.claim, self.records.factory, node=self.node, now=utcnow()
+            )
+            infos = await asyncio.to_thread(recover, self.recordings_root, claim=claim)
         except RecoveryError as exc:
             log.error("some recordings could not be recovered: %s", exc)
             infos = list(exc.recovered)

@@ -4,8 +4,10 @@ Every `heartbeat_s` the node writes its heartbeat row (storage/nodes.py) and loo
 nodes silent for longer than `lease_s`. The first survivor to see one claims it (once, under a
 row lock), ends its open calls `node_lost` in the database and on the event stream, and sends
 BYE in every stored dialog of those calls (the crash rule of decision D14, applied by a
-survivor), so no party stays in a call whose node is gone. A node that stops cleanly marks
-itself `stopped` and is never declared lost.
+survivor), so no party stays in a call whose node is gone. Its unfinished recordings are sealed
+by the survivor when their files are reachable from it (shared recordings storage,
+calls/lost_recordings.py). A node that stops cleanly marks itself `stopped` and is never
+declared lost.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from calls import lost_recordings
 from calls.component import Health
 from calls.manager import CallManager
 from storage import nodes as repo
@@ -117,5 +120,25 @@ class NodeWatch:
                 "call.state",
                 {"call_id": call_id, "state": "ended", "end_reason": "node_lost", "node": node},
             )
-        if interrupted.orphans:
-            await self.manager.end_orphans(interrupted.orphans)
+        await asyncio.gather(
+            self.manager.end_orphans(interrupted.orphans),
+            self._seal_recordings(node, interrupted.call_ids, now),
+        )
+
+    async def _seal_recordings(self, node: str, call_ids: list[str], now: datetime) -> None:
+        """Seal the lost node's unfinished recordings whose files this node reaches (shared
+        recordings storage); the others stay `interrupted` on its disk (calls/lost_recordings)."""
+        if not call_ids:
+            return
+        records = self.manager.records
+        for lost in await asyncio.to_thread(lost_recordings.unsealed, self.factory, call_ids):
+            outcome = await asyncio.to_thread(
+                lost_recordings.finalise_lost, self.factory, records.recordings_root, lost,
+                lost_node=node, me=self.node, now=now,
+            )  # fmt: skip
+            log.warning("recording %s of lost node %s: %s", lost.recording_id, node, outcome)
+            if outcome == "sealed":
+                event = {"call_id": lost.call_id, "recording_id": lost.recording_id}
+                self.manager.publish(
+                    "recording.finished", {**event, "node": node, "sealed_by": self.node}
+                )

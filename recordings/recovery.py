@@ -7,12 +7,15 @@ write may have stopped in the middle of a sample. `recover(root)` fixes each hea
 really on disk (cut to whole samples), then seals the recording with `interrupted=True`, its end
 time estimated as start + the length of the audio.
 
-Run it once at start-up, before accepting calls (no writer may be active under `root`).
+Run it once at start-up, before accepting calls. With recordings storage shared by several
+nodes, other nodes' writers are active under `root`: `claim(recording_id)` decides which
+directories this node may seal (calls/lost_recordings.py claims them in the database).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from recordings import info as layout
@@ -63,8 +66,12 @@ def recover_directory(directory: Path, *, read_only: bool = True) -> RecordingIn
     )
 
 
-def recover(root: Path, *, read_only: bool = True) -> list[RecordingInfo]:
+def recover(
+    root: Path, *, read_only: bool = True, claim: Callable[[str], bool] | None = None
+) -> list[RecordingInfo]:
     """Finalise every recording under `root` left unfinalised by a crash; return their infos.
+
+    With `claim`, only the directories whose recording id (the directory's name) it accepts.
 
     A directory that cannot be recovered (unreadable file, I/O error) is logged and skipped so
     the others are still recovered; then RecoveryError is raised, carrying both lists.
@@ -72,6 +79,9 @@ def recover(root: Path, *, read_only: bool = True) -> list[RecordingInfo]:
     recovered: list[RecordingInfo] = []
     failures: list[tuple[Path, Exception]] = []
     for directory in unfinalised(root):
+        if claim is not None and not claim(directory.name):
+            log.info("recording in %s left alone: another node's, or sealed by one", directory)
+            continue
         try:
             info = recover_directory(directory, read_only=read_only)
         except (OSError, ValueError, RecordingError) as exc:

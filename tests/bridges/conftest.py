@@ -6,6 +6,7 @@ Numbers 3xxx go from Kamailio to a SIPp rejecter answering 486 Busy Here; 2xxx a
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from lab.sipp import Sipp
 from tests.conftest import LiveService, run_live_app, service_settings
 
 BUSY_NUMBER = "3001"
+NODE_LEASE_S = 3.0  # node_env: a node silent this long is declared lost
 SEATS = ("2002", "2004")  # dispatcher seats rung for calls to the service (user 1000)
 
 
@@ -122,3 +124,39 @@ def bridge_lab(
             yield lab
     finally:
         rejecter.stop()
+
+
+@pytest.fixture
+def node_env(
+    migrated_url: str,
+    tmp_path: Path,
+    kamailio_factory: Callable[..., Kamailio],
+    lab_users: dict[str, str],
+) -> Iterator[Callable[[str, int], dict[str, str]]]:
+    """`env_for(name, http_port)`: the environment of one node on the test's PostgreSQL,
+    registered to one lab Kamailio (`env_for.kamailio`), heartbeat 0.5 s, lease NODE_LEASE_S."""
+    kam = kamailio_factory()
+    ranges: list[ports.RtpRange] = []
+
+    def env_for(name: str, http_port: int) -> dict[str, str]:
+        rtp = ports.rtp_range(100)
+        ranges.append(rtp)
+        return {
+            **os.environ,
+            "LINKCALL_DATABASE_URL": migrated_url,
+            "LINKCALL_DATA_DIR": str(tmp_path / name),
+            "LINKCALL_SIP_LISTEN": f"127.0.0.1:{ports.sip_port()}",
+            "LINKCALL_SIP_REGISTRAR": f"127.0.0.1:{kam.udp_port}",
+            "LINKCALL_SIP_USER": "1000",
+            "LINKCALL_SIP_PASSWORD": lab_users["1000"],
+            "LINKCALL_RTP_PORTS": f"{rtp.lo}-{rtp.hi}",
+            "LINKCALL_NODE_NAME": name,
+            "LINKCALL_NODE_URL": f"http://127.0.0.1:{http_port}",
+            "LINKCALL_NODE_HEARTBEAT_S": "0.5",
+            "LINKCALL_NODE_LEASE_S": str(NODE_LEASE_S),
+        }
+
+    env_for.kamailio = kam  # type: ignore[attr-defined]
+    yield env_for
+    for rtp in ranges:
+        ports.release(rtp)

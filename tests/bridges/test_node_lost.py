@@ -5,12 +5,11 @@ SIGKILLed; B declares A lost once A's heartbeat is older than the lease, ends th
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,45 +18,10 @@ import pytest
 from lab import ports
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
+from tests.bridges.conftest import NODE_LEASE_S as LEASE_S
 from tests.bridges.test_crash import TONES, USERS, ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-LEASE_S = 3.0
-
-
-@pytest.fixture
-def node_env(
-    migrated_url: str,
-    tmp_path: Path,
-    kamailio_factory: Callable[..., Kamailio],
-    lab_users: dict[str, str],
-) -> Iterator[Callable[[str, int], dict[str, str]]]:
-    kam = kamailio_factory()
-    ranges: list[ports.RtpRange] = []
-
-    def env_for(name: str, http_port: int) -> dict[str, str]:
-        rtp = ports.rtp_range(100)
-        ranges.append(rtp)
-        return {
-            **os.environ,
-            "LINKCALL_DATABASE_URL": migrated_url,
-            "LINKCALL_DATA_DIR": str(tmp_path / name),
-            "LINKCALL_SIP_LISTEN": f"127.0.0.1:{ports.sip_port()}",
-            "LINKCALL_SIP_REGISTRAR": f"127.0.0.1:{kam.udp_port}",
-            "LINKCALL_SIP_USER": "1000",
-            "LINKCALL_SIP_PASSWORD": lab_users["1000"],
-            "LINKCALL_RTP_PORTS": f"{rtp.lo}-{rtp.hi}",
-            "LINKCALL_NODE_NAME": name,
-            "LINKCALL_NODE_URL": f"http://127.0.0.1:{http_port}",
-            "LINKCALL_NODE_HEARTBEAT_S": "0.5",
-            "LINKCALL_NODE_LEASE_S": str(LEASE_S),
-        }
-
-    env_for.kamailio = kam  # type: ignore[attr-defined]
-    yield env_for
-    for rtp in ranges:
-        ports.release(rtp)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

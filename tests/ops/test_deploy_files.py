@@ -260,8 +260,9 @@ def kamailio_entry(tmp_path: Path) -> Iterator[tuple[int, Any]]:
         "KAMAILIO_LISTEN_IP": "127.0.0.1",
     }
 
-    def run(users: str) -> subprocess.CompletedProcess[str] | None:
+    def run(users: str, **extra: str) -> subprocess.CompletedProcess[str] | None:
         env["KAMAILIO_USERS"] = users
+        env.update(extra)
         proc = subprocess.Popen(
             [str(DOCKER / "kamailio" / "entrypoint")],
             env=env,
@@ -332,5 +333,51 @@ def test_kamailio_entrypoint_refuses_accounts_it_cannot_write_safely(
 ) -> None:
     _, run = kamailio_entry
     result = run(users)
+    assert result is not None and result.returncode == 2
+    assert message in result.stdout
+
+
+def edge_env(**values: str) -> dict[str, str]:
+    """The environment of the image's edge mode, with edge.cfg from this checkout."""
+    return {
+        "KAMAILIO_CONFIG": "edge",
+        "KAMAILIO_CFG": str(DOCKER / "kamailio" / "edge.cfg"),
+        "KAMAILIO_EDGE_NODES": "127.0.0.1:25071 127.0.0.1:25072",
+        "KAMAILIO_EDGE_PBX": "sip:127.0.0.1:25090",
+        **values,
+    }
+
+
+def test_kamailio_entrypoint_runs_the_edge_with_its_control_socket_where_the_healthcheck_looks(
+    kamailio_entry: tuple[int, Any], tmp_path: Path
+) -> None:
+    _, run = kamailio_entry
+    assert run("", **edge_env()) is None  # running, answers OPTIONS itself
+    healthcheck = (DOCKER / "kamailio" / "Dockerfile").read_text()
+    assert "unix:/run/kamailio-linkcall/kamailio.ctl" in healthcheck  # RUN_DIR's socket ...
+    sock = f"unix:{tmp_path}/kamailio.ctl"  # ... which here is tmp_path's
+    uptime = subprocess.run(["kamcmd", "-s", sock, "core.uptime"], capture_output=True,
+                            text=True, timeout=5, check=False)  # fmt: skip
+    assert uptime.returncode == 0 and "uptime" in uptime.stdout, uptime.stdout + uptime.stderr
+    listed = subprocess.run(["kamcmd", "-s", sock, "dispatcher.list"], capture_output=True,
+                            text=True, timeout=5, check=True).stdout  # fmt: skip
+    assert "sip:127.0.0.1:25071" in listed and "sip:127.0.0.1:25072" in listed, listed
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"KAMAILIO_EDGE_PBX": ""}, "KAMAILIO_EDGE_PBX must be a SIP URI"),
+        ({"KAMAILIO_EDGE_NODES": ""}, "no nodes"),
+        ({"KAMAILIO_EDGE_NODES": "10.0.0.1:5060;x=1"}, "bad node address"),
+        ({"KAMAILIO_EDGE_SERVICE": '^110"$'}, "KAMAILIO_EDGE_SERVICE may not hold"),
+        ({"KAMAILIO_CONFIG": "proxy"}, "KAMAILIO_CONFIG must be registrar or edge"),
+    ],
+)
+def test_kamailio_entrypoint_refuses_an_edge_it_cannot_configure(
+    kamailio_entry: tuple[int, Any], values: dict[str, str], message: str
+) -> None:
+    _, run = kamailio_entry
+    result = run("", **edge_env(**values))
     assert result is not None and result.returncode == 2
     assert message in result.stdout
