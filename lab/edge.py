@@ -16,47 +16,64 @@ EDGE_CFG = Path(__file__).resolve().parents[1] / "docker" / "kamailio" / "edge.c
 
 
 class Edge:
-    """Kamailio with edge.cfg: INVITEs to `service_regex` spread over `nodes` (their SIP ports on
-    127.0.0.1), the nodes' own INVITEs sent on to the PBX at `pbx_port`."""
+    """Kamailio with edge.cfg: INVITEs to `service_regex` spread over `nodes` (SIP ports on
+    127.0.0.1, or (address, port)), the nodes' own INVITEs sent on to the PBX at `pbx` (a port
+    on 127.0.0.1, or (address, port)). With `netns` it runs inside that network namespace
+    (lab.netns), listening on `listen_ip`."""
 
     def __init__(
         self,
         workdir: Path,
-        nodes: list[int],
-        pbx_port: int,
+        nodes: list[int] | list[tuple[str, int]],
+        pbx: int | tuple[str, int],
         *,
         service_regex: str = "^110$",
         probe_timeout_ms: int = 1000,
         log_level: int = 2,
+        listen_ip: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir, self.port = workdir, ports.sip_port()
+        self.workdir, self.port, self.netns = workdir, ports.sip_port(), netns
         self.ctl = workdir / "ctl"
-        (workdir / "dispatcher.list").write_text("".join(f"1 sip:127.0.0.1:{p}\n" for p in nodes))
+        targets = [n if isinstance(n, tuple) else ("127.0.0.1", n) for n in nodes]
+        pbx_host, pbx_port = pbx if isinstance(pbx, tuple) else ("127.0.0.1", pbx)
+        (workdir / "dispatcher.list").write_text("".join(f"1 sip:{h}:{p}\n" for h, p in targets))
         (workdir / "kamailio-edge-local.cfg").write_text(
+            f'#!define LISTEN_IP "{listen_ip}"\n'
             f"#!define SIP_UDP_PORT {self.port}\n"
             f'#!define DS_LIST "{workdir / "dispatcher.list"}"\n'
             f'#!define CTL_SOCKET "unix:{self.ctl}"\n'
-            f'#!define PBX_DST "sip:127.0.0.1:{pbx_port}"\n'
+            f'#!define PBX_DST "sip:{pbx_host}:{pbx_port}"\n'
             f'#!define SERVICE_REGEX "{service_regex}"\n'
             f"#!define PROBE_TIMEOUT_MS {probe_timeout_ms}\n"
             f"#!define LOG_LEVEL {log_level}\n"
         )
-        self.proc = ManagedProcess(
-            "kamailio-edge",
-            ["kamailio", "-DD", "-E", "-f", EDGE_CFG, "-m", "64", "-M", "8", "-Y", workdir,
-             "-P", workdir / "kamailio.pid"],
-            log_path=workdir / "kamailio.log", cwd=workdir,
-        )  # fmt: skip
+        argv: list[str | Path] = [
+            "kamailio", "-DD", "-E", "-f", EDGE_CFG, "-m", "64", "-M", "8", "-Y", workdir,
+            "-P", workdir / "kamailio.pid",
+        ]  # fmt: skip
+        if netns is not None:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        self.proc = ManagedProcess("kamailio-edge", argv, log_path=workdir / "kamailio.log",
+                                   cwd=workdir)  # fmt: skip
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start Kamailio; return once it answers OPTIONS."""
+        """Start Kamailio; return once it answers OPTIONS (in a namespace: its control
+        socket, since its address is not reachable from here)."""
         self.proc.start()
         deadline = time.monotonic() + timeout
-        while (sip_options("127.0.0.1", self.port, timeout=0.3) or "").find(" 200 ") < 0:
+        while not self._up():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"edge not answering OPTIONS:\n{self.log()}")
+                raise TimeoutError(f"edge not answering:\n{self.log()}")
             time.sleep(0.2)
+
+    def _up(self) -> bool:
+        if self.netns is None:
+            return (sip_options("127.0.0.1", self.port, timeout=0.3) or "").find(" 200 ") >= 0
+        res = subprocess.run(["kamcmd", "-s", f"unix:{self.ctl}", "core.uptime"],
+                             capture_output=True, timeout=5, check=False)  # fmt: skip
+        return res.returncode == 0
 
     def stop(self, timeout: float = 5.0) -> None:
         self.proc.stop(timeout)

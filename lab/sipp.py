@@ -26,6 +26,7 @@ import csv
 import itertools
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,8 +78,12 @@ class Sipp:
         extra_args: list[str] | None = None,
         calls: int | None = 1,
         timeout_s: float | None = 60.0,
+        host: str = HOST,
+        netns: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.host = host  # the address to bind (SIP and media)
+        self.netns = netns  # run inside this network namespace (lab.netns)
         scen = Path(scenario)
         if not scen.is_absolute() and not scen.exists():
             scen = SCENARIOS / scen.with_suffix(".xml").name
@@ -228,11 +233,11 @@ class Sipp:
             "-sf",
             str(self.scenario_path),
             "-i",
-            HOST,
+            self.host,
             "-p",
             str(self.port),
             "-mi",
-            HOST,
+            self.host,
             "-mp",
             str(self.media_port),
             "-nostdin",
@@ -254,9 +259,12 @@ class Sipp:
             raise ProcessError("sipp not installed (apt-get install sip-tester)")
         self._leases.claim(self.port, self.media_port)
         self.render()
+        argv = self.argv()
+        if self.netns is not None:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
         self._proc = ManagedProcess(
             f"sipp-{self.template.stem}",
-            self.argv(),
+            argv,
             self.log_path,
             cwd=self.workdir,
             die_with_parent="KILL",
@@ -272,6 +280,12 @@ class Sipp:
                 raise
 
     def _bound(self) -> bool:
+        if self.netns is not None:  # not visible from here: ask ss inside the namespace
+            out = subprocess.run(
+                ["ip", "netns", "exec", self.netns, "ss", "-H", "-uln", f"sport = :{self.port}"],
+                capture_output=True, text=True, timeout=5, check=False,
+            ).stdout  # fmt: skip
+            return bool(out.strip())
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             try:
                 s.bind((HOST, self.port))
@@ -281,7 +295,7 @@ class Sipp:
 
     @property
     def uri(self) -> str:
-        return f"sip:{HOST}:{self.port}"
+        return f"sip:{self.host}:{self.port}"
 
     def wait(self, timeout: float = 60.0) -> int:
         if self._proc is None:
