@@ -132,10 +132,14 @@ class NodeWatch:
             return
         records = self.manager.records
         for lost in await asyncio.to_thread(lost_recordings.unsealed, self.factory, call_ids):
-            outcome = await asyncio.to_thread(
-                lost_recordings.finalise_lost, self.factory, records.recordings_root, lost,
-                lost_node=node, me=self.node, now=now,
-            )  # fmt: skip
+            try:
+                outcome = await asyncio.to_thread(
+                    lost_recordings.finalise_lost, self.factory, records.recordings_root, lost,
+                    lost_node=node, me=self.node, now=now,
+                )  # fmt: skip
+            except Exception:  # the database went away mid-way: the others still get a try
+                log.exception("recording %s of lost node %s", lost.recording_id, node)
+                continue
             log.warning("recording %s of lost node %s: %s", lost.recording_id, node, outcome)
             if outcome == "sealed":
                 event = {"call_id": lost.call_id, "recording_id": lost.recording_id}
