@@ -1,7 +1,7 @@
 """TrackFile: one track of a recording, its in-memory buffers and its WAV file on disk.
 
-The writer lays its pending ticks out into `sealed` segments (under the writer's lock); a
-flush moves them to `backlog` and `drain()` writes the backlog at the end of the file, then
+The writer's hot path appends to `buf` and `sealed` (under the writer's lock); a flush moves
+them to `backlog` and `drain()` writes the backlog at the end of the file, then
 rewrites the header with the new size. A backlog segment is audio bytes, or an int: a run of
 silence (the leading silence of a party that joined late, or a `Gap` standing in for audio
 dropped while the disk was failing). Silence is written from a shared block of zeros, never
@@ -34,14 +34,14 @@ def _rest(seg: Segment, done: int) -> Segment:
 
 
 class TrackFile:
-    """One track: `sealed` is filled under the writer's lock, `backlog` and the file belong to
-    flush()."""
+    """One track: `buf`/`sealed` belong to write(), `backlog` and the file to flush()."""
 
-    __slots__ = ("backlog", "fd", "path", "role", "sealed", "silenced", "written")
+    __slots__ = ("backlog", "buf", "fd", "path", "role", "sealed", "silenced", "written")
 
     def __init__(self, role: str, path: Path, leading_silence_bytes: int) -> None:
         self.role = role
         self.path = path
+        self.buf = bytearray()
         self.sealed: list[Segment] = [leading_silence_bytes] if leading_silence_bytes else []
         self.backlog: deque[Segment] = deque()
         self.fd: int | None = None

@@ -3,12 +3,11 @@
 Two sides, two threads of control:
 
 - `write(mixed, tracks)` is called by the media engine every 20 ms (the hot path). It only
-  appends a reference to the tick's frames to a list under a short lock: no copy, no syscall.
+  appends to in-memory buffers under a short lock: no syscall, no allocation beyond the append.
 - `flush()` is called by the writer's owner from a background task at least once per second
-  (directly, or through `asyncio.to_thread` so the event loop never waits on the disk). It lays
-  the pending ticks out per track (one `bytes.join` each), writes them to disk with positional
-  raw writes and then rewrites the two size fields of each WAV header, so a crash (even
-  SIGKILL) leaves playable files up to the last flush.
+  (directly, or through `asyncio.to_thread` so the event loop never waits on the disk). It moves
+  the buffers to disk with positional raw writes and then rewrites the two size fields of each
+  WAV header, so a crash (even SIGKILL) leaves playable files up to the last flush.
 
 fsync policy: data reaches the kernel at every flush (survives a crash of the process);
 `fdatasync` runs on every track at most every `fsync_interval_s` seconds (default 5 s: survives a
@@ -28,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from operator import methodcaller
 from pathlib import Path
 
 from recordings import info as layout
@@ -103,8 +101,6 @@ class RecordingWriter:
         self._mixed = TrackFile(layout.MIXED, self.directory / "mixed.wav", 0)
         self._parties: dict[str, TrackFile] = {}
         self._all: list[TrackFile] = [self._mixed]
-        self._joined: dict[str, int] = {}  # party role -> call tick it joined at
-        self._pending: list[tuple[bytes, Mapping[str, bytes]]] = []  # ticks not yet spread
         self._ticks = 0
         self._held_ticks = 0  # ticks in memory, not yet on disk
         self._gap_ticks = 0  # ticks dropped in the current gap, not yet sealed as silence
@@ -124,9 +120,8 @@ class RecordingWriter:
     def write(self, mixed: bytes, tracks: Mapping[str, bytes]) -> None:
         """Append one 20 ms tick: the mixed frame and one frame per party role (320 bytes each).
 
-        Only references are kept (the frames and `tracks` must not change afterwards; the media
-        engine hands over fresh ones every tick): the audio is laid out per track by `flush()`,
-        in the flusher's thread. A new role is checked here (ValueError if unsafe) and gets a
+        The frames are copied into each track's buffer (no reference to the tick's frames is
+        kept). A new role is checked first (ValueError before anything changes) and gets a
         track that starts with silence for every earlier tick; a known role missing from
         `tracks` gets silence, so all tracks stay aligned.
         """
@@ -134,61 +129,29 @@ class RecordingWriter:
             if self._closed:
                 self._write_after_close()
                 return
-            new_roles = None
-            if not tracks.keys() <= self._joined.keys():
-                new_roles = [role for role in tracks if role not in self._joined]
-                for role in new_roles:
-                    layout.check_role(role)  # ValueError before anything changes
+            parties = self._parties
+            if not tracks.keys() <= parties.keys():
+                for role in tracks:
+                    if role not in parties:
+                        layout.check_role(role)  # ValueError before anything changes
             self._ticks += 1
             if self._held_ticks >= self._max_held_ticks:
                 self._gap_ticks += 1
                 return
             if self._gap_ticks:
                 self._seal_gap()
-            if new_roles:
-                self._join(new_roles)
             self._held_ticks += 1
-            self._pending.append((mixed, tracks))
-
-    def _join(self, roles: list[str]) -> None:
-        """New roles in this tick: note the tick they join at (their track starts with silence
-        up to it)."""
-        for role in roles:
-            self._joined[role] = self._ticks - 1
-            log.info(
-                "recording %s: track %s joins at %.2f s",
-                self.recording_id,
-                role,
-                (self._ticks - 1) / TICKS_PER_SECOND,
-            )
-
-    def _spread(self, end: int) -> None:
-        """Lay the pending ticks out per track (under the lock): one joined segment per track,
-        appended to its sealed segments. `end` is the call tick just after the last pending
-        one. Runs in the flusher's thread (or when a gap closes), never per tick."""
-        pending = self._pending
-        if not pending:
-            return
-        self._pending = []
-        first = end - len(pending)  # call tick of pending[0]
-        mixed, parties = zip(*pending, strict=True)
-        self._mixed.sealed.append(self._joined_frames(list(mixed)))
-        for role, joined_at in self._joined.items():
-            track = self._parties.get(role)
-            if track is None:
-                track = TrackFile(role, self.directory / f"{role}.wav", joined_at * FRAME)
-                self._parties[role] = track
-                self._all.append(track)
-            ticks = parties if joined_at <= first else parties[joined_at - first :]
-            if ticks:  # dict.get over the ticks in C: silence where the party was missing
-                frames = list(map(methodcaller("get", role, _SILENCE), ticks))
-                track.sealed.append(self._joined_frames(frames))
-
-    def _joined_frames(self, frames: list[bytes]) -> bytes:
-        data = b"".join(frames)
-        if len(data) != FRAME * len(frames):
-            data = b"".join(f if len(f) == FRAME else self._fit(f) for f in frames)
-        return data
+            self._mixed.buf += mixed if len(mixed) == FRAME else self._fit(mixed)
+            found = 0
+            for role, track in parties.items():
+                frame = tracks.get(role)
+                if frame is None:
+                    track.buf += _SILENCE
+                    continue
+                found += 1
+                track.buf += frame if len(frame) == FRAME else self._fit(frame)
+            if found < len(tracks):
+                self._add_roles(tracks)
 
     def _fit(self, frame: bytes) -> bytes:
         self._misfits += 1
@@ -196,11 +159,29 @@ class RecordingWriter:
             log.warning("recording %s: frame of %d bytes padded/cut", self.recording_id, len(frame))
         return frame[:FRAME].ljust(FRAME, b"\0")
 
+    def _add_roles(self, tracks: Mapping[str, bytes]) -> None:
+        """New roles in this tick (already checked): a track each, silent up to this tick."""
+        for role, frame in tracks.items():
+            if role in self._parties:
+                continue
+            track = TrackFile(role, self.directory / f"{role}.wav", (self._ticks - 1) * FRAME)
+            track.buf += frame if len(frame) == FRAME else self._fit(frame)
+            self._parties[role] = track
+            self._all.append(track)
+            log.info(
+                "recording %s: track %s joins at %.2f s",
+                self.recording_id,
+                role,
+                (self._ticks - 1) / TICKS_PER_SECOND,
+            )
+
     def _seal_gap(self) -> None:
         """Close a gap of dropped ticks: silence in every track, after what was buffered."""
-        self._spread(end=self._ticks - 1 - self._gap_ticks)  # before the gap and this tick
         silence = self._gap_ticks * FRAME
         for track in self._all:
+            if track.buf:
+                track.sealed.append(track.buf)
+                track.buf = bytearray()
             track.sealed.append(Gap(silence))
         self._lost_ticks += self._gap_ticks
         self._gap_ticks = 0
@@ -225,7 +206,7 @@ class RecordingWriter:
     @property
     def roles(self) -> list[str]:
         """Party roles that have a track so far, in order of appearance."""
-        return list(self._joined)
+        return list(self._parties)
 
     def flush(self) -> None:
         """Write buffered audio to disk and update the headers; call at least once per second.
@@ -243,11 +224,13 @@ class RecordingWriter:
     def _take(self) -> tuple[list[TrackFile], int]:
         """Move every buffer to its track's backlog; return the tracks and the ticks held."""
         with self._lock:
-            self._spread(end=self._ticks - self._gap_ticks)  # an open gap follows the pending
             for track in self._all:
                 if track.sealed:
                     track.backlog.extend(track.sealed)
                     track.sealed.clear()
+                if track.buf:
+                    track.backlog.append(track.buf)
+                    track.buf = bytearray()
             return list(self._all), self._held_ticks
 
     def _flush_locked(self) -> None:
