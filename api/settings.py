@@ -88,6 +88,13 @@ class Settings(BaseSettings):
         "for inbound INVITEs; empty = the trunk is trusted by its address",
     )
     rtp_ports: str = Field(default="20000-29999", description="lo-hi RTP port range")
+    media_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="RTP engine processes: 1 = in the service's process; N > 1 = N worker "
+        "processes, each with its share of LINKCALL_RTP_PORTS and of the calls",
+    )
     dispatcher_seats: str = Field(default="", description="comma-separated numbers/extensions")
     timezone: str = Field(default="Asia/Shanghai", description="the county's time zone")
     phone_region: str = Field(default="CN", description="default region for phone numbers")

@@ -13,6 +13,7 @@ import logging
 
 from api.settings import Settings
 from calls.component import Health
+from calls.media_workers.remote import RemoteMediaEngine
 from telephony.media.engine import MediaEngine
 from telephony.sip.errors import RegistrationAuthError, RegistrationError, SipError
 from telephony.sip.ua import UAConfig, UserAgent
@@ -58,9 +59,12 @@ class Telephony:
         self.settings = settings
         self.ua = UserAgent(ua_config(settings))
         host = settings.sip_listen_addr[0]
-        self.media = MediaEngine(
-            host=host if host != "0.0.0.0" else "127.0.0.1", port_range=settings.rtp_port_range
-        )
+        host = host if host != "0.0.0.0" else "127.0.0.1"
+        self.media: MediaEngine | RemoteMediaEngine
+        if settings.media_workers > 1:  # docs/media.md, "Media workers"
+            self.media = RemoteMediaEngine(host, settings.rtp_port_range, settings.media_workers)
+        else:
+            self.media = MediaEngine(host=host, port_range=settings.rtp_port_range)
         self._problem: str | None = "starting"
         self._retry_task: asyncio.Task[None] | None = None
 

@@ -31,6 +31,7 @@ from calls import log_context, lost_recordings
 from calls import records as call_store
 from calls.component import Health
 from calls.hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks, Publish
+from calls.media_workers.surface import Media
 from calls.prompts import PromptError, ensure_prompts
 from calls.records import CallRecords
 from calls.runner import FlowRunner
@@ -40,7 +41,6 @@ from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
 from registry.numbers import DialPolicy
 from storage.base import utcnow
 from storage.models.call_records import CallKind
-from telephony.media.engine import MediaEngine
 from telephony.privacy import mask_number
 from telephony.sip import leg as sipleg
 from telephony.sip.ua import UserAgent
@@ -91,7 +91,7 @@ class CallManager:
         settings: CallSettings,
         *,
         ua: UserAgent,
-        media: MediaEngine,
+        media: Media,
         session_factory: sessionmaker[Session],
         publish: Publish,
     ) -> None:

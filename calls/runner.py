@@ -33,12 +33,11 @@ from callflows.events import (
     TimerFired,
 )
 from calls import log_context
+from calls.media_workers.remote import RemoteConference, RemoteRecording
+from calls.media_workers.surface import Media, MediaConference, MediaEndpoint
 from calls.runner_hooks import NullHooks, RunnerHooks
 from recordings import RecordingFlusher, RecordingWriter
 from recordings.errors import RecordingError
-from telephony.media.conference import Conference
-from telephony.media.endpoint import RtpEndpoint
-from telephony.media.engine import MediaEngine
 from telephony.media.errors import MediaError
 from telephony.media.playback import PlaybackOutcome
 from telephony.privacy import mask_number
@@ -66,8 +65,8 @@ class _Binding:
     leg_id: str
     role: str
     sip: sipleg.Leg | None = None
-    endpoint: RtpEndpoint | None = None
-    conference: Conference | None = None
+    endpoint: MediaEndpoint | None = None
+    conference: MediaConference | None = None
     ended: bool = False
     released: bool = False
     answered: bool = False
@@ -87,8 +86,8 @@ class _Replace:
 @dataclass
 class _Recording:
     recording_id: str
-    writer: RecordingWriter
-    conference: Conference
+    writer: RecordingWriter | RemoteRecording  # in process, or in the call's media worker
+    conference: MediaConference
 
 
 class FlowRunner:
@@ -99,7 +98,7 @@ class FlowRunner:
         flow: c.Flow,
         *,
         ua: UserAgent,
-        media: MediaEngine,
+        media: Media,
         hooks: RunnerHooks | None = None,
         prompts: Mapping[str, Path] | None = None,
         recordings_root: Path | None = None,
@@ -126,7 +125,7 @@ class FlowRunner:
         )
         self._legs: dict[str, _Binding] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._conferences: dict[str, Conference] = {}
+        self._conferences: dict[str, MediaConference] = {}
         self._recording: _Recording | None = None
         self._stopped_prompts: set[int] = set()
         self._done = asyncio.Event()
@@ -377,7 +376,7 @@ class FlowRunner:
         conf.add(binding.endpoint, binding.role)
         binding.conference = conf
 
-    def _mix_op(self, leg_id: str, op: Callable[[Conference, RtpEndpoint], None]) -> None:
+    def _mix_op(self, leg_id: str, op: Callable[[MediaConference, MediaEndpoint], None]) -> None:
         binding = self._legs.get(leg_id)
         if binding is None or binding.conference is None or binding.endpoint is None:
             log.warning("flow %s: %s is not in a conference", self.flow.flow_id, leg_id)
@@ -418,16 +417,29 @@ class FlowRunner:
         if conf is None:
             conf = self.media.create_conference(f"{self.flow.flow_id}:{conf_id}")
             self._conferences[conf_id] = conf
-        writer = RecordingWriter(self.recordings_root, self.recording_id)
-        conf.add_tap(writer)
-        if self.flusher is not None:
-            self.flusher.add(writer)
+        writer: RecordingWriter | RemoteRecording
+        if isinstance(conf, RemoteConference):  # the recorder runs beside the call's media
+            writer = conf.record(self.recordings_root, self.recording_id)
+        else:
+            writer = RecordingWriter(self.recordings_root, self.recording_id)
+            conf.add_tap(writer)
+            if self.flusher is not None:
+                self.flusher.add(writer)
         self._recording = _Recording(self.recording_id, writer, conf)
         self.hooks.on_recording_started(self.recording_id, writer.directory)
 
     async def _stop_recording(self) -> None:
         rec, self._recording = self._recording, None
         if rec is None:
+            return
+        if isinstance(rec.writer, RemoteRecording):
+            try:
+                info, remote_error = await rec.writer.finish()
+            except (RecordingError, MediaError) as exc:
+                log.error("recording %s could not be finalised: %s", rec.recording_id, exc)
+                self.hooks.on_recording_finished(rec.recording_id, None, str(exc))
+                return
+            self.hooks.on_recording_finished(rec.recording_id, info, remote_error)
             return
         rec.conference.remove_tap(rec.writer)
         if self.flusher is not None:
@@ -456,6 +468,8 @@ class FlowRunner:
         async def digits() -> None:
             async for d in endpoint.digits:
                 self._put(DtmfReceived(binding.leg_id, d.digit))
+            if endpoint.lost:  # its media worker died: the leg cannot go on
+                self._end_leg(binding, "media_lost")
 
         binding.tasks.append(self._spawn(digits(), f"dtmf-{binding.leg_id}"))
 
@@ -525,9 +539,16 @@ class FlowRunner:
                         b.leg_id,
                         now - b.last_rx_at,
                     )
-                    b.ended = True
-                    self._put(LegEnded(b.leg_id, "media_timeout", None))
-                    b.tasks.append(self._spawn(self._hangup(b.sip), f"hangup-{b.leg_id}"))
+                    self._end_leg(b, "media_timeout")
+
+    def _end_leg(self, b: _Binding, reason: str) -> None:
+        """End a leg from the media side (the flow learns `reason`; BYE/CANCEL follows)."""
+        if b.ended:
+            return
+        b.ended = True
+        self._put(LegEnded(b.leg_id, reason, None))
+        if b.sip is not None and not b.sip.ended:
+            b.tasks.append(self._spawn(self._hangup(b.sip), f"hangup-{b.leg_id}"))
 
     async def _release(self, binding: _Binding) -> None:
         """Take an ended leg out of its conference and close its media (once)."""

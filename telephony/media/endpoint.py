@@ -80,6 +80,7 @@ class RtpEndpoint:
     ) -> None:
         self.label = label
         self.local_host, self.local_port = rtp_sock.getsockname()[:2]
+        self.lost = False  # only a media worker's endpoint is ever lost (calls.media_workers)
         self.state = EndpointState.OPEN
         self.conference: Conference | None = None
         self.digits = DigitStream()

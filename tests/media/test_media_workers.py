@@ -1,0 +1,187 @@
+"""LINKCALL_MEDIA_WORKERS: the control protocol (pure), and real worker processes on loopback
+with paced RTP phones: each party hears the other two, the recording is sealed, key presses
+arrive, and a killed worker ends only its own calls (media_lost) with its recording recovered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from calls.media_workers import protocol as p
+from calls.media_workers.remote import RemoteEndpoint, RemoteMediaEngine, split_ports
+from telephony.media.playback import PlaybackOutcome
+from telephony.media.stats import LegStats
+from telephony.types import Codec, Direction, DtmfDigit, NegotiatedMedia
+from tests.media.rtp_peer import PacedPeer, level_db, tone_pcm
+
+TONES = {"caller": 500.0, "dispatcher": 1100.0, "unit": 1900.0}
+
+
+# -- the protocol -----------------------------------------------------------------------------
+
+
+def test_messages_round_trip_as_one_line_each() -> None:
+    media = NegotiatedMedia("127.0.0.1", 20000, "10.0.0.9", 4000, Codec.PCMA, 101, Direction.RECVONLY)
+    digit = DtmfDigit("#", "inband", 12.5, 80)
+    stats = LegStats(packets_received=7, packets_lost=1, jitter_ms=0.5, dtmf_received=2)
+    line = p.encode(
+        {
+            "op": "configure",
+            "e": 3,
+            "media": p.media_to_wire(media),
+            "d": p.digit_to_wire(digit),
+            "s": p.stats_to_wire(stats),
+        }
+    )
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    back = p.decode(line)
+    assert p.media_from_wire(back["media"]) == media
+    assert p.digit_from_wire(back["d"]) == digit
+    assert p.stats_from_wire(back["s"]) == stats
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (b"not json\n", "not JSON"),
+        (b"[1, 2]\n", "not a JSON object"),
+        (b'{"op": "format_disk"}\n', "unknown op"),
+        (b'{"op": "open", "e": 1}\n', "without an integer id"),
+        (b'{"op": "reply", "id": "7"}\n', "without an integer id"),
+        (b"\xff\xfe\n", "not JSON"),
+    ],
+)
+def test_a_bad_line_is_refused_with_what_is_wrong(line: bytes, says: str) -> None:
+    with pytest.raises(p.ProtocolError, match=says):
+        p.decode(line)
+
+
+def test_bad_values_are_refused() -> None:
+    with pytest.raises(p.ProtocolError, match="8 fields"):
+        p.media_from_wire(["127.0.0.1", 1])
+    with pytest.raises(p.ProtocolError, match="unknown source"):
+        p.digit_from_wire(["1", "smoke", 0.0, 0])
+    with pytest.raises(ValueError, match="not a DTMF digit"):
+        p.digit_from_wire(["x", "info", 0.0, 0])
+    with pytest.raises(p.ProtocolError, match="unknown op"):
+        p.encode({"op": "nope"})
+
+
+def test_port_range_is_cut_into_even_aligned_shares() -> None:
+    shares = split_ports((20001, 29999), 2)
+    assert shares[0][0] == 20002
+    for lo, hi in shares:
+        assert lo % 2 == 0 and hi % 2 == 1 and 20001 <= lo < hi <= 29999
+    assert shares[0][1] < shares[1][0]
+    with pytest.raises(ValueError, match="too small"):
+        split_ports((20000, 20003), 3)
+
+
+# -- real worker processes ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[RemoteMediaEngine]:
+    eng = RemoteMediaEngine("127.0.0.1", (41000, 41999), workers=2)
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.stop()
+
+
+async def _call(
+    engine: RemoteMediaEngine, flow: str, root: Path
+) -> tuple[dict[str, PacedPeer], dict[str, RemoteEndpoint], object]:
+    peers: dict[str, PacedPeer] = {}
+    eps: dict[str, RemoteEndpoint] = {}
+    for role, hz in TONES.items():
+        eps[role] = await engine.open_endpoint(f"{flow}:{role}")
+    conf = engine.create_conference(f"{flow}:main")
+    for role, hz in TONES.items():
+        peer = PacedPeer(role, tone_pcm(hz), Codec.PCMU)
+        peer.bind()
+        eps[role].configure(peer.media_for(eps[role].local_port))
+        conf.add(eps[role], role)
+        peer.start(("127.0.0.1", eps[role].local_port))
+        peers[role] = peer
+    recording = conf.record(root, f"rec-{flow}")
+    return peers, eps, recording
+
+
+async def test_two_calls_on_two_workers_hear_each_other_record_and_take_digits(
+    engine: RemoteMediaEngine, tmp_path: Path
+) -> None:
+    a_peers, a_eps, a_rec = await _call(engine, "flowa", tmp_path)
+    b_peers, b_eps, b_rec = await _call(engine, "flowb", tmp_path)
+    assert len({ep._worker.index for ep in a_eps.values()}) == 1  # a call lives on one worker
+    assert a_eps["caller"]._worker is not b_eps["caller"]._worker  # one call per worker
+    await asyncio.sleep(1.5)
+    b_peers["unit"].send_digit("5")
+    b_peers["caller"].send_digit("#")
+    async with asyncio.timeout(3):
+        assert (await b_eps["unit"].digits.get()).digit == "5"
+        assert (await b_eps["caller"].digits.get()).digit == "#"
+    handle = a_eps["caller"].play(tmp_path / "missing.wav")
+    async with asyncio.timeout(3):
+        assert await handle is PlaybackOutcome.CLOSED  # no such prompt: ended, not hung
+    await asyncio.sleep(1.0)
+    assert a_eps["dispatcher"].stats.packets_received > 50  # the worker reports counters
+    for peers in (a_peers, b_peers):
+        for role, peer in peers.items():
+            heard = peer.audio(skip_s=0.5)
+            for other, hz in TONES.items():
+                if other != role:
+                    assert level_db(heard, hz) > -16, f"{role} misses {other}"
+                else:
+                    assert level_db(heard, hz) < -50, f"{role} hears itself"
+    for rec, eps, peers in ((a_rec, a_eps, a_peers), (b_rec, b_eps, b_peers)):
+        info, error = await rec.finish()  # type: ignore[attr-defined]
+        assert error is None and not info.interrupted
+        assert set(info.tracks) == {"mixed", *TONES}
+        for role, hz in TONES.items():
+            with wave.open(str(info.tracks[role].path)) as w:
+                pcm = w.readframes(w.getnframes())
+            assert level_db(pcm[8000:], hz) > -16
+        for ep in eps.values():
+            await ep.close()
+        for peer in peers.values():
+            await peer.stop()
+
+
+async def test_a_killed_worker_ends_its_calls_only_and_its_recording_is_recovered(
+    engine: RemoteMediaEngine, tmp_path: Path
+) -> None:
+    a_peers, a_eps, a_rec = await _call(engine, "flowa", tmp_path)
+    b_peers, b_eps, b_rec = await _call(engine, "flowb", tmp_path)
+    await asyncio.sleep(2.0)  # a flush or two reach the disk
+    victim = a_eps["caller"]._worker
+    assert victim.proc is not None
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    async with asyncio.timeout(5):
+        async for _ in a_eps["unit"].digits:  # the stream ends: the runner ends the leg
+            pass
+    assert all(ep.lost for ep in a_eps.values())
+    assert not any(ep.lost for ep in b_eps.values())
+    info, error = await a_rec.finish()  # type: ignore[attr-defined]
+    assert error is not None and "media worker lost" in error
+    assert info.interrupted and info.duration_s >= 1.0  # what reached the disk is sealed
+    # the other call goes on, and the lost slot gets a new worker
+    before = b_peers["caller"].received[-1].arrival
+    await asyncio.sleep(1.0)
+    assert b_peers["caller"].received[-1].arrival > before
+    async with asyncio.timeout(10):
+        while not all(w.alive for w in engine.workers):
+            await asyncio.sleep(0.2)
+    c_ep = await engine.open_endpoint("flowc:caller")
+    assert c_ep.local_port
+    info_b, error_b = await b_rec.finish()  # type: ignore[attr-defined]
+    assert error_b is None and not info_b.interrupted
+    for peer in (*a_peers.values(), *b_peers.values()):
+        await peer.stop()
