@@ -19,6 +19,11 @@ figures depend on it on a shared machine). Nothing here runs in the test suite.
 
 Environment knobs (bridge process): MEDIA_LOAD_FLUSH_S (recorder flush interval, default 1.0),
 MEDIA_LOAD_SWITCH_INTERVAL (sys.setswitchinterval), MEDIA_LOAD_PROFILE (cProfile output file).
+
+`--workers N` (N > 1) runs ours as the service does with LINKCALL_MEDIA_WORKERS=N: the bridge
+process is the controller (calls.media_workers.RemoteMediaEngine), each call lives in one of N
+worker processes with its recorder (placed on the worker with the fewest legs); CPU and RSS are
+summed over the controller and the workers.
 """
 
 from __future__ import annotations
@@ -195,6 +200,73 @@ async def _linkcall_bridge(calls: int, warmup: float, seconds: float, tap: str) 
     await loop.run_in_executor(None, sys.stdin.readline)
     if flusher is not None:
         await flusher.stop()
+    await engine.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def _linkcall_workers_bridge(calls: int, warmup: float, seconds: float, workers: int) -> None:
+    """Ours with LINKCALL_MEDIA_WORKERS=workers: this process is the controller (what the
+    service's process does), the engines and recorders run in the worker processes. CPU and
+    RSS are the sums over the controller and its workers."""
+    from benchmarks.procstat import cpu_seconds, rss_kib
+    from calls.media_workers.remote import RemoteMediaEngine
+    from telephony.types import Codec, NegotiatedMedia
+
+    span = 2 * 3 * calls + 400 * workers
+    engine = RemoteMediaEngine("127.0.0.1", (40000, 40000 + span), workers)
+    await engine.start()
+    pids = [w.proc.pid for w in engine.workers if w.proc is not None]
+
+    def cpu() -> float:
+        return _cpu_s() + sum(cpu_seconds(pid) for pid in pids)
+
+    def rss() -> int:
+        return _rss_kb() + sum(rss_kib(pid) for pid in pids)
+
+    idle_rss = rss()
+    eps = [await engine.open_endpoint(f"c{i // 3}:{ROLES[i % 3]}") for i in range(3 * calls)]
+    _send([ep.local_port for ep in eps])
+    loop = asyncio.get_running_loop()
+    peers = await loop.run_in_executor(None, _recv)
+    root = Path(tempfile.mkdtemp(prefix="media-load-workers-"))
+    recordings = []
+    for c in range(calls):
+        conf = engine.create_conference(f"c{c}:main")
+        for r in range(3):
+            ep = eps[3 * c + r]
+            media = NegotiatedMedia(
+                "127.0.0.1", ep.local_port, "127.0.0.1", peers[3 * c + r], Codec.PCMU, 101
+            )
+            ep.configure(media)
+            conf.add(ep, ROLES[r])
+        recordings.append(conf.record(root, f"bench-{c:04d}"))
+    _send("ready")
+    await loop.run_in_executor(None, _recv)  # go
+    await asyncio.sleep(warmup)
+    cpu0, wall0, rss0 = cpu(), time.monotonic(), rss()
+    skipped0 = engine.ticker.stats.skipped
+    await asyncio.sleep(seconds)
+    wall = time.monotonic() - wall0
+    used = cpu() - cpu0
+    now_rss = rss()
+    legs = [ep.stats for ep in eps]
+    _send(
+        {
+            "cpu_pct": 100.0 * used / wall,
+            "rss_kb": now_rss,
+            "rss_per_call_kb": (now_rss - idle_rss) / max(1, calls),
+            "rss_growth_kb": now_rss - rss0,
+            "threads": 0,
+            "cpu_us_per_call_tick": 1e6 * used / max(1, (wall / TICK) * calls),
+            "ticks_skipped": engine.ticker.stats.skipped - skipped0,
+            "engine_lost": sum(s.packets_lost for s in legs),
+            "send_errors": sum(s.send_errors for s in legs),
+            "workers": workers,
+        }
+    )
+    await loop.run_in_executor(None, sys.stdin.readline)
+    for rec in recordings:
+        await rec.finish()
     await engine.stop()
     shutil.rmtree(root, ignore_errors=True)
 
@@ -520,13 +592,21 @@ def main() -> None:
     parser.add_argument("--tap", choices=("recorder", "null"), default="recorder")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="linkcall's engine in N worker processes (LINKCALL_MEDIA_WORKERS; 1: in process)",
+    )
+    parser.add_argument(
         "--nice", type=int, default=0, help="run both processes at this niceness (root: < 0)"
     )
     args = parser.parse_args()
     widths = [int(fmt[3:].split(".")[0].rstrip("}d")) for _, fmt in COLUMNS]
     print(" ".join(h.rjust(w) for h, w in zip(HEADERS, widths, strict=True)))
     rows = []
-    plan = [("linkcall", c) for c in args.calls.split(",") if c]
+    ours = "linkcall" if args.workers == 1 else f"lc-w{args.workers}"
+    os.environ["MEDIA_LOAD_WORKERS"] = str(args.workers)  # read by the bridge process
+    plan = [(ours, c) for c in args.calls.split(",") if c]
     plan += [("pyvoip", c) for c in args.baseline.split(",") if c]
     for impl, calls in plan:
         row = run_one(impl, int(calls), args.warmup, args.seconds, args.tap, args.nice)
@@ -548,6 +628,11 @@ if __name__ == "__main__":
             )
         elif impl == "linkcall":
             asyncio.run(_linkcall_bridge(int(calls), float(warmup), float(seconds), tap))
+        elif impl.startswith("lc-w"):
+            workers = int(os.environ.get("MEDIA_LOAD_WORKERS", impl[4:]))
+            asyncio.run(
+                _linkcall_workers_bridge(int(calls), float(warmup), float(seconds), workers)
+            )
         else:
             _pyvoip_bridge(int(calls), float(warmup), float(seconds), tap)
     elif len(sys.argv) > 1 and sys.argv[1] == "_phones":
