@@ -102,6 +102,8 @@ class RemoteEndpoint:
         return f"<RemoteEndpoint {self.label} worker={self._worker.index} port={self.local_port}>"
 
     def _cmd(self, op: str, **kw: Any) -> None:
+        if self.lost:  # the leg is being ended 'media_lost': nothing left to control
+            return
         if self.closed:
             raise EndpointClosed(self.label)
         self._worker.send({"op": op, "e": self._eid, **kw})
@@ -176,10 +178,18 @@ class RemoteRecording:
                 {"op": "finalise", "rid": self.recording_id}, timeout=60.0
             )
         except MediaWorkerLost as exc:
-            info = await asyncio.to_thread(recover_directory, self.directory)
+            await self._worker.wait_exited()
+            info = await asyncio.to_thread(self._recover)
             return info, f"media worker lost: {exc}"
         info = RecordingInfo.from_json(reply["info"], Path(reply["directory"]))
         return info, reply["error"] or self.error
+
+    def _recover(self) -> RecordingInfo:
+        """What the dead worker left: sealed already (it finalised on its way out), or repaired
+        and sealed as interrupted by crash recovery."""
+        if (self.directory / layout.MANIFEST_FILE).exists():
+            return layout.read_manifest(self.directory)
+        return recover_directory(self.directory)
 
 
 class RemoteConference:
@@ -342,6 +352,18 @@ class _Worker:
             self.proc.pid,
             *self.port_range,
         )
+
+    async def wait_exited(self) -> None:
+        """Until the process is gone (killed if need be), so nothing writes its files any more."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self.proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
 
     def next_id(self) -> int:
         return next(self._ids)

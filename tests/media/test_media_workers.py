@@ -27,7 +27,9 @@ TONES = {"caller": 500.0, "dispatcher": 1100.0, "unit": 1900.0}
 
 
 def test_messages_round_trip_as_one_line_each() -> None:
-    media = NegotiatedMedia("127.0.0.1", 20000, "10.0.0.9", 4000, Codec.PCMA, 101, Direction.RECVONLY)
+    media = NegotiatedMedia(
+        "127.0.0.1", 20000, "10.0.0.9", 4000, Codec.PCMA, 101, Direction.RECVONLY
+    )
     digit = DtmfDigit("#", "inband", 12.5, 80)
     stats = LegStats(packets_received=7, packets_lost=1, jitter_ms=0.5, dtmf_received=2)
     line = p.encode(
@@ -101,7 +103,7 @@ async def _call(
 ) -> tuple[dict[str, PacedPeer], dict[str, RemoteEndpoint], object]:
     peers: dict[str, PacedPeer] = {}
     eps: dict[str, RemoteEndpoint] = {}
-    for role, hz in TONES.items():
+    for role in TONES:
         eps[role] = await engine.open_endpoint(f"{flow}:{role}")
     conf = engine.create_conference(f"{flow}:main")
     for role, hz in TONES.items():
@@ -176,9 +178,11 @@ async def test_a_killed_worker_ends_its_calls_only_and_its_recording_is_recovere
     before = b_peers["caller"].received[-1].arrival
     await asyncio.sleep(1.0)
     assert b_peers["caller"].received[-1].arrival > before
-    async with asyncio.timeout(10):
-        while not all(w.alive for w in engine.workers):
-            await asyncio.sleep(0.2)
+    for _ in range(50):  # a new worker in the lost one's slot, within 10 s
+        if all(w.alive for w in engine.workers):
+            break
+        await asyncio.sleep(0.2)
+    assert all(w.alive for w in engine.workers)
     c_ep = await engine.open_endpoint("flowc:caller")
     assert c_ep.local_port
     info_b, error_b = await b_rec.finish()  # type: ignore[attr-defined]
