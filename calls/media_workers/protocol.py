@@ -13,7 +13,7 @@ applied in order. Events from the worker (`ready`, `digit`, `played`, `stats`,
 from __future__ import annotations
 
 import json
-from dataclasses import astuple, fields
+from dataclasses import fields
 from typing import Any
 
 from telephony.media.stats import LegStats
@@ -112,7 +112,7 @@ _COUNTERS = [f.name for f in fields(LegStats) if f.name != "remote"]
 
 def stats_to_wire(s: LegStats) -> list[Any]:
     """The leg's counters (RTCP feedback stays in the worker)."""
-    return list(astuple(s)[: len(_COUNTERS)])
+    return [getattr(s, name) for name in _COUNTERS]
 
 
 def stats_from_wire(v: list[Any]) -> LegStats:

@@ -29,6 +29,7 @@ from typing import Any
 
 from calls.media_workers import protocol as p
 from recordings import info as layout
+from recordings.errors import RecordingError
 from recordings.info import RecordingInfo
 from recordings.recovery import recover_directory
 from telephony.media.digits import DigitStream
@@ -179,7 +180,10 @@ class RemoteRecording:
             )
         except MediaWorkerLost as exc:
             await self._worker.wait_exited()
-            info = await asyncio.to_thread(self._recover)
+            try:
+                info = await asyncio.to_thread(self._recover)
+            except (OSError, ValueError, RecordingError) as failed:
+                raise MediaWorkerLost(f"{exc}; recording not recoverable: {failed}") from failed
             return info, f"media worker lost: {exc}"
         info = RecordingInfo.from_json(reply["info"], Path(reply["directory"]))
         return info, reply["error"] or self.error

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from lab import ports
 from lab.audio import tone_report
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
@@ -34,6 +36,7 @@ from tests.bridges.test_bridge_api import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WORKERS = {"media_workers": 2}
+WITH_METRICS = {**WORKERS, "metrics_listen": lambda _r: f"127.0.0.1:{ports.sip_port()}"}
 
 
 def _media(lab: BridgeLab) -> Any:
@@ -49,7 +52,7 @@ def _wait_finalised(lab: BridgeLab, rec_id: str, state: str = "finalised") -> di
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("bridge_lab", [WORKERS], indirect=True)
+@pytest.mark.parametrize("bridge_lab", [WITH_METRICS], indirect=True)
 def test_a_recorded_bridge_on_media_workers_is_heard_by_all_and_sealed(
     bridge_lab: BridgeLab, tmp_path: Path
 ) -> None:
@@ -60,6 +63,14 @@ def test_a_recorded_bridge_on_media_workers_is_heard_by_all_and_sealed(
     bridge_lab.wait_bridge(created["id"], _connected)
     assert sorted(w.legs for w in media.workers) == [0, 3]  # the call lives on one worker
     time.sleep(4.0)
+    addr = bridge_lab.live.app.state.service.settings.metrics_listen
+    metrics = httpx.get(f"http://{addr}/metrics", timeout=10).text  # the workers' tick figures
+    ticks = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("linkcall_media_tick_lag_seconds_count")
+    )
+    assert ticks > 200, ticks
     assert bridge_lab.post(f"/api/v1/bridges/{created['id']}/end").status_code == 200
     body = bridge_lab.wait_bridge(created["id"], _ended)
     assert body["state"] == "ended"
