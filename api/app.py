@@ -99,6 +99,8 @@ def call_settings(settings: Settings) -> CallSettings:
         dispatcher_seats=tuple(settings.dispatcher_seat_list),
         inbound_ring_deadline_s=settings.inbound_ring_deadline_s,
         media_timeout_s=settings.media_timeout_s or None,
+        recover_calls=settings.recover_calls,
+        recover_timeout_s=settings.recover_timeout_s,
     )
 
 

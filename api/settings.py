@@ -156,6 +156,13 @@ class Settings(BaseSettings):
         le=3600,
         description="end a connected leg that sent no RTP this long (0: never)",
     )
+    recover_calls: bool = Field(
+        default=True,
+        description="after a crash, re-INVITE the parties and carry the calls on (else BYE them)",
+    )
+    recover_timeout_s: float = Field(
+        default=4.0, gt=0, le=30, description="each recovery re-INVITE's deadline"
+    )
     roster_reminder: str = Field(
         default="fri 15:00",
         pattern=r"^(mon|tue|wed|thu|fri|sat|sun) ([01][0-9]|2[0-3]):[0-5][0-9]$",

@@ -153,6 +153,9 @@ class BridgeFlow:
     `parties` maps each role to its dial list (numbers in order: for the unit, on-duty staff,
     then leader, then fallback) or to an `ExistingLeg` already answered (an inbound caller and
     the seat that took it). A role left out is absent (the unit of an inbound call: `AddUnit`).
+    `resumed_from` (created, first connected) is given for a call carried on after a crash: its
+    parties are `ExistingLeg`s re-INVITEd by the new process, and the recording started when
+    it connects again is the call's next segment.
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class BridgeFlow:
         *,
         conference_id: str | None = None,
         recording_active: bool = False,
+        resumed_from: tuple[datetime, datetime] | None = None,
     ) -> None:
         if len(parties) < 2:
             raise CallflowConfigError(f"bridge {bridge_id} needs at least two parties")
@@ -171,8 +175,9 @@ class BridgeFlow:
         self.bridge_id = bridge_id
         self.conference_id = conference_id or bridge_id
         self.state = BridgeState.DIALING
-        self.created_at = now
-        self.connected_at: datetime | None = None
+        # a call carried on after a crash keeps when it was created and first connected
+        self.created_at = resumed_from[0] if resumed_from else now
+        self.connected_at: datetime | None = resumed_from[1] if resumed_from else None
         self.ended_at: datetime | None = None
         self.end_reason: str | None = None
         self.recording = recording_active
@@ -448,7 +453,7 @@ class BridgeFlow:
         return []
 
     def _connect(self, now: datetime) -> list[Command]:
-        self.connected_at = now
+        self.connected_at = self.connected_at or now
         cmds = [CancelTimer(DEADLINE_TIMER), *self._set_state(BridgeState.CONNECTED, now)]
         if not self.recording:
             self.recording = True

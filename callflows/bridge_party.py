@@ -71,6 +71,9 @@ class ExistingLeg:
 
     leg_id: str
     number: str
+    connected_at: datetime | None = (
+        None  # when it first connected (a call carried on after a crash)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,7 @@ class Party:
         self.number = leg.number
         self.leg_id = leg.leg_id
         self._existing_legs.add(leg.leg_id)
-        self.connected_at = now
+        self.connected_at = leg.connected_at or now
         self.state = PartyState.CONNECTED
 
     def owns(self, leg_id: str) -> bool:

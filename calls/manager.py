@@ -34,6 +34,7 @@ from calls.hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks, Publish
 from calls.media_workers.surface import Media
 from calls.prompts import PromptError, ensure_prompts
 from calls.records import CallRecords
+from calls.resume import Claimed, ResumableCall, claim_resumable, resume_call
 from calls.runner import FlowRunner
 from calls.stats import CallStats
 from recordings import RecordingFlusher, RecordingWriter, recover
@@ -61,6 +62,10 @@ class CallSettings:
     dispatcher_seats: tuple[str, ...] = ()
     inbound_ring_deadline_s: float = 30.0
     media_timeout_s: float | None = 30.0
+    # after a crash: re-INVITE the parties and carry the calls on (calls/resume.py), each
+    # re-INVITE bounded by `recover_timeout_s`; False: hang them up (BYE)
+    recover_calls: bool = True
+    recover_timeout_s: float = 4.0
 
 
 class CallNotActive(LookupError):
@@ -124,23 +129,46 @@ class CallManager:
         except RecoveryError as exc:
             log.error("some recordings could not be recovered: %s", exc)
             infos = list(exc.recovered)
-        interrupted = await self.records.mark_interrupted(self.node, infos, utcnow())
+        now = utcnow()
+        claimed = Claimed([], [])
+        if self.settings.recover_calls:
+            claimed = await self.records.run(
+                claim_resumable, self.records.factory, self.node, infos, self.recordings_root, now
+            )
+        keep = [rc.call_id for rc in claimed.calls]
+        interrupted = await self.records.mark_interrupted_except(self.node, infos, now, keep)
         self._recovered = interrupted.call_ids
         if self._recovered:
             log.warning(
                 "%d call(s) were interrupted by a restart and are marked so", len(self._recovered)
             )
-        if interrupted.orphans:
-            self._orphan_task = asyncio.create_task(
-                self.end_orphans(interrupted.orphans), name="orphaned-dialogs"
-            )
         self.flusher.start()
+        orphans = interrupted.orphans + claimed.cancels
+        if orphans or claimed.calls:
+            self._orphan_task = asyncio.create_task(
+                self._recover(orphans, claimed.calls), name="orphaned-dialogs"
+            )
         self._inbound_task = asyncio.create_task(self._accept_inbound(), name="inbound-calls")
         try:
             self.prompts = await asyncio.to_thread(ensure_prompts, self.settings.data_dir)
         except PromptError as exc:
             self._prompt_problem = f"prompts unavailable: {exc}"
             log.error("IVR %s", self._prompt_problem)
+
+    async def _recover(
+        self, orphans: list[call_store.OrphanLeg], calls: list[ResumableCall]
+    ) -> None:
+        """After a crash, at once: hang up (or cancel) what is not carried on, and carry on the
+        calls that can be (each bounded by its re-INVITEs' deadline)."""
+        timeout = self.settings.recover_timeout_s
+
+        async def resume(rc: ResumableCall) -> None:
+            try:
+                await resume_call(self, rc, timeout)
+            except Exception:
+                log.exception("call %s: could not be carried on after the crash", rc.call_id)
+
+        await asyncio.gather(self.end_orphans(orphans), *(resume(rc) for rc in calls))
 
     async def end_orphans(self, orphans: list[call_store.OrphanLeg]) -> None:
         """BYE every party a crashed process left in a call (at once, concurrently; each BYE is
@@ -245,11 +273,18 @@ class CallManager:
     def _start_runner(
         self, call_id: str, flow: c.Flow, hooks: CallHooks, *, solo: bool = False
     ) -> asyncio.Task[None]:
-        return self._launch(call_id, self._make_runner(call_id, flow, hooks, solo=solo))
+        return self.launch(call_id, self.make_runner(call_id, flow, hooks, solo=solo))
 
-    def _make_runner(
-        self, call_id: str, flow: c.Flow, hooks: CallHooks, *, solo: bool = False
+    def make_runner(
+        self,
+        call_id: str,
+        flow: c.Flow,
+        hooks: CallHooks,
+        *,
+        solo: bool = False,
+        recording_id: str | None = None,
     ) -> FlowRunner:
+        """A runner for `flow` on this node's stack (not started: `launch`)."""
         return FlowRunner(
             flow,
             ua=self.ua,
@@ -257,13 +292,14 @@ class CallManager:
             hooks=hooks,
             prompts=self.prompts,
             recordings_root=self.recordings_root,
-            recording_id=call_id,
+            recording_id=recording_id or call_id,
             flusher=self.flusher,
             record_solo=solo,
             media_timeout_s=self.settings.media_timeout_s or None,
         )
 
-    def _launch(self, call_id: str, runner: FlowRunner) -> asyncio.Task[None]:
+    def launch(self, call_id: str, runner: FlowRunner) -> asyncio.Task[None]:
+        """Run `runner` as this call's task (kept until it ends)."""
         self.runners[call_id] = runner
         task = asyncio.get_running_loop().create_task(
             self._run(call_id, runner), name=f"call-{call_id}"
@@ -312,11 +348,11 @@ class CallManager:
         call_id = await self.records.insert(new)
         settings = InboundSettings(ring_deadline_s=self.settings.inbound_ring_deadline_s)
         flow = InboundFlow(call_id, "caller", leg.remote_number, seats, settings)
-        runner = self._make_runner(
+        runner = self.make_runner(
             call_id, flow, InboundHooks(self.records, self.publish, call_id, stats=self.stats)
         )
         runner.adopt("caller", "caller", leg)
-        self._launch(call_id, runner)
+        self.launch(call_id, runner)
 
     async def add_unit(
         self,

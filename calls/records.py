@@ -6,14 +6,14 @@ so the event loop and the media tick never wait on SQL."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callflows.bridge import BridgeSnapshot
@@ -32,6 +32,7 @@ from storage.models.call_records import (
     Recording,
     RecordingState,
 )
+from telephony.sip.orphans import PENDING_INVITE
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,9 @@ def _save_bridge_snapshot(
     attempts = {a.leg_key: a for a in call.attempts}
     for party in snap.parties:
         leg = legs.get(party.role.value)
+        if party.state.value == "absent":  # never dialled (or not carried on after a crash)
+            continue
         if leg is None:
-            if party.state.value == "absent":
-                continue
             leg = Leg(role=party.role.value)
             call.legs.append(leg)
         leg.number = party.number or leg.number
@@ -275,7 +276,9 @@ def recording_started(
 
 
 def _recording_started(s: Session, call_id: str, recording_id: str, directory: str) -> None:
-    s.add(Recording(id=recording_id, call_id=call_id, directory=directory))
+    segments = s.scalar(select(func.count()).select_from(Recording).where(
+        Recording.call_id == call_id)) or 0  # fmt: skip
+    s.add(Recording(id=recording_id, call_id=call_id, directory=directory, segment=segments + 1))
 
 
 def _track_json(info: RecordingInfo, root: Path) -> dict[str, Any]:
@@ -316,7 +319,7 @@ def _recording_finished(
         rec.state = RecordingState.FAILED
         return
     apply_info(rec, info, root)
-    expected = _call_seconds(rec.call)
+    expected = _call_seconds(rec.call) if rec.segment == 1 else _resumed_seconds(rec.call)
     report = check(info, expected)
     rec.health = {
         "ok": report.ok,
@@ -344,6 +347,13 @@ def _call_seconds(call: Call) -> float | None:
     return (call.ended_at - call.connected_at).total_seconds()
 
 
+def _resumed_seconds(call: Call) -> float | None:
+    """How long a later segment should be: from the parties being joined again to the end."""
+    if call.resumed_at is None or call.ended_at is None:
+        return None
+    return (call.ended_at - call.resumed_at).total_seconds()
+
+
 @dataclass(frozen=True, slots=True)
 class OrphanLeg:
     """A party a crashed process left in a call: its leg row and its SIP dialog."""
@@ -369,6 +379,7 @@ def mark_interrupted(
     now: datetime,
     *,
     reason: str = "interrupted",
+    keep: Collection[str] = (),
 ) -> Interrupted:
     """After a crash: calls this node left open are ended "interrupted"; recovered recordings are
     stored. Returns the calls marked and the legs still in a SIP dialog (to be sent BYE).
@@ -389,19 +400,24 @@ def mark_interrupted(
             )
         )
         for call in open_calls:
-            info = by_id.get(call.recording.id) if call.recording is not None else None
+            if call.id in keep:  # carried on after the crash (calls/resume.py)
+                continue
+            segment = call.last_recording
+            info = by_id.get(segment.id) if segment is not None else None
             call.ended_at = info.ended_at if info is not None else now
             call.state = CallState.ENDED if call.connected_at else CallState.FAILED
             call.end_reason, call.interrupted = reason, True
             for leg in call.legs:
                 if leg.ended_at is None:
-                    if leg.dialog:  # answered and not seen ending: the peer may still be in it
+                    if leg.dialog:  # answered (or ringing) and not seen ending: the peer may
+                        # still be in it (or its phone ringing): BYE (or CANCEL) it
                         orphans.append(OrphanLeg(call.id, leg.role, dict(leg.dialog)))
-                        leg.recovery = "bye pending"
+                        ringing = PENDING_INVITE in leg.dialog
+                        leg.recovery = "cancel pending" if ringing else "bye pending"
                     leg.ended_at, leg.end_reason = call.ended_at, reason
                     if leg.state in ("connected", "confirming", "dialing", "waiting"):
                         leg.state = "left"
-            recording = call.recording
+            recording = segment
             if recording is not None and recording.state is RecordingState.RECORDING:
                 if reason == "node_lost":
                     recording.state = RecordingState.INTERRUPTED
@@ -509,6 +525,31 @@ class CallRecords:
     def queue_sip_call_id(self, call_id: str, role: str, sip_id: str) -> None:
         apply = partial(_set_sip_call_id, call_id=call_id, role=role, sip_id=sip_id)
         self.writer.queue(Write(apply, f"SIP Call-ID of {call_id} {role}", call_id))
+
+    def queue_write(
+        self, fn: Callable[[Session, str, datetime], None], call_id: str, at: datetime, *, what: str
+    ) -> None:
+        """A small change to one call, `fn(session, call_id, at)`, in order with the others."""
+        def apply(s: Session) -> None:
+            fn(s, call_id, at)
+
+        self.writer.queue(Write(apply, f"{what}: {call_id}", call_id))
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` in the writer thread, in order with the queued writes."""
+        return await self.writer.run(fn, *args)
+
+    async def mark_interrupted_except(
+        self, node: str, recovered: list[RecordingInfo], now: datetime, keep: Collection[str]
+    ) -> Interrupted:
+        """`mark_interrupted`, leaving the calls in `keep` (being carried on) open."""
+
+        def run() -> Interrupted:
+            return mark_interrupted(
+                self.factory, node, recovered, self.recordings_root, now, keep=keep
+            )
+
+        return await self._run(run)
 
     def queue_recovery(self, call_id: str, role: str, result: str) -> None:
         apply = partial(_set_recovery, call_id=call_id, role=role, result=result)

@@ -138,6 +138,18 @@ class FlowRunner:
         self.hooks.on_leg(leg_id, role, sip.call_id)
         binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{leg_id}"))
 
+    def adopt_answered(
+        self, leg_id: str, role: str, sip: sipleg.Leg, endpoint: RtpEndpoint
+    ) -> None:
+        """Hand the runner a SIP leg already answered on `endpoint` (a call carried on after a
+        crash: the leg's dialog was re-INVITEd onto this endpoint)."""
+        binding = self._legs.setdefault(leg_id, _Binding(leg_id, role))
+        binding.sip, binding.endpoint = sip, endpoint
+        self._watch_digits(binding)
+        self.hooks.on_leg(leg_id, role, sip.call_id)
+        self._mark_answered(binding)
+        binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{leg_id}"))
+
     async def request(self, event: Event, timeout: float = 10.0) -> None:
         """Feed an API request; the flow's EventError (if any) is raised here."""
         if self._done.is_set():
@@ -479,6 +491,9 @@ class FlowRunner:
             match ev:
                 case sipleg.Ringing():
                     self._put(LegRinging(binding.leg_id))
+                    pending = self.ua.pending_state(sip)
+                    if pending is not None:  # a crash now leaves a phone ringing: CANCEL it
+                        self.hooks.on_dialog(binding.leg_id, binding.role, pending)
                 case sipleg.Answered(media=media):
                     if media is not None and binding.endpoint is not None:
                         binding.endpoint.configure(media)
@@ -503,6 +518,8 @@ class FlowRunner:
                     if binding.endpoint is not None:
                         binding.endpoint.inject_dtmf(digit)
                 case sipleg.Ended(reason=reason, sip_status=status):
+                    if not binding.answered and sip.direction == "outbound":
+                        self.hooks.on_dialog(binding.leg_id, binding.role, {})  # nothing to CANCEL
                     binding.ended = True
                     await self._release(binding)
                     self._put(LegEnded(binding.leg_id, reason.value, status))

@@ -109,7 +109,9 @@ class BridgeOut(BaseModel):
     id: str
     state: str
     legs: list[LegOut]
-    recording_id: str | None
+    recording_id: str | None  # the first segment
+    # every segment in order: a call carried on after a crash has a second (docs/callflows.md)
+    recordings: list[str] = []
     incident_id: str | None
     unit_code: str | None
     created_at: datetime
@@ -117,6 +119,9 @@ class BridgeOut(BaseModel):
     ended_at: datetime | None
     end_reason: str | None
     interrupted: bool
+    # the silence a crash cost a call that survived it: end of the audio before, parties joined
+    gap_started_at: datetime | None = None
+    resumed_at: datetime | None = None
 
 
 def bridge_out(call: Call) -> BridgeOut:
@@ -157,6 +162,7 @@ def bridge_out(call: Call) -> BridgeOut:
         state=call.state.value,
         legs=legs,
         recording_id=call.recording.id if call.recording else None,
+        recordings=[r.id for r in call.recordings],
         incident_id=call.incident_id,
         unit_code=call.unit_code,
         created_at=call.created_at,
@@ -164,6 +170,8 @@ def bridge_out(call: Call) -> BridgeOut:
         ended_at=call.ended_at,
         end_reason=call.end_reason,
         interrupted=call.interrupted,
+        gap_started_at=call.gap_started_at,
+        resumed_at=call.resumed_at,
     )
 
 
@@ -353,7 +361,7 @@ def _get_call(session: Session, call_id: str) -> Call:
     call = session.get(
         Call,
         call_id,
-        options=[joinedload(Call.legs), joinedload(Call.attempts), joinedload(Call.recording)],
+        options=[joinedload(Call.legs), joinedload(Call.attempts), joinedload(Call.recordings)],
     )
     if call is None or call.kind is not CallKind.BRIDGE:
         raise NotFound("bridge", call_id)

@@ -32,6 +32,7 @@ router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
 class RecordingOut(BaseModel):
     id: str
     call_id: str
+    segment: int = 1  # 2, 3...: recorded after the call survived a crash (docs/recordings.md)
     state: str
     sha256: str | None
     size_bytes: int | None
@@ -69,6 +70,7 @@ class RecordingRow(BaseModel):
 
     id: str
     call_id: str
+    segment: int = 1
     state: str
     duration_s: float | None
     tracks: list[str]
@@ -114,6 +116,7 @@ def list_recordings(
         RecordingRow(
             id=rec.id,
             call_id=rec.call_id,
+            segment=rec.segment,
             state=rec.state.value,
             duration_s=rec.duration_s,
             tracks=sorted(rec.tracks),
@@ -146,6 +149,7 @@ def _out(rec: Recording) -> RecordingOut:
     return RecordingOut(
         id=rec.id,
         call_id=rec.call_id,
+        segment=rec.segment,
         state=rec.state.value,
         sha256=rec.sha256,
         size_bytes=rec.size_bytes,

@@ -72,6 +72,10 @@ class Call(Base):
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     end_reason: Mapped[str | None] = mapped_column(String(60), default=None)
     interrupted: Mapped[bool] = mapped_column(default=False)
+    # a call carried on after a crash (LINKCALL_RECOVER_CALLS): the end of the audio before the
+    # crash, and when the parties were joined again (docs/callflows.md, "After a crash")
+    gap_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    resumed_at: Mapped[datetime | None] = mapped_column(default=None)
     request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     legs: Mapped[list[Leg]] = relationship(
@@ -80,7 +84,20 @@ class Call(Base):
     attempts: Mapped[list[Attempt]] = relationship(
         order_by="Attempt.id", cascade="all, delete-orphan"
     )
-    recording: Mapped[Recording | None] = relationship(back_populates="call", uselist=False)
+    # one segment per stretch of recorded audio: 1, then 2 after a crash the call survived
+    recordings: Mapped[list[Recording]] = relationship(
+        back_populates="call", order_by="Recording.segment"
+    )
+
+    @property
+    def recording(self) -> Recording | None:
+        """The first segment (the call's recording as the API names it)."""
+        return self.recordings[0] if self.recordings else None
+
+    @property
+    def last_recording(self) -> Recording | None:
+        """The segment being written, or the last one written."""
+        return self.recordings[-1] if self.recordings else None
 
 
 class Leg(Base):
@@ -131,12 +148,13 @@ class Attempt(Base):
 
 
 class Recording(Base):
-    """The recording of one call: where its files are and what they hashed to."""
+    """One segment of a call's recording: where its files are and what they hashed to."""
 
     __tablename__ = "recordings"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="RESTRICT"), unique=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="RESTRICT"), index=True)
+    segment: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     state: Mapped[RecordingState] = mapped_column(
         _enum(RecordingState), default=RecordingState.RECORDING
     )
@@ -157,4 +175,4 @@ class Recording(Base):
     purged_at: Mapped[datetime | None] = mapped_column(default=None)
     verified_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    call: Mapped[Call] = relationship(back_populates="recording")
+    call: Mapped[Call] = relationship(back_populates="recordings")

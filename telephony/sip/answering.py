@@ -115,7 +115,7 @@ class InboundCalls:
         session_id = call.session_id = secrets.randbelow(2**31)
         if call.offer is None:  # delayed offer: ours goes in the 200, the answer in the ACK
             call.our_offer = make_offer(*local_media, session_id=session_id)
-            leg.dialog = Dialog.from_uas(call.invite, call.local_tag, self.ctx.contact)
+            leg.dialog = self._dialog(call)
             await self.final(call, 200, call.our_offer)
             leg.mark_answered(None)
             return
@@ -128,9 +128,14 @@ class InboundCalls:
             self.ctx.finish(call, EndReason.INCOMPATIBLE, 488)
             raise
         call.answer_sdp = answer
-        leg.dialog = Dialog.from_uas(call.invite, call.local_tag, self.ctx.contact)
+        leg.dialog = self._dialog(call)
         await self.final(call, 200, answer)
         leg.mark_answered(media)
+
+    def _dialog(self, call: InboundCall) -> Dialog:
+        dialog = Dialog.from_uas(call.invite, call.local_tag, self.ctx.contact)
+        dialog.sdp_session_id, dialog.transport = call.session_id, self.ctx.config.transport
+        return dialog
 
     async def reject(self, leg: Leg, code: int) -> None:
         call = self._inbound(leg)

@@ -32,6 +32,10 @@ class Dialog:
     local_seq: int = field(default_factory=lambda: random.randint(1, 2**20))
     remote_seq: int | None = None
     local_contact: str = ""
+    # what a later process needs to offer media again in this dialog (RFC 3264 8: the same o=
+    # session id, a higher version) and how it reached the peer; set by the UA, kept in the state
+    sdp_session_id: int | None = None
+    transport: str = "udp"
 
     @property
     def id(self) -> DialogId:
@@ -91,6 +95,8 @@ class Dialog:
             "route_set": [str(r) for r in self.route_set],
             "local_seq": self.local_seq,
             "local_contact": self.local_contact,
+            "sdp_session_id": self.sdp_session_id,
+            "transport": self.transport,
         }
 
     @classmethod
@@ -107,6 +113,12 @@ class Dialog:
                 route_set=[NameAddr.parse(str(r)) for r in state.get("route_set", [])],
                 local_seq=int(state["local_seq"]),
                 local_contact=str(state.get("local_contact", "")),
+                sdp_session_id=(
+                    int(state["sdp_session_id"])
+                    if state.get("sdp_session_id") is not None
+                    else None
+                ),
+                transport=str(state.get("transport") or "udp"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ParseError):
@@ -158,3 +170,7 @@ class Dialog:
         contacts = resp.name_addrs("Contact")
         if contacts:
             self.remote_target = contacts[0].uri
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -19,6 +19,7 @@ from .dialog import Dialog
 from .errors import AuthError, IncompatibleMedia, ParseError
 from .leg import EndReason, Leg, LegState
 from .message import SipRequest, SipResponse
+from .orphans import cancel_state
 from .registration import challenge_of
 from .sdp import SessionDescription, make_offer, media_from_answer
 from .transaction_layer import ClientHandle, TransactionFailed
@@ -26,6 +27,17 @@ from .transport import Address
 from .uri import NameAddr, SipUri
 
 logger = logging.getLogger(__name__)
+
+
+def build_cancel(inv: SipRequest) -> SipRequest:
+    """The CANCEL of `inv` (RFC 3261 9.1): its Request-URI, Call-ID, From, To, CSeq number and
+    top Via."""
+    cancel = SipRequest(method="CANCEL", uri=inv.uri, headers=inv.headers.copy())
+    for name in ("Contact", "Content-Type", "Allow", "Authorization", "Proxy-Authorization"):
+        cancel.headers.remove(name)
+    cancel.headers.set("Via", inv.headers.get_all("Via")[0])
+    cancel.headers.set("CSeq", f"{inv.cseq.number} CANCEL")
+    return cancel
 
 
 def end_reason_for(status: int, *, rang: bool) -> EndReason:
@@ -245,6 +257,7 @@ class OutboundCalls:
             logger.warning("call %s: unusable 2xx: %s", call.leg.call_id[:8], exc)
             self.ctx.finish(call, EndReason.FAILED, resp.status)
             return
+        dialog.sdp_session_id, dialog.transport = call.session_id, self.ctx.config.transport
         call.leg.dialog = dialog
         ack = dialog.create_request("ACK", cseq=call.invite.cseq.number)
         ack.headers.add("Via", self.ctx.via())
@@ -306,15 +319,16 @@ class OutboundCalls:
 
     async def _send_cancel(self, call: OutboundCall) -> None:
         call.cancel_sent = True
-        inv = call.invite
-        cancel = SipRequest(method="CANCEL", uri=inv.uri, headers=inv.headers.copy())
-        for name in ("Contact", "Content-Type", "Allow", "Authorization", "Proxy-Authorization"):
-            cancel.headers.remove(name)
-        cancel.headers.set("Via", inv.headers.get_all("Via")[0])
-        cancel.headers.set("CSeq", f"{inv.cseq.number} CANCEL")
+        cancel = build_cancel(call.invite)
         self.ctx.spawn(
             self._await_quietly(self.ctx.endpoint.request(cancel, call.dest)), "sip-cancel"
         )
+
+    def pending_state(self, call: OutboundCall) -> dict[str, Any] | None:
+        """For an INVITE that rings: the CANCEL a later process would send (orphans.py)."""
+        if call.leg.ended or call.leg.dialog is not None or not call.provisional:
+            return None
+        return cancel_state(build_cancel(call.invite), call.dest)
 
     async def _await_quietly(self, coro: Coroutine[Any, Any, ClientHandle]) -> None:
         handle = await coro

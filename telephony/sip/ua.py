@@ -29,7 +29,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from telephony.privacy import mask_number
 from telephony.types import Direction
@@ -48,6 +48,7 @@ from .message import SipRequest, SipResponse
 from .orphans import end_orphan
 from .outbound import OutboundCall, OutboundCalls
 from .registration import Registration, registration_for
+from .resume import Resumed, give_up, resume_dialog
 from .transaction import ServerInviteTransaction, ServerTransaction
 from .transaction_layer import ClientEvent, TransactionLayer
 from .transport import Address, open_transport
@@ -267,6 +268,32 @@ class UserAgent:
     async def end_orphan(self, dialog_state: Mapping[str, Any]) -> str:
         """BYE a dialog a previous process left (orphans.py); returns what came back."""
         return await end_orphan(self.ctx, dialog_state)
+
+    async def resume_orphan(
+        self,
+        dialog_state: Mapping[str, Any],
+        local_media: tuple[str, int],
+        *,
+        number: str,
+        direction: Literal["outbound", "inbound"] = "outbound",
+        timeout: float,
+    ) -> Resumed:
+        """Carry a dialog a previous process left on with a re-INVITE (resume.py)."""
+        return await resume_dialog(
+            self.ctx, dialog_state, local_media, number=number, direction=direction,
+            timeout=timeout,
+        )  # fmt: skip
+
+    async def give_up(self, resumed: Resumed) -> str:
+        """End a dialog whose recovery re-INVITE failed (BYE); returns the result to record."""
+        return await give_up(self.ctx, resumed)
+
+    def pending_state(self, leg: Leg) -> dict[str, Any] | None:
+        """For an outbound leg that rings: the CANCEL a later process would send to end it."""
+        call = self.calls.get(leg.call_id)
+        if isinstance(call, OutboundCall):
+            return self.outbound.pending_state(call)
+        return None
 
     async def leg_ring(self, leg: Leg) -> None:
         await self.inbound.ring(leg)
