@@ -30,13 +30,17 @@ class CallSummary(BaseModel):
     incident_id: str | None
     unit_code: str | None
     parties: dict[str, str | None]
-    recording_id: str | None
+    recording_id: str | None  # the first segment
+    recordings: list[str] = []  # every segment (a call carried on after a crash has two)
     created_by: str
     created_at: datetime
     connected_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
     interrupted: bool
+    # carried on after a crash: the end of the audio before it, and when the parties were back
+    gap_started_at: datetime | None = None
+    resumed_at: datetime | None = None
 
 
 def _invalid(field: str, message: str) -> Problem:
@@ -101,12 +105,15 @@ def list_calls(
             unit_code=c.unit_code,
             parties={leg.role: leg.number for leg in c.legs},
             recording_id=c.recording.id if c.recording else None,
+            recordings=[r.id for r in c.recordings],
             created_by=c.created_by,
             created_at=c.created_at,
             connected_at=c.connected_at,
             ended_at=c.ended_at,
             end_reason=c.end_reason,
             interrupted=c.interrupted,
+            gap_started_at=c.gap_started_at,
+            resumed_at=c.resumed_at,
         )
         for c in rows
     ]

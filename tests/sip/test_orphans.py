@@ -82,3 +82,99 @@ async def test_a_new_user_agent_ends_the_dialog_a_dead_one_left(transport: str) 
         for ua in (restarted, b):
             if ua is not None:
                 await ua.stop()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_a_new_user_agent_carries_the_dialog_on_with_a_reinvite(transport: str) -> None:
+    """The restarted UA re-INVITEs the stored dialog onto a new RTP port: the peer's media
+    moves there, the same dialog goes on (the peer's BYE reaches the new UA's leg)."""
+    port_a, port_b = sip_port(), sip_port()
+    ca, cb = pair_config(port_a, port_b, transport)
+    a, b = UserAgent(ca), UserAgent(cb)
+    await a.start()
+    await b.start()
+    restarted: UserAgent | None = None
+    try:
+        leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
+        inbound = await asyncio.wait_for(b.incoming.get(), 5)
+        await inbound.answer(("127.0.0.1", 40100))
+        assert await leg.wait_answered(5) and leg.dialog is not None
+        state = json.loads(json.dumps(leg.dialog.to_state()))
+        assert state["sdp_session_id"] and state["transport"] == transport
+        await a.abort()
+
+        restarted = UserAgent(dataclasses.replace(ca))
+        await restarted.start()
+        resumed = await restarted.resume_orphan(
+            state, ("127.0.0.1", 40200), number="2001", timeout=3
+        )
+        assert resumed.result == "reinvite 200" and resumed.leg is not None
+        assert resumed.leg.media is not None and resumed.leg.media.remote_port == 40100
+        assert inbound.media is not None and inbound.media.remote_port == 40200  # moved
+        assert not inbound.ended
+        await inbound.hangup()  # the peer ends the call: the new UA's leg sees it
+        assert await resumed.leg.wait_ended(5)
+        assert resumed.leg.end_reason is EndReason.NORMAL_REMOTE
+        # the dialog is gone now: a second recovery is refused and ends nothing more
+        again = await restarted.resume_orphan(state, ("127.0.0.1", 40300), number="2001", timeout=3)
+        assert again.leg is None and again.result == "reinvite 481"
+        assert await restarted.give_up(again) == "reinvite 481"
+    finally:
+        for ua in (restarted, b):
+            if ua is not None:
+                await ua.stop()
+
+
+async def test_a_recovery_reinvite_nobody_answers_ends_within_its_deadline() -> None:
+    port_a = sip_port()
+    ca, _ = pair_config(port_a, sip_port(), "udp")
+    ua = UserAgent(ca)
+    await ua.start()
+    try:
+        silent = sip_port()  # nobody listens there
+        state = {
+            "call_id": "gone", "local_tag": "a", "remote_tag": "b",
+            "local_uri": f"<sip:1000@127.0.0.1:{port_a}>", "remote_uri": "<sip:2001@127.0.0.1>",
+            "remote_target": f"sip:2001@127.0.0.1:{silent}", "local_seq": 5,
+        }  # fmt: skip
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        resumed = await ua.resume_orphan(state, ("127.0.0.1", 40400), number="2001", timeout=1.0)
+        assert resumed.leg is None and resumed.result == "reinvite timeout"
+        assert loop.time() - t0 < 2.0
+        assert "gone" not in ua.calls
+    finally:
+        await ua.stop()
+
+
+async def test_a_ringing_invite_a_dead_process_left_is_cancelled() -> None:
+    port_a, port_b = sip_port(), sip_port()
+    ca, cb = pair_config(port_a, port_b, "udp")
+    a, b = UserAgent(ca), UserAgent(cb)
+    await a.start()
+    await b.start()
+    restarted: UserAgent | None = None
+    try:
+        leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=30)
+        inbound = await asyncio.wait_for(b.incoming.get(), 5)
+        await inbound.ring()
+        for _ in range(50):
+            pending = a.pending_state(leg)
+            if pending is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert pending is not None
+        stored = json.loads(json.dumps(pending))
+        await a.abort()
+        assert not await inbound.wait_ended(0.3)  # still ringing
+
+        restarted = UserAgent(dataclasses.replace(ca))
+        await restarted.start()
+        assert await restarted.end_orphan(stored) == "cancel 200"
+        assert await inbound.wait_ended(5)
+        assert inbound.end_reason is EndReason.CANCELLED
+        assert await restarted.end_orphan({"pending_invite": {"cancel": "junk"}}) == "no dialog"
+    finally:
+        for ua in (restarted, b):
+            if ua is not None:
+                await ua.stop()

@@ -418,7 +418,8 @@
       ...old, id: b.id, kind: "bridge", state: b.state, incident_id: b.incident_id,
       unit_code: b.unit_code, parties, recording_id: b.recording_id, created_at: b.created_at,
       connected_at: b.connected_at, ended_at: b.ended_at, end_reason: b.end_reason,
-      interrupted: b.interrupted,
+      interrupted: b.interrupted, recordings: b.recordings || [],
+      gap_started_at: b.gap_started_at, resumed_at: b.resumed_at,
     };
   }
 
@@ -534,7 +535,14 @@
     if (c.end_reason && !active) {
       card.append(el("p", { class: "meta" }, "结束原因：" + reasonText(c.end_reason) + " ", en(c.end_reason)));
     }
-    if (c.interrupted) card.append(el("p", { class: "meta warn", text: "服务重启中断的通话 (interrupted by a restart)" }));
+    if (c.resumed_at) {
+      const gap = c.gap_started_at ? Math.max(0, (Date.parse(c.resumed_at) - Date.parse(c.gap_started_at)) / 1000) : null;
+      const secs = gap === null ? "" : "，中断 " + gap.toFixed(1) + " 秒";
+      card.append(el("p", { class: "meta warn", "data-resumed": "1",
+        text: "服务重启后已恢复通话" + secs + " (carried on after a restart" + (gap === null ? "" : ", " + gap.toFixed(1) + " s of silence") + ")" }));
+    } else if (c.interrupted) {
+      card.append(el("p", { class: "meta warn", text: "服务重启中断的通话 (interrupted by a restart)" }));
+    }
 
     if (b) {
       const table = el("table", { class: "table legs" });
@@ -556,11 +564,14 @@
       end.addEventListener("click", () => act(id, "/api/v1/bridges/" + encodeURIComponent(id) + "/end", end));
       tools.append(end);
     }
-    if (c.recording_id) {
-      const play = el("button", { type: "button", class: "small", text: "播放录音", title: "play the recording (mixed track)" });
-      play.addEventListener("click", () => playRecording(c.recording_id, id, play));
+    const segments = c.recordings && c.recordings.length ? c.recordings : (c.recording_id ? [c.recording_id] : []);
+    segments.forEach((recId, i) => {
+      const part = segments.length > 1 ? "（第" + (i + 1) + "段）" : "";
+      const play = el("button", { type: "button", class: "small", text: "播放录音" + part, "data-segment": String(i + 1),
+        title: "play the recording (mixed track)" + (segments.length > 1 ? ", segment " + (i + 1) : "") });
+      play.addEventListener("click", () => playRecording(recId, id, play));
       tools.append(play);
-    }
+    });
     for (const hook of bridgeToolHooks) hook(c, b, tools, active);
     if (tools.children.length) card.append(tools);
     return card;
