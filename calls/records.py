@@ -530,6 +530,7 @@ class CallRecords:
         self, fn: Callable[[Session, str, datetime], None], call_id: str, at: datetime, *, what: str
     ) -> None:
         """A small change to one call, `fn(session, call_id, at)`, in order with the others."""
+
         def apply(s: Session) -> None:
             fn(s, call_id, at)
 
