@@ -155,7 +155,9 @@ def test_sigkill_mid_call_leaves_a_playable_recording_and_an_interrupted_call(
         service.kill(signal.SIGTERM)
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_after_a_crash_no_phone_is_left_in_the_dead_call(
+    transport: str,
     service_env: tuple[dict[str, str], Kamailio],
     phone_factory: Callable[..., BaresipPhone],
     tmp_path: Path,
@@ -163,9 +165,15 @@ def test_after_a_crash_no_phone_is_left_in_the_dead_call(
     """SIGKILL mid-call; the phones stay in the call (nobody hangs up). The restarted service
     sends BYE on every leg of the interrupted call as it starts: each phone's call closes within
     5 s of the service being up (its start-up time depends on the machine and is printed), and
-    each leg records `interrupted` with the BYE's result."""
+    each leg records `interrupted` with the BYE's result. Over UDP and over TCP."""
     env, kam = service_env
-    phones = {r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam) for r in TONES}
+    env["LINKCALL_SIP_TRANSPORT"] = transport
+    if transport == "tcp":
+        env["LINKCALL_SIP_REGISTRAR"] = f"127.0.0.1:{kam.tcp_port}"
+    phones = {
+        r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam, transport=transport)
+        for r in TONES
+    }
     phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
     token = (
         subprocess.run(
