@@ -34,7 +34,13 @@ from calls.hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks, Publish
 from calls.media_workers.surface import Media
 from calls.prompts import PromptError, ensure_prompts
 from calls.records import CallRecords
-from calls.resume import Claimed, ResumableCall, claim_resumable, resume_call
+from calls.resume import (
+    Claimed,
+    ResumableCall,
+    claim_resumable,
+    end_unresumed,
+    resume_call,
+)
 from calls.runner import FlowRunner
 from calls.stats import CallStats
 from recordings import RecordingFlusher, RecordingWriter, recover
@@ -165,8 +171,9 @@ class CallManager:
         async def resume(rc: ResumableCall) -> None:
             try:
                 await resume_call(self, rc, timeout)
-            except Exception:
+            except Exception:  # never leave the call open in the records
                 log.exception("call %s: could not be carried on after the crash", rc.call_id)
+                end_unresumed(self.records, self.publish, rc.call_id)
 
         await asyncio.gather(self.end_orphans(orphans), *(resume(rc) for rc in calls))
 

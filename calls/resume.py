@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from callflows.bridge import BridgeFlow
 from callflows.bridge_party import ExistingLeg
 from callflows.events import Role
-from calls.hooks import BridgeHooks
-from calls.records import OrphanLeg, apply_info
+from calls.hooks import BridgeHooks, Publish
+from calls.records import CallRecords, OrphanLeg, apply_info
 from recordings import RecordingInfo
 from recordings.errors import RecordingError
 from storage.base import utcnow
@@ -161,6 +161,13 @@ def _not_resumed(s: Session, call_id: str, at: datetime) -> None:
             leg.ended_at, leg.end_reason, leg.state = call.ended_at, "interrupted", "left"
 
 
+def end_unresumed(records: CallRecords, publish: Publish, call_id: str) -> None:
+    """The call could not be carried on: it ends `interrupted`, in the records and the stream."""
+    records.queue_write(_not_resumed, call_id, utcnow(), what="not resumed")
+    publish("call.state", {"call_id": call_id, "kind": "bridge", "state": "ended",
+                           "end_reason": "interrupted"})  # fmt: skip
+
+
 async def resume_call(manager: CallManager, rc: ResumableCall, timeout: float) -> bool:
     """Carry one interrupted call on (see the module's docstring); True when it goes on."""
     back: dict[str, tuple[SipLeg, RtpEndpoint, ResumableLeg]] = {}
@@ -196,13 +203,11 @@ async def resume_call(manager: CallManager, rc: ResumableCall, timeout: float) -
     await asyncio.gather(*(one(leg) for leg in rc.legs))
     now = utcnow()
     if len(back) < 2:
-        for sip, endpoint, _ in back.values():
+        for sip, endpoint, leg in back.values():  # alone in the call: hang it up
             await sip.hangup()
             await endpoint.close()
-            manager.records.queue_recovery(rc.call_id, _.role, "reinvite 200, bye (alone)")
-        manager.records.queue_write(_not_resumed, rc.call_id, now, what="not resumed")
-        manager.publish("call.state", {"call_id": rc.call_id, "kind": "bridge",
-                                       "state": "ended", "end_reason": "interrupted"})  # fmt: skip
+            manager.records.queue_recovery(rc.call_id, leg.role, "reinvite 200, then alone: bye")
+        end_unresumed(manager.records, manager.publish, rc.call_id)
         log.warning("call %s: fewer than two parties came back; ended", rc.call_id)
         return False
     parties = {

@@ -261,3 +261,32 @@ def test_a_unit_still_ringing_at_the_crash_is_cancelled_and_the_others_go_on(
     assert body["state"] == "connected", body
     for role in ("caller", "dispatcher"):
         assert phones[role].call_count() == 1, role
+
+
+def test_when_only_one_party_is_still_there_the_call_ends_and_that_party_is_hung_up(
+    lab_factory: Callable[[str], Lab], phone_factory: Callable[..., BaresipPhone]
+) -> None:
+    """The dispatcher and the unit hang up while the service is down: the caller's dialog is
+    carried on, but alone, so the caller is hung up and the call ends `interrupted`."""
+    lab = lab_factory("udp")
+    phones = _phones(lab, phone_factory)
+    lab.service.start()
+    bid = httpx.post(
+        f"{lab.base}/api/v1/bridges", headers=lab.auth, timeout=10,
+        json={r: {"number": USERS[r]} for r in TONES},
+    ).json()["id"]  # fmt: skip
+    lab.wait(bid, _all_connected, 30, "not connected")
+    time.sleep(1.5)
+    mark = phones["caller"].event_count()
+    lab.service.kill()
+    for role in ("dispatcher", "unit"):
+        phones[role].hangup()
+
+    lab.service.start()
+    ready = time.monotonic()
+    phones["caller"].wait_event("CALL_CLOSED", 5.0 - (time.monotonic() - ready), mark)
+    body = lab.wait(bid, lambda b: b["state"] == "ended", 5.0, "not ended")
+    assert body["end_reason"] == "interrupted" and body["resumed_at"] is None, body
+    recovery = {leg["role"]: leg["recovery"] for leg in body["legs"]}
+    assert recovery["caller"] == "reinvite 200, then alone: bye", recovery
+    assert recovery["dispatcher"] == recovery["unit"] == "reinvite 481", recovery
