@@ -21,6 +21,7 @@ against its own manifest, and every recording row's track hashes against the fil
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -113,6 +114,28 @@ def _service_running(settings: Settings) -> bool:
     return False
 
 
+def _is_mount(path: Path) -> bool:
+    return os.path.ismount(path)
+
+
+def _check_recordings_target(root: Path) -> None:
+    """The recordings already there are moved aside (renamed) before the backup's are copied:
+    refuse at once, with nothing changed, when that cannot work — a mount point (a volume)
+    cannot be renamed, nor a directory in a parent we cannot write."""
+    if not root.exists() or not any(root.iterdir()):
+        return
+    if _is_mount(root):
+        raise BackupError(
+            f"{root} is a mount point and not empty: it cannot be moved aside. Restore onto an "
+            "empty recordings volume (or empty this one after saving its files); nothing was "
+            "changed"
+        )
+    if not os.access(root.parent, os.W_OK):
+        raise BackupError(
+            f"cannot move {root} aside ({root.parent} is not writable); nothing was changed"
+        )
+
+
 def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreReport:
     """Bring a backup back into the configured database and data directory (service stopped)."""
     info_path, sums_path = src / INFO_FILE, src / SUMS_FILE
@@ -134,10 +157,11 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreRep
             f"the backup holds a {info['backend']} database; "
             f"LINKCALL_DATABASE_URL is {backend(url)}"
         )
+    root = settings.recordings_dir
+    _check_recordings_target(root)  # before anything changes: all or nothing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     restore_database(url, src / info["database_file"])
 
-    root = settings.recordings_dir
     moved: Path | None = None
     if root.exists() and any(root.iterdir()):
         moved = root.with_name(f"{root.name}.before-restore-{datetime.now():%Y%m%dT%H%M%S}")

@@ -1,0 +1,56 @@
+"""`linkcall restore` is all or nothing: when the recordings already in place cannot be moved
+aside (a mounted volume), it refuses before the database is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pytest_mock import MockerFixture
+from sqlalchemy import select
+
+from api import backup as backup_mod
+from api.settings import Settings
+from storage import migrate
+from storage.engine import make_engine, make_session_factory, session_scope
+from storage.models.registry import Unit
+
+
+def _units(settings: Settings) -> list[str]:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            return sorted(u.code for u in s.scalars(select(Unit)))
+    finally:
+        engine.dispose()
+
+
+def test_a_mounted_recordings_volume_is_refused_before_the_database_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture
+) -> None:
+    monkeypatch.delenv("LINKCALL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LINKCALL_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True)
+    migrate.upgrade(settings.resolved_database_url)
+    (settings.recordings_dir / "2026").mkdir(parents=True)
+    (settings.recordings_dir / "2026" / "old.wav").write_bytes(b"RIFF")
+    report = backup_mod.backup(settings, tmp_path / "backup")
+    assert report.files == 3  # the recording, the database, the backup's own info
+
+    engine = make_engine(settings.resolved_database_url)  # a change made after the backup
+    with session_scope(make_session_factory(engine)) as s:
+        s.add(Unit(code="L09", name="县水利局", kind="linkage"))
+    engine.dispose()
+
+    root = settings.recordings_dir
+    mocker.patch.object(backup_mod, "_is_mount", side_effect=lambda p: Path(p) == root)
+    with pytest.raises(backup_mod.BackupError, match="mount point.*nothing was changed"):
+        backup_mod.restore(settings, tmp_path / "backup", force=True)
+    assert _units(settings) == ["L09"]  # the database was not restored
+    assert (root / "2026" / "old.wav").read_bytes() == b"RIFF"
+
+    mocker.patch.object(backup_mod, "_is_mount", return_value=False)
+    done = backup_mod.restore(settings, tmp_path / "backup", force=True)
+    assert done.problems == [] and done.moved_aside is not None
+    assert _units(settings) == []  # restored to the backup's state
