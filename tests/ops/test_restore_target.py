@@ -45,7 +45,7 @@ def test_a_mounted_recordings_volume_is_refused_before_the_database_changes(
 
     root = settings.recordings_dir
     mocker.patch.object(backup_mod, "_is_mount", side_effect=lambda p: Path(p) == root)
-    with pytest.raises(backup_mod.BackupError, match="mount point.*nothing was changed"):
+    with pytest.raises(backup_mod.BackupError, match=r"mount point.*nothing was changed"):
         backup_mod.restore(settings, tmp_path / "backup", force=True)
     assert _units(settings) == ["L09"]  # the database was not restored
     assert (root / "2026" / "old.wav").read_bytes() == b"RIFF"
