@@ -247,9 +247,22 @@ def _legs_of(s: Session, call_id: str) -> list[Leg]:
 
 
 def _set_sip_call_id(s: Session, call_id: str, role: str, sip_id: str) -> None:
-    leg = next((g for g in _legs_of(s, call_id) if g.role == role), None)
+    leg = _leg_of_role(s, call_id, role)
     if leg is not None:
         leg.sip_call_id = sip_id
+
+
+def _leg_of_role(s: Session, call_id: str, role: str) -> Leg | None:
+    """The leg row of `role`; made when missing (an added unit's first dial can be written
+    before the snapshot that names it: its Call-ID and dialog must not be lost)."""
+    call = s.get(Call, call_id)
+    if call is None:
+        return None
+    leg = next((g for g in call.legs if g.role == role), None)
+    if leg is None and call.kind is CallKind.BRIDGE:
+        leg = Leg(role=role, state="dialing")
+        call.legs.append(leg)
+    return leg
 
 
 def set_dialog(
@@ -262,7 +275,10 @@ def set_dialog(
 
 def _set_dialog(s: Session, call_id: str, role: str, state: dict[str, Any]) -> None:
     legs = _legs_of(s, call_id)
-    leg = next((g for g in legs if g.role == role), legs[0] if len(legs) == 1 else None)
+    if len(legs) == 1 and legs[0].role != role:  # a one-leg IVR call: its only leg
+        leg: Leg | None = legs[0]
+    else:
+        leg = _leg_of_role(s, call_id, role)
     if leg is not None:
         leg.dialog = state
 

@@ -4,6 +4,7 @@ state, in few transactions, and one bad write loses nothing else (SQLite and Pos
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -123,4 +124,33 @@ async def test_one_bad_write_in_a_batch_loses_only_itself(
         unit = s.scalar(select(Leg).where(Leg.call_id == call_id, Leg.role == "unit"))
         assert unit is not None and unit.sip_call_id == "sip-before"
     assert "a write that fails" in caplog.text
+    await records.close(5.0)
+
+
+async def test_an_added_units_call_id_and_dialog_written_before_its_snapshot_are_kept(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """unit2 is dialled before the snapshot that names it is stored: its SIP Call-ID and the
+    CANCEL of its ringing INVITE land on its own leg row, which the snapshot then completes."""
+    records = CallRecords(factory, tmp_path)
+    call_id = records.insert_now(
+        NewCall(CallKind.BRIDGE, "disp", "node-a", parties=tuple((r.value, None) for r in ROLES))
+    )
+    records.queue_sip_call_id(call_id, "unit2", "sip-unit2")
+    records.queue_dialog(call_id, "unit2", {"pending_invite": {"cancel": "CANCEL ...", "dest": []}})
+    base = _snapshot(call_id, 3)
+    extra = PartySnapshot(Role.UNIT2, PartyState.DIALING, "3009", "unit2-1", False, False, (),
+                          None, None, None)  # fmt: skip
+    records.queue_bridge_snapshot(
+        call_id, dataclasses.replace(base, parties=(*base.parties, extra)), {}
+    )
+    async with asyncio.timeout(30):
+        await records.flushed()
+    with session_scope(factory) as s:
+        legs = [leg for leg in s.scalars(select(Leg).where(Leg.call_id == call_id))]
+        unit2 = [leg for leg in legs if leg.role == "unit2"]
+        assert len(unit2) == 1, [(leg.role, leg.state) for leg in legs]
+        assert unit2[0].sip_call_id == "sip-unit2" and unit2[0].number == "3009"
+        assert unit2[0].state == "dialing" and unit2[0].dialog is not None
+        assert "pending_invite" in unit2[0].dialog
     await records.close(5.0)
