@@ -44,7 +44,7 @@ from telephony.sip.orphans import PENDING_INVITE
 
 if TYPE_CHECKING:
     from calls.manager import CallManager
-    from telephony.media.endpoint import RtpEndpoint
+    from calls.media_workers.surface import MediaEndpoint
     from telephony.sip.leg import Leg as SipLeg
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def end_unresumed(records: CallRecords, publish: Publish, call_id: str) -> None:
 
 async def resume_call(manager: CallManager, rc: ResumableCall, timeout: float) -> bool:
     """Carry one interrupted call on (see the module's docstring); True when it goes on."""
-    back: dict[str, tuple[SipLeg, RtpEndpoint, ResumableLeg]] = {}
+    back: dict[str, tuple[SipLeg, MediaEndpoint, ResumableLeg]] = {}
 
     async def one(leg: ResumableLeg) -> None:
         endpoint = await manager.media.open_endpoint(f"{rc.call_id}:{leg.role}:r")

@@ -139,7 +139,7 @@ class FlowRunner:
         binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{leg_id}"))
 
     def adopt_answered(
-        self, leg_id: str, role: str, sip: sipleg.Leg, endpoint: RtpEndpoint
+        self, leg_id: str, role: str, sip: sipleg.Leg, endpoint: MediaEndpoint
     ) -> None:
         """Hand the runner a SIP leg already answered on `endpoint` (a call carried on after a
         crash: the leg's dialog was re-INVITEd onto this endpoint)."""
