@@ -22,7 +22,6 @@ from lab.baresip import BaresipPhone
 from storage import audit
 from storage.engine import make_engine, make_session_factory, session_scope
 from tests.bridges.test_crash import TONES, USERS, ServiceProcess
-from tests.bridges.test_node_lost import node_env  # noqa: F401  (the two-node fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,7 +74,7 @@ def bridge_ended(bid: str) -> Callable[[list[Event]], bool]:
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_b_streams_a_s_bridge_and_serves_its_recording(
-    node_env: Callable[[str, int], dict[str, str]],  # noqa: F811
+    node_env: Callable[[str, int], dict[str, str]],
     phone_factory: Callable[..., BaresipPhone],
     migrated_url: str,
     tmp_path: Path,
