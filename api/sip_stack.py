@@ -62,7 +62,12 @@ class Telephony:
         host = host if host != "0.0.0.0" else "127.0.0.1"
         self.media: MediaEngine | RemoteMediaEngine
         if settings.media_workers > 1:  # docs/media.md, "Media workers"
-            self.media = RemoteMediaEngine(host, settings.rtp_port_range, settings.media_workers)
+            self.media = RemoteMediaEngine(
+                host,
+                settings.rtp_port_range,
+                settings.media_workers,
+                lock_path=settings.data_dir / "media-workers.lock",
+            )
         else:
             self.media = MediaEngine(host=host, port_range=settings.rtp_port_range)
         self._problem: str | None = "starting"

@@ -20,7 +20,9 @@ from callflows.bridge import BridgeSnapshot
 from callflows.inbound import InboundSnapshot
 from callflows.ivr import KeyPromptResult, KeyPromptState
 from calls.record_writer import BatchWriter, Write
-from recordings import RecordingInfo, check
+from recordings import RecordingInfo, check, read_manifest
+from recordings.errors import RecordingError
+from recordings.info import MANIFEST_FILE
 from storage.base import utcnow
 from storage.engine import session_scope
 from storage.models.call_records import (
@@ -357,6 +359,25 @@ def apply_info(rec: Recording, info: RecordingInfo, root: Path) -> None:
         rec.error = (rec.error or "") + f" lost {info.lost_s:.1f} s of audio"
 
 
+def sealed_after_crash(rec: Recording, root: Path, now: datetime) -> RecordingInfo | None:
+    """A segment still `recording` in the database whose files were sealed without the service
+    (a media worker seals what it holds when the service dies, calls/media_workers): read its
+    manifest, store its figures, mark it interrupted. None when there is no manifest."""
+    if rec.state is not RecordingState.RECORDING:
+        return None
+    directory = root / rec.directory
+    if not (directory / MANIFEST_FILE).is_file():
+        return None
+    try:
+        info = read_manifest(directory)
+    except (OSError, ValueError, RecordingError) as exc:
+        log.error("recording %s: sealed but its manifest is unreadable: %s", rec.id, exc)
+        return None
+    apply_info(rec, info, root)
+    rec.state, rec.finalised_at = RecordingState.INTERRUPTED, now
+    return info
+
+
 def _call_seconds(call: Call) -> float | None:
     if call.connected_at is None or call.ended_at is None:
         return None
@@ -420,6 +441,8 @@ def mark_interrupted(
                 continue
             segment = call.last_recording
             info = by_id.get(segment.id) if segment is not None else None
+            if info is None and segment is not None and reason != "node_lost":
+                info = sealed_after_crash(segment, root, now)
             call.ended_at = info.ended_at if info is not None else now
             call.state = CallState.ENDED if call.connected_at else CallState.FAILED
             call.end_reason, call.interrupted = reason, True

@@ -34,7 +34,7 @@ from callflows.bridge import BridgeFlow
 from callflows.bridge_party import ExistingLeg
 from callflows.events import Role
 from calls.hooks import BridgeHooks, Publish
-from calls.records import CallRecords, OrphanLeg, apply_info
+from calls.records import CallRecords, OrphanLeg, apply_info, sealed_after_crash
 from recordings import RecordingInfo
 from recordings.errors import RecordingError
 from storage.base import utcnow
@@ -108,7 +108,9 @@ def claim_resumable(
             if segment is not None and info is not None:
                 apply_info(segment, info, root)
                 segment.finalised_at = now
-            elif segment is not None and segment.state is RecordingState.RECORDING:
+            elif segment is not None:  # sealed by a media worker at the crash?
+                info = sealed_after_crash(segment, root, now)
+            if segment is not None and info is None and segment.state is RecordingState.RECORDING:
                 segment.state = RecordingState.FAILED
                 segment.error = "no audio found after the crash"
             call.interrupted = True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -322,6 +323,7 @@ class _Worker:
     recordings: dict[str, RemoteRecording] = field(default_factory=dict)
     reader: asyncio.Task[None] | None = None
     on_lost: Any = None
+    lock_path: Path | None = None  # held shared while the process lives (`wait_for_previous`)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def start(self) -> None:
@@ -331,6 +333,7 @@ class _Worker:
             "calls.media_workers.worker",
             self.host,
             f"{self.port_range[0]}-{self.port_range[1]}",
+            *([str(self.lock_path)] if self.lock_path is not None else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=p.MAX_LINE,
@@ -488,10 +491,48 @@ class _Worker:
             await proc.wait()
 
 
+PREVIOUS_WORKERS_WAIT_S = 10.0
+
+
+async def wait_for_previous(lock_path: Path, timeout: float) -> bool:
+    """After a crash of the service, its media workers live on for a moment: they see their
+    stdin close, seal the recordings they hold and exit. Each holds `lock_path` shared while it
+    lives; wait (bounded) until an exclusive lock is free, so the new process neither recovers
+    a recording an old worker still writes nor competes for its RTP ports. True when none was
+    left (or they all exited in time)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    with open(lock_path, "a+b") as fh:  # noqa: ASYNC230 - once at start-up, a local file
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if loop.time() >= deadline:
+                    log.error("media workers of the previous process still run after %.0f s",
+                              timeout)  # fmt: skip
+                    return False
+                if not waited:
+                    log.warning("waiting for the previous process's media workers to finish")
+                    waited = True
+                await asyncio.sleep(0.05)
+                continue
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return True
+
+
 class RemoteMediaEngine:
     """N media worker processes behind the MediaEngine surface the flow runner uses."""
 
-    def __init__(self, host: str, port_range: tuple[int, int], workers: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port_range: tuple[int, int],
+        workers: int,
+        *,
+        lock_path: Path | None = None,
+    ) -> None:
         if workers < 2:
             raise ValueError("RemoteMediaEngine needs at least 2 workers (1: use MediaEngine)")
         self._host = host
@@ -499,8 +540,10 @@ class RemoteMediaEngine:
         self._workers = [
             _Worker(i, r, host) for i, r in enumerate(split_ports(port_range, workers))
         ]
+        self.lock_path = lock_path
         for w in self._workers:
             w.on_lost = self._on_lost
+            w.lock_path = lock_path
         self._placement: dict[str, tuple[_Worker, int]] = {}  # flow id -> worker, open objects
         self._restarts: dict[int, asyncio.Task[None]] = {}
         self._running = False
@@ -524,6 +567,8 @@ class RemoteMediaEngine:
 
     async def start(self) -> None:
         self._running = True
+        if self.lock_path is not None:
+            await wait_for_previous(self.lock_path, PREVIOUS_WORKERS_WAIT_S)
         await asyncio.gather(*(w.start() for w in self._workers))
 
     async def stop(self) -> None:

@@ -12,6 +12,7 @@ ports or leaves a recording unsealed.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sys
@@ -225,8 +226,17 @@ async def serve(host: str, port_range: tuple[int, int]) -> None:
         transport.close()
 
 
+def _hold_lock(path: str) -> None:
+    """Hold the service's worker lock shared until this process exits (the kernel releases it):
+    a restarted service waits for it before it recovers recordings (remote.wait_for_previous)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # never closed: released at exit
+
+
 def main(argv: list[str]) -> int:
     host, ports = argv[1], argv[2]
+    if len(argv) > 3:
+        _hold_lock(argv[3])
     lo, _, hi = ports.partition("-")
     logging.basicConfig(
         level=logging.INFO,

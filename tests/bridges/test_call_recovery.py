@@ -66,10 +66,10 @@ class Lab:
 @pytest.fixture
 def lab_factory(
     tmp_path: Path, kamailio_factory: Callable[..., Kamailio], lab_users: dict[str, str]
-) -> Iterator[Callable[[str], Lab]]:
+) -> Iterator[Callable[..., Lab]]:
     made: list[tuple[Lab, ports.RtpRange]] = []
 
-    def make(transport: str) -> Lab:
+    def make(transport: str, media_workers: int = 1) -> Lab:
         kam = kamailio_factory()
         rtp = ports.rtp_range(100)
         registrar = kam.tcp_port if transport == "tcp" else kam.udp_port
@@ -84,6 +84,7 @@ def lab_factory(
             "LINKCALL_RTP_PORTS": f"{rtp.lo}-{rtp.hi}",
             "LINKCALL_NODE_NAME": "node-a",
             "LINKCALL_RECOVER_CALLS": "true",
+            "LINKCALL_MEDIA_WORKERS": str(media_workers),
         }
         env.pop("LINKCALL_DATABASE_URL", None)
         lab = Lab(env, kam, tmp_path, transport)
@@ -129,14 +130,18 @@ def _all_connected(body: Any) -> bool:
     )
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize(
+    ("transport", "media_workers"),
+    [("udp", 1), ("tcp", 1), ("udp", 2)],  # 2: recordings held by media worker processes
+)
 def test_after_a_crash_the_three_parties_hear_each_other_again(
     transport: str,
-    lab_factory: Callable[[str], Lab],
+    media_workers: int,
+    lab_factory: Callable[..., Lab],
     phone_factory: Callable[..., BaresipPhone],
     tmp_path: Path,
 ) -> None:
-    lab = lab_factory(transport)
+    lab = lab_factory(transport, media_workers)
     phones = _phones(lab, phone_factory)
     lab.service.start()
     bid = httpx.post(
@@ -220,7 +225,7 @@ def test_after_a_crash_the_three_parties_hear_each_other_again(
 
 
 def test_a_unit_still_ringing_at_the_crash_is_cancelled_and_the_others_go_on(
-    lab_factory: Callable[[str], Lab], phone_factory: Callable[..., BaresipPhone]
+    lab_factory: Callable[..., Lab], phone_factory: Callable[..., BaresipPhone]
 ) -> None:
     lab = lab_factory("udp")
     phones = _phones(lab, phone_factory, unit_answers=False)
@@ -264,7 +269,7 @@ def test_a_unit_still_ringing_at_the_crash_is_cancelled_and_the_others_go_on(
 
 
 def test_when_only_one_party_is_still_there_the_call_ends_and_that_party_is_hung_up(
-    lab_factory: Callable[[str], Lab], phone_factory: Callable[..., BaresipPhone]
+    lab_factory: Callable[..., Lab], phone_factory: Callable[..., BaresipPhone]
 ) -> None:
     """The dispatcher and the unit hang up while the service is down: the caller's dialog is
     carried on, but alone, so the caller is hung up and the call ends `interrupted`."""
