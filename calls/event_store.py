@@ -2,12 +2,20 @@
 
 Each node's EventBus hands what it publishes to this component's queue (a non-blocking put, on
 the event loop or any thread; the media tick never publishes). A writer thread stores them in
-batches (storage/events.py: appends serialised by an advisory lock, NOTIFY at commit). A listener
-thread holds a dedicated psycopg connection with LISTEN; on a notification (and every `poll_s`
-as a safety net) it reads the rows after the last one seen and delivers them to the bus on the
-event loop, so every node's subscribers see every node's events, in one order, with the table's
-ids as SSE ids. A Last-Event-ID replay reads the table. A lost listener connection is opened
-again with a bounded backoff (0.5 s doubling to 10 s) and catches up from the table.
+batches on its own connection (storage/events.py: appends serialised by an advisory lock, NOTIFY
+at commit, everything in one pipelined round trip). A listener thread holds a dedicated psycopg
+connection with LISTEN; on another node's notification (and every `poll_s` as a safety net) it
+reads the rows after the last one delivered and delivers them to the bus on the event loop, so
+every node's subscribers see every node's events, in one order, with the table's ids as SSE ids.
+A Last-Event-ID replay reads the table. A lost connection is opened again with a bounded backoff
+(0.5 s doubling to 10 s) and the listener catches up from the table.
+
+A node's own events do not wait for its listener (issue 17: NOTIFY, a wake-up and a read cost
+the console up to seconds under load): the writer delivers them as soon as they are committed,
+with their stored ids. To keep the one order, the same transaction (holding the append lock, so
+every lower id is committed) reads the rows other nodes stored after the last id this node
+delivered, and those go first. Both threads deliver under one lock and skip what the other
+already delivered (`_deliver`), so ids reach the bus strictly increasing and none is skipped.
 
 While the database is unreachable the stream is silent (the writer keeps up to `queue_max`
 events and retries); the health check says so. PostgreSQL only: on SQLite (one node) the bus
@@ -21,13 +29,16 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from calls.component import Health
 from calls.event_bus import BusEvent, EventBus
+from storage.events import EventRow
 from storage import events as repo
 from storage.base import utcnow
 from storage.engine import session_scope
@@ -66,7 +77,8 @@ class SharedEventStream:
         self._queue: queue.Queue[object] = queue.Queue(queue_max)
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._seen = 0
+        self._seen = 0  # the last id handed to the bus (under _deliver_lock)
+        self._deliver_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._write_problem: str | None = None
         self._listen_problem: str | None = None
@@ -85,39 +97,80 @@ class SharedEventStream:
 
     def _writer(self) -> None:
         backoff = 0.5
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            batch: list[BusEvent] = [item]  # type: ignore[list-item]
-            stop_after = False
-            while len(batch) < self.batch_max:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop_after = True
-                    break
-                batch.append(more)  # type: ignore[arg-type]
-            rows = [(e.type, e.data, e.at) for e in batch]
+        conn: Any = None
+        try:
             while True:
-                try:
-                    with session_scope(self.factory) as session:
-                        repo.append(session, self.node, rows)
-                    self.stored += len(rows)
-                    self._write_problem, backoff = None, 0.5
-                    break
-                except Exception as exc:
-                    self._write_problem = f"storing events failed: {type(exc).__name__}"
-                    log.warning("storing %d event(s) failed (%s); retrying in %.1f s",
-                                len(rows), type(exc).__name__, backoff)  # fmt: skip
-                    if stop_after or self._stop.wait(backoff):
-                        log.error("stopping: %d event(s) not stored", len(rows))
-                        return
-                    backoff = min(backoff * 2, 10.0)
-            if stop_after:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                batch: list[BusEvent] = [item]  # type: ignore[list-item]
+                stop_after = False
+                while len(batch) < self.batch_max:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _STOP:
+                        stop_after = True
+                        break
+                    batch.append(more)  # type: ignore[arg-type]
+                rows = [(e.type, e.data, e.at) for e in batch]
+                while True:
+                    try:
+                        if conn is None:
+                            conn = repo.open_writer(self.dsn)
+                        done = repo.append_pipelined(conn, self.node, rows, self._seen)
+                        self.stored += len(rows)
+                        self._write_problem, backoff = None, 0.5
+                        break
+                    except Exception as exc:
+                        self._write_problem = f"storing events failed: {type(exc).__name__}"
+                        log.warning("storing %d event(s) failed (%s); retrying in %.1f s",
+                                    len(rows), type(exc).__name__, backoff)  # fmt: skip
+                        if conn is not None:
+                            with contextlib.suppress(Exception):
+                                conn.close()
+                            conn = None
+                        if stop_after or self._stop.wait(backoff):
+                            log.error("stopping: %d event(s) not stored", len(rows))
+                            return
+                        backoff = min(backoff * 2, 10.0)
+                self._deliver_own(conn, batch, done)
+                if stop_after:
+                    return
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _deliver_own(self, conn: Any, batch: list[BusEvent], done: repo.Appended) -> None:
+        """This node's just-committed events, to its own subscribers now, after the rows of
+        other nodes with lower ids that are not delivered yet."""
+        before, first = done.before, done.ids[0]
+        try:
+            complete = done.complete
+            while not complete:  # more than one read's worth of other nodes' rows below ours
+                more = repo.after_raw(conn, before[-1].id, 1000)
+                below = [r for r in more if r.id < first]
+                before += below
+                complete = len(below) < len(more) or len(more) < 1000
+        except Exception as exc:  # the listener delivers them (next notification or poll)
+            log.warning("delivering %d own event(s) left to the listener (%s)",
+                        len(batch), type(exc).__name__)  # fmt: skip
+            return
+        own = [BusEvent(i, e.type, e.data, e.at) for i, e in zip(done.ids, batch, strict=True)]
+        self._deliver([BusEvent(r.id, r.type, r.data, r.at) for r in before] + own)
+
+    def _deliver(self, events: list[BusEvent]) -> None:
+        """Hand `events` (ascending ids, every committed id between the first and the last)
+        to the bus, except those already delivered: ids reach the bus strictly increasing."""
+        with self._deliver_lock:
+            fresh = [e for e in events if e.id > self._seen]
+            if not fresh:
                 return
+            self._seen = fresh[-1].id
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self.bus.deliver, fresh)
 
     # --- listening side --------------------------------------------------------------------
     def _listener(self) -> None:
@@ -134,10 +187,16 @@ class SharedEventStream:
                 continue
             try:
                 self._listen_problem, backoff = None, 0.5
-                self._catch_up()  # whatever was stored while not listening
+                self._catch_up(conn)  # whatever was stored while not listening
+                polled = time.monotonic()
                 while not self._stop.is_set():
-                    repo.wait_notify(conn, self.poll_s)
-                    self._catch_up()
+                    # in slices of at most 1 s, so that stop() does not wait for a poll
+                    nodes = repo.wait_notify(conn, min(self.poll_s, 1.0))
+                    due = time.monotonic() - polled >= self.poll_s
+                    if not due and (nodes is None or nodes <= {self.node}):
+                        continue  # nothing, or our own events: the writer delivered those
+                    self._catch_up(conn)
+                    polled = time.monotonic()
             except Exception as exc:
                 self._listen_problem = f"event listener failed: {type(exc).__name__}"
                 log.warning("event listener lost its connection (%s); reconnecting",
@@ -148,16 +207,12 @@ class SharedEventStream:
                 with contextlib.suppress(Exception):
                     conn.close()
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, conn: Any) -> None:
         while True:
-            with session_scope(self.factory) as session:
-                rows = repo.after(session, self._seen, 1000)
+            rows: list[EventRow] = repo.after_raw(conn, self._seen, 1000)
             if not rows:
                 return
-            self._seen = rows[-1].id
-            events = [BusEvent(r.id, r.type, r.data, r.at) for r in rows]
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(self.bus.deliver, events)
+            self._deliver([BusEvent(r.id, r.type, r.data, r.at) for r in rows])
             if len(rows) < 1000:
                 return
 

@@ -66,3 +66,39 @@ async def test_two_nodes_stream_each_other_s_events_in_one_order(migrated_url: s
         await a.stop()
         await b.stop()
         engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_own_events_are_delivered_by_the_writer_after_lower_ids_of_other_nodes(
+    migrated_url: str,
+) -> None:
+    """A node's own events reach its subscribers without its listener (issue 17: no NOTIFY and
+    read in between), and still in the table's order: another node's events stored before
+    them come first, with the same ids that node streams."""
+    engine = make_engine(migrated_url)
+    factory = make_session_factory(engine)
+    dsn = repo.listener_dsn(migrated_url)
+    bus_a, bus_b = EventBus(), EventBus()
+    a = SharedEventStream(bus_a, factory, node="a", listen_dsn=dsn, poll_s=30)
+    b = SharedEventStream(bus_b, factory, node="b", listen_dsn=dsn, poll_s=30)
+    a._listener = lambda: None  # type: ignore[method-assign]  # A hears nothing from the table
+    await a.start()
+    await b.start()
+    try:
+        sub_a, sub_b = bus_a.subscribe(), bus_b.subscribe()
+        bus_b.publish("call.state", {"call_id": "b1", "state": "dialing"})
+        bus_b.publish("call.state", {"call_id": "b2", "state": "dialing"})
+        on_b = await _take(sub_b, 2)
+        bus_a.publish("leg.state", {"call_id": "a1", "role": "unit", "state": "connected"})
+        on_a = await _take(sub_a, 3, timeout=5)
+        assert [e.data["call_id"] for e in on_a] == ["b1", "b2", "a1"]
+        assert [e.id for e in on_a[:2]] == [e.id for e in on_b]
+        assert on_a[2].id > on_b[1].id
+        on_b.append(*await _take(sub_b, 1))  # B hears A's event through NOTIFY, same id
+        assert (on_b[2].id, on_b[2].data) == (on_a[2].id, on_a[2].data)
+        await sub_a.aclose()
+        await sub_b.aclose()
+    finally:
+        await a.stop()
+        await b.stop()
+        engine.dispose()
