@@ -38,10 +38,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calls.component import Health
 from calls.event_bus import BusEvent, EventBus
-from storage.events import EventRow
 from storage import events as repo
 from storage.base import utcnow
 from storage.engine import session_scope
+from storage.events import EventRow
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,11 @@ trip instead of five with a pool checkout), and `after_raw` reads on the listene
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-
-import json
-from datetime import UTC
 
 import psycopg
 from sqlalchemy import delete, select, text
