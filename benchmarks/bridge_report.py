@@ -33,6 +33,7 @@ class BridgeRun:
     setup_server_s: float | None = None  # POST sent -> the service's `at` of that event
     first_stage_s: float | None = None  # POST sent -> dispatcher connected
     second_stage_s: float | None = None  # dispatcher connected -> caller and unit connected
+    lags_s: list[float] = field(default_factory=list)  # each connected event: received - `at`
     final_state: str | None = None
     recording: str | None = None
     recording_ok: bool = False
@@ -47,6 +48,11 @@ class BridgeRun:
         self.setup_s = last.received - self.t0
         if last.at is not None:
             self.setup_server_s = last.at.timestamp() - self.wall0
+        self.lags_s = [
+            (s.received - self.t0) - (s.at.timestamp() - self.wall0)
+            for s in seen.values()
+            if s is not None and s.at is not None
+        ]
         disp = seen.get("dispatcher")
         if disp is not None:
             self.first_stage_s = disp.received - self.t0
@@ -111,6 +117,8 @@ def print_result(r: RunResult) -> None:
     print(f"setup (client, SSE)       {_ms(r.setups_ms)}")
     server = [1000 * x.setup_server_s for x in ok if x.setup_server_s is not None]
     print(f"setup (service clock)     {_ms(server)}")
+    lags = [1000 * lag for x in ok for lag in x.lags_s]
+    print(f"event delivery lag        {_ms(lags)}  (each leg's connected event: received - at)")
     delay = r.answer_delay_ms
     first = [1000 * x.first_stage_s - delay for x in ok if x.first_stage_s is not None]
     second = [1000 * x.second_stage_s - delay for x in ok if x.second_stage_s is not None]
