@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as exc_mod
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,11 +36,44 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=30)
+        kwargs.update(pool_size=10, max_overflow=30)
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine.pool, "checkin", _note_checkin)
+        event.listen(engine.pool, "checkout", _ping_if_idle)
     return engine
+
+
+# A pooled connection is pinged before use only when it sat idle in the pool for longer than
+# this (issue 17). `pool_pre_ping` pinged on every checkout: one more round trip, and under load
+# one more wake-up of the thread, per unit of work. A connection back in the pool within the last
+# second was working then; one idle longer (a PostgreSQL restart, a firewall's idle timeout) is
+# checked and, if dead, replaced before use, as with pool_pre_ping.
+PING_IDLE_S = 1.0
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    if record is not None:
+        record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    since = record.info.get("checked_in")
+    if since is not None and time.monotonic() - since < PING_IDLE_S:
+        return
+    try:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("SELECT 1")
+        finally:
+            cur.close()
+        if not getattr(dbapi_conn, "autocommit", True):
+            dbapi_conn.rollback()  # the ping's transaction; the session begins its own
+    except Exception as exc:
+        # the pool discards this connection and checks out another (a fresh one if need be)
+        raise exc_mod.DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
