@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
 HEARTBEAT_S = 15.0
 
 
-async def _next(source: AsyncGenerator[BusEvent, None]) -> BusEvent:
+async def _next(source: AsyncGenerator[list[BusEvent], None]) -> list[BusEvent]:
     return await source.__anext__()
 
 
@@ -34,11 +34,12 @@ async def events(
     _principal: DispatcherDep,
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    source = service.events.subscribe(last_event_id)  # registered before the response starts
+    # registered before the response starts; every event waiting is written in one go
+    source = service.events.subscribe_batches(last_event_id)
 
     async def stream() -> AsyncIterator[str]:
         yield ": linkcall events\nretry: 3000\n\n"
-        pending: asyncio.Task[BusEvent] | None = None
+        pending: asyncio.Task[list[BusEvent]] | None = None
         try:
             while not await request.is_disconnected():
                 if pending is None:
@@ -48,11 +49,11 @@ async def events(
                     yield ": keep-alive\n\n"
                     continue
                 try:
-                    event = pending.result()
+                    batch = pending.result()
                 except StopAsyncIteration:
                     return
                 pending = None
-                yield event.to_sse()
+                yield "".join(event.to_sse() for event in batch)
         finally:
             # The generator may be suspended inside the pending __anext__: cancel that task and
             # let it finish (which closes the generator and unsubscribes) before closing it.

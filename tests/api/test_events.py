@@ -78,6 +78,21 @@ async def test_reconnecting_with_last_event_id_replays_what_was_missed() -> None
     await sub.aclose()
 
 
+async def test_a_burst_waiting_for_a_stream_is_handed_over_at_once_in_order() -> None:
+    bus = EventBus()
+    for i in range(3):
+        bus.publish("leg.state", {"i": i})
+    batches = bus.subscribe_batches(last_id=1)  # replays 2 and 3, then what is published
+    assert [e.data["i"] for e in await batches.__anext__()] == [1, 2]
+    for i in range(3, 7):  # published while the stream was busy writing
+        bus.publish("leg.state", {"i": i})
+    burst = await batches.__anext__()
+    assert [e.data["i"] for e in burst] == [3, 4, 5, 6]
+    assert [e.id for e in burst] == sorted(e.id for e in burst)
+    await batches.aclose()
+    assert not bus._subs  # unsubscribed
+
+
 @pytest.mark.parametrize("bad", ["abc"])
 def test_a_malformed_last_event_id_is_a_422_problem(live_api: LiveService, bad: str) -> None:
     resp = httpx.get(
