@@ -135,7 +135,10 @@ class SharedEventStream:
                             log.error("stopping: %d event(s) not stored", len(rows))
                             return
                         backoff = min(backoff * 2, 10.0)
-                self._deliver_own(conn, batch, done)
+                try:
+                    self._deliver_own(conn, batch, done)
+                except Exception:  # stored anyway: the listener's next poll delivers them
+                    log.exception("delivering %d own event(s) failed", len(batch))
                 if stop_after:
                     return
         finally:
