@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 5.0
+SILENT_S = 10.0  # a worker reports every second; this long without a word, it is hung
 STOP_TIMEOUT_S = 10.0
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 30.0
@@ -324,6 +325,7 @@ class _Worker:
     reader: asyncio.Task[None] | None = None
     on_lost: Any = None
     lock_path: Path | None = None  # held shared while the process lives (`wait_for_previous`)
+    silent_s: float = SILENT_S
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def start(self) -> None:
@@ -411,8 +413,16 @@ class _Worker:
         assert self.proc is not None and self.proc.stdout is not None
         reason = "exited"
         try:
-            while line := await self.proc.stdout.readline():
+            while True:
+                async with asyncio.timeout(self.silent_s):
+                    line = await self.proc.stdout.readline()
+                if not line:
+                    break
                 self._event(p.decode(line))
+        except TimeoutError:
+            reason = f"silent for {self.silent_s:.0f} s"
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
         except (p.ProtocolError, ValueError) as exc:  # includes a line over the limit
             reason = f"broke the protocol: {exc}"
         code = None
@@ -532,13 +542,16 @@ class RemoteMediaEngine:
         workers: int,
         *,
         lock_path: Path | None = None,
+        silent_s: float = SILENT_S,
     ) -> None:
         if workers < 2:
             raise ValueError("RemoteMediaEngine needs at least 2 workers (1: use MediaEngine)")
         self._host = host
         self.port_range = port_range
+        self._silent_s = silent_s
         self._workers = [
-            _Worker(i, r, host) for i, r in enumerate(split_ports(port_range, workers))
+            _Worker(i, r, host, silent_s=silent_s)
+            for i, r in enumerate(split_ports(port_range, workers))
         ]
         self.lock_path = lock_path
         for w in self._workers:
@@ -647,7 +660,14 @@ class RemoteMediaEngine:
         try:
             while self._running:
                 await asyncio.sleep(delay)
-                fresh = _Worker(old.index, old.port_range, self._host, on_lost=self._on_lost)
+                fresh = _Worker(
+                    old.index,
+                    old.port_range,
+                    self._host,
+                    on_lost=self._on_lost,
+                    lock_path=self.lock_path,  # a restarted worker holds the lock too
+                    silent_s=self._silent_s,
+                )
                 try:
                     await fresh.start()
                 except (MediaError, OSError) as exc:

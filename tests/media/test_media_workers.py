@@ -189,3 +189,30 @@ async def test_a_killed_worker_ends_its_calls_only_and_its_recording_is_recovere
     assert error_b is None and not info_b.interrupted
     for peer in (*a_peers.values(), *b_peers.values()):
         await peer.stop()
+
+
+async def test_a_hung_worker_is_declared_lost_and_replaced(tmp_path: Path) -> None:
+    """SIGSTOP: the process lives but says nothing; after `silent_s` it is killed and its legs
+    end, instead of calls sitting in silence until someone notices."""
+    eng = RemoteMediaEngine("127.0.0.1", (42000, 42999), workers=2, silent_s=2.0)
+    await eng.start()
+    try:
+        peers, eps, _ = await _call(eng, "flowh", tmp_path)
+        victim = eps["caller"]._worker
+        assert victim.proc is not None
+        os.kill(victim.proc.pid, signal.SIGSTOP)
+        stopped = asyncio.get_running_loop().time()
+        async with asyncio.timeout(8):
+            async for _ in eps["caller"].digits:
+                pass
+        assert 1.5 <= asyncio.get_running_loop().time() - stopped <= 6.0
+        assert all(ep.lost for ep in eps.values())
+        for _ in range(50):
+            if all(w.alive for w in eng.workers):
+                break
+            await asyncio.sleep(0.2)
+        assert all(w.alive for w in eng.workers)
+        for peer in peers.values():
+            await peer.stop()
+    finally:
+        await eng.stop()
