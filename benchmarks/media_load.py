@@ -244,10 +244,12 @@ async def _linkcall_workers_bridge(calls: int, warmup: float, seconds: float, wo
     await loop.run_in_executor(None, _recv)  # go
     await asyncio.sleep(warmup)
     cpu0, wall0, rss0 = cpu(), time.monotonic(), rss()
+    own0 = _cpu_s()
     skipped0 = engine.ticker.stats.skipped
     await asyncio.sleep(seconds)
     wall = time.monotonic() - wall0
     used = cpu() - cpu0
+    own = _cpu_s() - own0
     now_rss = rss()
     legs = [ep.stats for ep in eps]
     _send(
@@ -262,6 +264,8 @@ async def _linkcall_workers_bridge(calls: int, warmup: float, seconds: float, wo
             "engine_lost": sum(s.packets_lost for s in legs),
             "send_errors": sum(s.send_errors for s in legs),
             "workers": workers,
+            "controller_cpu_pct": 100.0 * own / wall,
+            "controller_rss_kb": _rss_kb(),
         }
     )
     await loop.run_in_executor(None, sys.stdin.readline)

@@ -129,6 +129,11 @@ class RemoteEndpoint:
         self, prompt: str | os.PathLike[str], *, interrupt_on_dtmf: bool = True
     ) -> RemotePlayback:
         handle = RemotePlayback()
+        if self.lost:  # nothing will ever play: over at once, as on a closed leg
+            handle.finish(PlaybackOutcome.CLOSED)
+            return handle
+        if self.closed:
+            raise EndpointClosed(self.label)
         hid = self._worker.add_playback(handle)
         self._cmd("play", h=hid, path=os.fspath(prompt), interrupt=interrupt_on_dtmf)
         return handle
@@ -176,6 +181,7 @@ class RemoteRecording:
 
     async def finish(self) -> tuple[RecordingInfo, str | None]:
         """Stop, flush, seal. If the worker died, crash recovery seals what reached the disk."""
+        self._worker.recordings.pop(self.recording_id, None)
         try:
             reply = await self._worker.request(
                 {"op": "finalise", "rid": self.recording_id}, timeout=60.0
@@ -218,6 +224,8 @@ class RemoteConference:
         return dict(self._roles)
 
     def _leg(self, endpoint: Any) -> RemoteEndpoint:
+        if isinstance(endpoint, RemoteEndpoint) and endpoint.lost:
+            return endpoint  # being ended: control is a no-op
         if not isinstance(endpoint, RemoteEndpoint) or endpoint._worker is not self._worker:
             raise ValueError(f"{endpoint!r} is not in {self!r}'s media worker")
         return endpoint
@@ -378,11 +386,16 @@ class _Worker:
         return next(self._ids)
 
     def send(self, message: p.Message) -> None:
+        """A one-way command; dropped once the worker is lost (its legs are being ended, so
+        control of them must not fail the caller)."""
         if not self.alive or self.proc is None or self.proc.stdin is None:
-            raise MediaWorkerLost(f"media worker {self.index} is not running")
+            log.debug("media worker %d lost: %s dropped", self.index, message["op"])
+            return
         self.proc.stdin.write(p.encode(message))
 
     async def request(self, message: p.Message, timeout: float = REQUEST_TIMEOUT_S) -> p.Message:
+        if not self.alive:
+            raise MediaWorkerLost(f"media worker {self.index} is not running")
         rid = self.next_id()
         fut: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
@@ -595,14 +608,14 @@ class RemoteMediaEngine:
         return sum(w.lost_packets for w in self._workers)
 
     def _place(self, label: str) -> _Worker:
+        """The worker of the label's flow; a new flow goes to the live worker with the fewest
+        legs (with none alive: a lost one, whose requests fail and commands are dropped)."""
         key = label.split(":", 1)[0]
         placed = self._placement.get(key)
         if placed is not None and placed[0].alive:
             worker, count = placed
         else:
-            live = [w for w in self._workers if w.alive]
-            if not live:
-                raise MediaWorkerLost("no media worker is running")
+            live = [w for w in self._workers if w.alive] or self._workers
             worker, count = min(live, key=lambda w: w.legs), 0
         self._placement[key] = (worker, count + 1)
         return worker

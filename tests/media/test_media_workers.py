@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 from calls.media_workers import protocol as p
-from calls.media_workers.remote import RemoteEndpoint, RemoteMediaEngine, split_ports
+from calls.media_workers.remote import (
+    MediaWorkerLost,
+    RemoteConference,
+    RemoteEndpoint,
+    RemoteMediaEngine,
+    RemoteRecording,
+    _Worker,
+    split_ports,
+)
+from telephony.media.errors import EndpointClosed
 from telephony.media.playback import PlaybackOutcome
 from telephony.media.stats import LegStats
 from telephony.types import Codec, Direction, DtmfDigit, NegotiatedMedia
@@ -83,6 +92,37 @@ def test_port_range_is_cut_into_even_aligned_shares() -> None:
     assert shares[0][1] < shares[1][0]
     with pytest.raises(ValueError, match="too small"):
         split_ports((20000, 20003), 3)
+
+
+async def test_control_of_a_leg_on_a_lost_worker_never_raises_and_never_hangs(
+    tmp_path: Path,
+) -> None:
+    """The runner keeps controlling a leg until it learns it ended: nothing of that may fail
+    it (an exception in a leg watcher), and nothing may wait for a reply that never comes."""
+    worker = _Worker(0, (40000, 40099), "127.0.0.1")  # never started: as good as lost
+    ep = RemoteEndpoint(worker, 1, "flow:caller", 40000)
+    worker.endpoints[1] = ep
+    conf = RemoteConference(worker, 2, "flow:main")
+    conf.add(ep, "caller")
+    worker.alive = True
+    worker.lose("test")
+    assert ep.lost and ep.conference is None
+    media = NegotiatedMedia("127.0.0.1", 40000, "127.0.0.1", 4000, Codec.PCMU, 101)
+    ep.configure(media)
+    ep.inject_dtmf(DtmfDigit("1", "info", 0.0))
+    ep.stop_playback()
+    conf.add(ep, "caller")
+    conf.mute(ep, True)
+    conf.hold(ep, True)
+    conf.remove(ep)
+    assert await ep.play(tmp_path / "prompt.wav") is PlaybackOutcome.CLOSED
+    with pytest.raises(EndpointClosed):
+        await ep.send_dtmf("1")
+    assert [d async for d in ep.digits] == []
+    recording = conf.record(tmp_path, "rec-lost")
+    assert isinstance(recording, RemoteRecording)
+    with pytest.raises(MediaWorkerLost, match="not recoverable"):  # it never started
+        await recording.finish()
 
 
 # -- real worker processes ----------------------------------------------------------------------
