@@ -50,6 +50,16 @@ class Lab:
         ).stdout.strip().splitlines()[-1]  # fmt: skip
         return {"Authorization": f"Bearer {token}"}
 
+    def start_bridge(self) -> str:
+        """Start the service, then a three-way call to the lab phones; its id."""
+        self.service.start()
+        created = httpx.post(
+            f"{self.base}/api/v1/bridges", headers=self.auth, timeout=10,
+            json={r: {"number": USERS[r]} for r in TONES},
+        )  # fmt: skip
+        assert created.status_code == 202, created.text
+        return str(created.json()["id"])
+
     def get(self, path: str) -> Any:
         return httpx.get(f"{self.base}{path}", headers=self.auth, timeout=10).json()
 
@@ -143,11 +153,7 @@ def test_after_a_crash_the_three_parties_hear_each_other_again(
 ) -> None:
     lab = lab_factory(transport, media_workers)
     phones = _phones(lab, phone_factory)
-    lab.service.start()
-    bid = httpx.post(
-        f"{lab.base}/api/v1/bridges", headers=lab.auth, timeout=10,
-        json={r: {"number": USERS[r]} for r in TONES},
-    ).json()["id"]  # fmt: skip
+    bid = lab.start_bridge()
     lab.wait(bid, _all_connected, 30, "not connected")
     time.sleep(3.0)
     marks = {r: p.event_count() for r, p in phones.items()}
@@ -229,11 +235,7 @@ def test_a_unit_still_ringing_at_the_crash_is_cancelled_and_the_others_go_on(
 ) -> None:
     lab = lab_factory("udp")
     phones = _phones(lab, phone_factory, unit_answers=False)
-    lab.service.start()
-    bid = httpx.post(
-        f"{lab.base}/api/v1/bridges", headers=lab.auth, timeout=10,
-        json={r: {"number": USERS[r]} for r in TONES},
-    ).json()["id"]  # fmt: skip
+    bid = lab.start_bridge()
 
     def two_up_unit_ringing(b: Any) -> bool:
         legs = {leg["role"]: leg for leg in b["legs"]}
@@ -275,11 +277,7 @@ def test_when_only_one_party_is_still_there_the_call_ends_and_that_party_is_hung
     carried on, but alone, so the caller is hung up and the call ends `interrupted`."""
     lab = lab_factory("udp")
     phones = _phones(lab, phone_factory)
-    lab.service.start()
-    bid = httpx.post(
-        f"{lab.base}/api/v1/bridges", headers=lab.auth, timeout=10,
-        json={r: {"number": USERS[r]} for r in TONES},
-    ).json()["id"]  # fmt: skip
+    bid = lab.start_bridge()
     lab.wait(bid, _all_connected, 30, "not connected")
     time.sleep(1.5)
     mark = phones["caller"].event_count()

@@ -4,8 +4,10 @@ answered, and a new user agent (a restarted service) ends it with a BYE the peer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -53,15 +55,35 @@ def test_a_broken_stored_dialog_is_a_parse_error(state: dict[str, object]) -> No
         Dialog.from_state(state)
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_a_new_user_agent_ends_the_dialog_a_dead_one_left(transport: str) -> None:
-    port_a, port_b = sip_port(), sip_port()
-    ca, cb = pair_config(port_a, port_b, transport)
+@contextlib.asynccontextmanager
+async def crashing_pair(
+    transport: str,
+) -> AsyncIterator[tuple[UserAgent, UserAgent, Callable[[], Awaitable[UserAgent]]]]:
+    """A (the process that will die, `abort()`), B (its peer) and a maker of A's successor on
+    A's address (the restarted service); all stopped at the end, whatever happened."""
+    ca, cb = pair_config(sip_port(), sip_port(), transport)
     a, b = UserAgent(ca), UserAgent(cb)
     await a.start()
     await b.start()
-    restarted: UserAgent | None = None
+    made: list[UserAgent] = []
+
+    async def successor() -> UserAgent:
+        ua = UserAgent(dataclasses.replace(ca))
+        made.append(ua)
+        await ua.start()
+        return ua
+
     try:
+        yield a, b, successor
+    finally:
+        await a.abort()
+        for ua in (*made, b):
+            await ua.stop()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_a_new_user_agent_ends_the_dialog_a_dead_one_left(transport: str) -> None:
+    async with crashing_pair(transport) as (a, b, successor):
         leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
         inbound = await asyncio.wait_for(b.incoming.get(), 5)
         await inbound.answer(("127.0.0.1", 40100))
@@ -70,31 +92,20 @@ async def test_a_new_user_agent_ends_the_dialog_a_dead_one_left(transport: str) 
         await a.abort()  # the process dies: no BYE
         assert not await inbound.wait_ended(0.5)  # the peer is left in the call
 
-        restarted = UserAgent(dataclasses.replace(ca))  # the same address, a new process
-        await restarted.start()
+        restarted = await successor()  # the same address, a new process
         assert await restarted.end_orphan(state) == "bye 200"
         assert await inbound.wait_ended(5)
         assert inbound.end_reason is EndReason.NORMAL_REMOTE
         # A second BYE for the same dialog: the peer no longer knows it.
         assert await restarted.end_orphan(state) == "bye 481"
         assert await restarted.end_orphan({"call_id": "x"}) == "no dialog"
-    finally:
-        for ua in (restarted, b):
-            if ua is not None:
-                await ua.stop()
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_a_new_user_agent_carries_the_dialog_on_with_a_reinvite(transport: str) -> None:
     """The restarted UA re-INVITEs the stored dialog onto a new RTP port: the peer's media
     moves there, the same dialog goes on (the peer's BYE reaches the new UA's leg)."""
-    port_a, port_b = sip_port(), sip_port()
-    ca, cb = pair_config(port_a, port_b, transport)
-    a, b = UserAgent(ca), UserAgent(cb)
-    await a.start()
-    await b.start()
-    restarted: UserAgent | None = None
-    try:
+    async with crashing_pair(transport) as (a, b, successor):
         leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=5)
         inbound = await asyncio.wait_for(b.incoming.get(), 5)
         await inbound.answer(("127.0.0.1", 40100))
@@ -103,8 +114,7 @@ async def test_a_new_user_agent_carries_the_dialog_on_with_a_reinvite(transport:
         assert state["sdp_session_id"] and state["transport"] == transport
         await a.abort()
 
-        restarted = UserAgent(dataclasses.replace(ca))
-        await restarted.start()
+        restarted = await successor()
         resumed = await restarted.resume_orphan(
             state, ("127.0.0.1", 40200), number="2001", timeout=3
         )
@@ -119,10 +129,6 @@ async def test_a_new_user_agent_carries_the_dialog_on_with_a_reinvite(transport:
         again = await restarted.resume_orphan(state, ("127.0.0.1", 40300), number="2001", timeout=3)
         assert again.leg is None and again.result == "reinvite 481"
         assert await restarted.give_up(again) == "reinvite 481"
-    finally:
-        for ua in (restarted, b):
-            if ua is not None:
-                await ua.stop()
 
 
 async def test_a_recovery_reinvite_nobody_answers_ends_within_its_deadline() -> None:
@@ -148,13 +154,7 @@ async def test_a_recovery_reinvite_nobody_answers_ends_within_its_deadline() -> 
 
 
 async def test_a_ringing_invite_a_dead_process_left_is_cancelled() -> None:
-    port_a, port_b = sip_port(), sip_port()
-    ca, cb = pair_config(port_a, port_b, "udp")
-    a, b = UserAgent(ca), UserAgent(cb)
-    await a.start()
-    await b.start()
-    restarted: UserAgent | None = None
-    try:
+    async with crashing_pair("udp") as (a, b, successor):
         leg = await a.dial("2001", local_media=("127.0.0.1", 40000), ring_timeout=30)
         inbound = await asyncio.wait_for(b.incoming.get(), 5)
         await inbound.ring()
@@ -168,13 +168,8 @@ async def test_a_ringing_invite_a_dead_process_left_is_cancelled() -> None:
         await a.abort()
         assert not await inbound.wait_ended(0.3)  # still ringing
 
-        restarted = UserAgent(dataclasses.replace(ca))
-        await restarted.start()
+        restarted = await successor()
         assert await restarted.end_orphan(stored) == "cancel 200"
         assert await inbound.wait_ended(5)
         assert inbound.end_reason is EndReason.CANCELLED
         assert await restarted.end_orphan({"pending_invite": {"cancel": "junk"}}) == "no dialog"
-    finally:
-        for ua in (restarted, b):
-            if ua is not None:
-                await ua.stop()
