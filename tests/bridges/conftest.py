@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,6 +59,21 @@ class BridgeLab:
                 return body
             time.sleep(0.2)
         raise AssertionError(f"bridge never got there: {body}")
+
+
+def cli_token(env: dict[str, str], role: str) -> str:
+    """A bearer token made as an operator makes one: `linkcall tokens create` with the
+    service's environment (the lab services run as separate processes)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "api", "tokens", "create", "--role", role],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return out.strip().splitlines()[-1]
+
+
+def cli_auth(env: dict[str, str], role: str) -> dict[str, str]:
+    """The Authorization header of a new `role` token (`cli_token`)."""
+    return {"Authorization": f"Bearer {cli_token(env, role)}"}
 
 
 def leg(body: dict[str, Any], role: str) -> dict[str, Any]:

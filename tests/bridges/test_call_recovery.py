@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import time
 import wave
 from collections.abc import Callable, Iterator
@@ -24,6 +22,7 @@ from lab import ports
 from lab.audio import tone_report
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
+from tests.bridges.conftest import cli_auth
 from tests.bridges.test_crash import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,18 +36,11 @@ SILENT_MAX_DB = -50.0
 class Lab:
     def __init__(self, env: dict[str, str], kam: Kamailio, tmp: Path, transport: str) -> None:
         self.env, self.kam, self.tmp, self.transport = env, kam, tmp, transport
-        self.auth = self._auth("dispatcher")
-        self.supervisor = self._auth("supervisor")
+        self.auth = cli_auth(env, "dispatcher")
+        self.supervisor = cli_auth(env, "supervisor")
         port = ports.sip_port()  # a free TCP port for HTTP
         self.base = f"http://127.0.0.1:{port}"
         self.service = ServiceProcess(env, port, tmp / "service.log")
-
-    def _auth(self, role: str) -> dict[str, str]:
-        token = subprocess.run(
-            [sys.executable, "-m", "api", "tokens", "create", "--role", role],
-            env=self.env, capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]  # fmt: skip
-        return {"Authorization": f"Bearer {token}"}
 
     def start_bridge(self) -> str:
         """Start the service, then a three-way call to the lab phones; its id."""

@@ -19,6 +19,7 @@ from lab import ports
 from lab.audio import tone_report
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
+from tests.bridges.conftest import cli_auth
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,18 +91,7 @@ def test_sigkill_mid_call_leaves_a_playable_recording_and_an_interrupted_call(
     env, kam = service_env
     phones = {r: phone_factory(USERS[r], tone_hz=TONES[r], kamailio=kam) for r in TONES}
     phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
-    token = (
-        subprocess.run(
-            [sys.executable, "-m", "api", "tokens", "create", "--role", "dispatcher"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = cli_auth(env, "dispatcher")
     port = ports.sip_port()  # any free TCP port will do for HTTP
     service = ServiceProcess(env, port, tmp_path / "service.log")
     base = f"http://127.0.0.1:{port}"
@@ -175,13 +165,7 @@ def test_after_a_crash_no_phone_is_left_in_the_dead_call(
         for r in TONES
     }
     phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
-    token = (
-        subprocess.run(
-            [sys.executable, "-m", "api", "tokens", "create", "--role", "dispatcher"],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
-    )  # fmt: skip
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = cli_auth(env, "dispatcher")
     port = ports.sip_port()
     service = ServiceProcess(env, port, tmp_path / "service.log")
     base = f"http://127.0.0.1:{port}"

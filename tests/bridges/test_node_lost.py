@@ -6,8 +6,6 @@ SIGKILLed; B declares A lost once A's heartbeat is older than the lease, ends th
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from lab import ports
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
 from tests.bridges.conftest import NODE_LEASE_S as LEASE_S
+from tests.bridges.conftest import cli_auth
 from tests.bridges.test_crash import TONES, USERS, ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,13 +34,7 @@ def test_a_lost_node_s_call_is_ended_by_a_survivor_and_no_phone_is_left_in_it(
     phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
     port_a, port_b = ports.sip_port(), ports.sip_port()  # free TCP ports for HTTP
     env_a, env_b = node_env("node-a", port_a), node_env("node-b", port_b)
-    token = (
-        subprocess.run(
-            [sys.executable, "-m", "api", "tokens", "create", "--role", "dispatcher"],
-            env=env_a, capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
-    )  # fmt: skip
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = cli_auth(env_a, "dispatcher")
     a = ServiceProcess(env_a, port_a, tmp_path / "a.log")
     b = ServiceProcess(env_b, port_b, tmp_path / "b.log")
     try:

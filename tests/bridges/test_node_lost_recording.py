@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import signal
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from lab import ports
 from lab.baresip import BaresipPhone
 from lab.kamailio import Kamailio
 from tests.bridges.conftest import NODE_LEASE_S as LEASE_S
+from tests.bridges.conftest import cli_auth
 from tests.bridges.test_crash import TONES, USERS, ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -57,13 +56,7 @@ def test_survivor_seals_a_lost_node_s_recording_from_shared_storage(
     shared.mkdir()
     for env in (env_a, env_b):
         shared_recordings(env, shared)
-    token = (
-        subprocess.run(
-            [sys.executable, "-m", "api", "tokens", "create", "--role", "supervisor"],
-            env=env_a, capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
-    )  # fmt: skip
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = cli_auth(env_a, "supervisor")
     a = ServiceProcess(env_a, port_a, tmp_path / "a.log")
     b = ServiceProcess(env_b, port_b, tmp_path / "b.log")
     try:

@@ -26,6 +26,7 @@ from lab.netns import HUB_IP, LabNet, wrap
 from lab.sipp import Sipp
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.call_records import Call, CallKind
+from tests.bridges.conftest import cli_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -147,10 +148,7 @@ def test_two_nodes_on_their_own_addresses_behind_the_edge(
                 listen_ip=HUB_IP, netns=net.hub)  # fmt: skip
     for node in nodes:
         node.env["LINKCALL_SIP_TRUNK_PEER"] = f"{HUB_IP}:{edge.port}"
-    token = subprocess.run(
-        [sys.executable, "-m", "api", "tokens", "create", "--role", "dispatcher"],
-        env=a.env, capture_output=True, text=True, check=True,
-    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    token = cli_token(a.env, "dispatcher")
     op = Operator(net.hub, token)
     try:
         pbx.start()

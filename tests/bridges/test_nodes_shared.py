@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from lab import ports
 from lab.baresip import BaresipPhone
 from storage import audit
 from storage.engine import make_engine, make_session_factory, session_scope
+from tests.bridges.conftest import cli_auth
 from tests.bridges.test_crash import TONES, USERS, ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -84,13 +83,7 @@ def test_b_streams_a_s_bridge_and_serves_its_recording(
     phones["unit"].press_on_answer("1")  # the unit confirms the call (LINKCALL_UNIT_CONFIRM)
     port_a, port_b = ports.sip_port(), ports.sip_port()  # free TCP ports for HTTP
     env_a, env_b = node_env("node-a", port_a), node_env("node-b", port_b)
-    token = (
-        subprocess.run(
-            [sys.executable, "-m", "api", "tokens", "create", "--role", "supervisor"],
-            env=env_a, capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
-    )  # fmt: skip
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = cli_auth(env_a, "supervisor")
     a = ServiceProcess(env_a, port_a, tmp_path / "a.log")
     b = ServiceProcess(env_b, port_b, tmp_path / "b.log")
     try:
