@@ -27,6 +27,7 @@ from calls.component import Health
 from calls.hooks import Publish
 from calls.survey_job import SurveyCallResult, SurveyRunSettings
 from storage import reminders as repo
+from storage.attempts import AttemptValues
 from storage.base import utcnow
 from storage.engine import session_scope
 from storage.models.reminders import ReminderStatus
@@ -145,7 +146,7 @@ class ReminderDispatcher:
 
     def _store(self, item: repo.ClaimedReminder, result: SurveyCallResult) -> ReminderStatus | None:
         outcome = result.outcome
-        values = repo.AttemptValues(
+        values = AttemptValues(
             outcome=outcome.value,
             key=result.key if outcome is CallOutcome.ANSWER else None,
             digits=result.digits,

@@ -31,6 +31,7 @@ from calls.hooks import Publish
 from storage import incidents as incident_repo
 from storage import surveys as repo
 from storage import webhooks
+from storage.attempts import AttemptValues
 from storage.base import utcnow
 from storage.engine import session_scope
 from storage.models.surveys import SurveyStatus as StoredStatus
@@ -192,7 +193,7 @@ class SurveyDispatcher:
         self, survey: repo.ClaimedSurvey, result: SurveyCallResult
     ) -> repo.SurveyInfo | None:
         outcome = result.outcome
-        values = repo.AttemptValues(
+        values = AttemptValues(
             outcome=outcome.value,
             key=result.key if outcome is CallOutcome.ANSWER else None,
             digits=result.digits,
@@ -217,7 +218,7 @@ class SurveyDispatcher:
         session: Session,
         survey_id: str,
         plan: SurveyPlan,
-        values: repo.AttemptValues,
+        values: AttemptValues,
         answer: str | None,
         now: datetime,
     ) -> repo.SurveyInfo:

@@ -1,10 +1,11 @@
 """Repository for planned duty checks (the 查岗 schedule's rows): plan once per slot, claim
 when due with a lease, finish with the stored check.
 
-Planning and claiming are serialised like the surveys' claims (storage/claims.py): a slot is
-planned by one node only (whoever plans first; the others see its rows), and a planned check
-is claimed by one node only. Rows outlive restarts: a check planned before a restart is
-claimed after it, when due. A check found more than `grace` after its time is `missed`.
+Planning and claiming are serialised by the shared lease helper (storage/claims.py, `PLANS`),
+as the surveys' claims are: a slot is planned by one node only (whoever plans first; the others
+see its rows), and a planned check is claimed with a lease by one node only. Rows outlive
+restarts: a check planned before a restart is claimed after it, when due. A check found more
+than `grace` after its time is `missed`.
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.claims import serialise_claims
-from storage.errors import NotFound
+from storage.claims import LeaseTable
 from storage.models.registry import Unit
 from storage.models.reminders import PlannedDutyCheck, PlanStatus
+from storage.registry import unit_codes
 
 log = logging.getLogger(__name__)
 
 CLAIM_LOCK_KEY = 0x6C63_6463  # "lcdc"
+PLANS = LeaseTable(
+    PlannedDutyCheck, CLAIM_LOCK_KEY, "rule", waiting=PlanStatus.PLANNED,
+    calling=PlanStatus.CALLING, due_column="due_at", kind="planned duty check",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +44,12 @@ class PlannedCheck:
     detail: str | None
 
 
-def _lock(session: Session) -> None:
-    serialise_claims(session, CLAIM_LOCK_KEY, PlannedDutyCheck.__table__, "rule")  # type: ignore[arg-type]
-
-
 def plan_slot(
     session: Session, *, due_at: datetime, rule: str, unit_codes: list[str], now: datetime
 ) -> list[PlannedCheck] | None:
     """Store one planned check per unit at `due_at`, unless the slot (`rule` at `due_at`) is
     planned already (then None). Use a fresh session: the lock must be its first statement."""
-    _lock(session)
+    PLANS.lock(session)
     exists = session.scalar(
         select(PlannedDutyCheck.id).where(
             PlannedDutyCheck.due_at == due_at, PlannedDutyCheck.rule == rule
@@ -82,46 +83,20 @@ def claim_due(
     """Mark checks more than `grace` late `missed`, then claim up to `limit` due ones."""
     if limit <= 0:
         return []
-    _lock(session)
+    PLANS.lock(session)
     session.execute(
         update(PlannedDutyCheck)
         .where(PlannedDutyCheck.status == PlanStatus.PLANNED, PlannedDutyCheck.due_at < now - grace)
         .values(status=PlanStatus.MISSED, detail="not placed within the grace time")
     )
-    due = or_(
-        and_(PlannedDutyCheck.status == PlanStatus.PLANNED, PlannedDutyCheck.due_at <= now),
-        and_(PlannedDutyCheck.status == PlanStatus.CALLING, PlannedDutyCheck.claimed_until <= now),
-    )
-    stmt = (
-        select(PlannedDutyCheck, Unit.code)
-        .join(Unit, Unit.id == PlannedDutyCheck.unit_id)
-        .where(due)
-        .order_by(PlannedDutyCheck.due_at, PlannedDutyCheck.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=PlannedDutyCheck)
-    )
-    out = []
-    for row, code in session.execute(stmt):
-        row.status = PlanStatus.CALLING
-        row.claimed_by = node
-        row.claimed_until = now + lease
-        out.append(_plan(row, code))
-    session.flush()
-    return out
+    rows = PLANS.take_due(session, node=node, now=now, lease=lease, limit=limit)
+    codes = unit_codes(session, {r.unit_id for r in rows})
+    return [_plan(r, codes[r.unit_id]) for r in rows]
 
 
 def renew_lease(session: Session, *, node: str, plan_id: str, until: datetime) -> bool:
     """Extend this node's lease while the check runs; False when lost."""
-    result = session.execute(
-        update(PlannedDutyCheck)
-        .where(
-            PlannedDutyCheck.id == plan_id,
-            PlannedDutyCheck.claimed_by == node,
-            PlannedDutyCheck.status == PlanStatus.CALLING,
-        )
-        .values(claimed_until=until)
-    )
-    return bool(getattr(result, "rowcount", 0))
+    return PLANS.renew(session, node=node, ids=[plan_id], until=until) > 0
 
 
 def finish(
@@ -133,14 +108,10 @@ def finish(
     detail: str | None = None,
 ) -> None:
     """Store how the planned check ended (done with its check, or failed with a reason)."""
-    row = session.get(PlannedDutyCheck, plan_id, with_for_update=True)
-    if row is None:
-        raise NotFound("planned duty check", plan_id)
-    row.status = status
+    row = PLANS.locked(session, plan_id)
+    PLANS.release(row, status)
     row.check_id = check_id
     row.detail = (detail or "")[:200] or None
-    row.claimed_by = None
-    row.claimed_until = None
     session.flush()
 
 

@@ -175,6 +175,13 @@ def get_unit(session: Session, code: str) -> UnitInfo:
     return _unit_info(_unit_row(session, code))
 
 
+def unit_codes(session: Session, unit_ids: set[int]) -> dict[int, str]:
+    """The codes of the units `unit_ids` (id → code; unknown ids are absent)."""
+    if not unit_ids:
+        return {}
+    return dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(unit_ids))).all())
+
+
 def list_units(
     session: Session, *, kind: UnitKind | None = None, active_only: bool = False
 ) -> list[UnitInfo]:

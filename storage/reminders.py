@@ -1,10 +1,11 @@
 """Repository for roster reminder calls: create, claim with a lease, store attempts, read.
 
-Claims work as the surveys' do (storage/surveys.py): serialised by an advisory lock on
-PostgreSQL (SQLite's write lock on SQLite), rows taken with `FOR UPDATE SKIP LOCKED`, a lease
-(`claimed_by`, `claimed_until`) renewed while the call runs; a dead process's leases expire and
-its reminders are claimed again. A number with a reminder `calling` under a live lease is not
-claimed again, and one batch takes at most one reminder per number.
+Claims are the shared lease helper's (storage/claims.py, `REMINDERS`), as the surveys' are:
+serialised by an advisory lock on PostgreSQL (SQLite's write lock on SQLite), rows taken with
+`FOR UPDATE SKIP LOCKED`, a lease (`claimed_by`, `claimed_until`) renewed while the call runs; a
+dead process's leases expire and its reminders are claimed again. A number with a reminder
+`calling` under a live lease is not claimed again, and one batch takes at most one reminder
+per number. Attempts are stored by storage/attempts.py.
 
 This module does not decide retries: calls/reminder_job.py asks callflows.survey.plan_next.
 """
@@ -15,10 +16,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.claims import serialise_claims
+from storage.attempts import AttemptValues, settle
+from storage.attempts import record_attempt as _record_attempt
+from storage.claims import LeaseTable
 from storage.errors import NotFound
 from storage.models.registry import Unit
 from storage.models.reminders import (
@@ -27,13 +30,16 @@ from storage.models.reminders import (
     RosterReminderAttempt,
     RosterReminderCall,
 )
-from storage.surveys import AttemptValues
+from storage.registry import unit_codes
 
 log = logging.getLogger(__name__)
 
 CLAIM_LOCK_KEY = 0x6C63_726D  # "lcrm": the advisory lock serialising reminder claims
-
-__all__ = ["AttemptValues", "ClaimedReminder", "ReminderAttemptInfo", "ReminderInfo"]
+REMINDERS = LeaseTable(
+    RosterReminderCall, CLAIM_LOCK_KEY, "attempts", waiting=ReminderStatus.PENDING,
+    calling=ReminderStatus.CALLING, due_column="next_attempt_at", kind="roster reminder",
+    number_column="number", log=log, log_name="reminder",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +140,7 @@ def create_reminder(
 def serialise_planning(session: Session) -> None:
     """Serialise queuing reminders across nodes (the claim lock): every node's weekly job
     runs at the same time, and each must see the reminders the others queued."""
-    table = RosterReminderCall.__table__
-    serialise_claims(session, CLAIM_LOCK_KEY, table, "attempts")  # type: ignore[arg-type]
+    REMINDERS.lock(session)
 
 
 def units_with_reminder(session: Session, week: str, *, open_only: bool = False) -> set[str]:
@@ -171,101 +176,28 @@ def claim_due(
 
     Due: pending with `next_attempt_at <= now`, or calling under an expired lease.
     """
-    if limit <= 0:
-        return []
-    table = RosterReminderCall.__table__
-    serialise_claims(session, CLAIM_LOCK_KEY, table, "attempts")  # type: ignore[arg-type]
-    busy_numbers = select(RosterReminderCall.number).where(
-        RosterReminderCall.status == ReminderStatus.CALLING,
-        RosterReminderCall.claimed_until > now,
-    )
-    due = or_(
-        and_(
-            RosterReminderCall.status == ReminderStatus.PENDING,
-            RosterReminderCall.next_attempt_at <= now,
-        ),
-        and_(
-            RosterReminderCall.status == ReminderStatus.CALLING,
-            RosterReminderCall.claimed_until <= now,
-        ),
-    )
-    stmt = (
-        select(RosterReminderCall)
-        .where(due, RosterReminderCall.number.not_in(busy_numbers))
-        .order_by(RosterReminderCall.next_attempt_at, RosterReminderCall.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    until = now + lease
-    rows = list(session.scalars(stmt))
-    codes = dict(
-        session.execute(
-            select(Unit.id, Unit.code).where(Unit.id.in_({r.unit_id for r in rows}))
-        ).all()
-    )
-    claimed: list[ClaimedReminder] = []
-    numbers: set[str] = set()
-    for row in rows:
-        if row.number in numbers:
-            continue  # one call per number at a time, also within a batch
-        numbers.add(row.number)
-        if row.status is ReminderStatus.CALLING:
-            log.warning(
-                "reminder %s: lease of %s expired, claiming it again", row.id, row.claimed_by
-            )
-        row.status = ReminderStatus.CALLING
-        row.claimed_by = node
-        row.claimed_until = until
-        claimed.append(
-            ClaimedReminder(
-                row.id, codes[row.unit_id], row.week, row.number, row.attempts + 1, until
-            )
-        )
-    session.flush()
-    return claimed
+    rows = REMINDERS.claim_due(session, node=node, now=now, lease=lease, limit=limit)
+    codes = unit_codes(session, {r.unit_id for r in rows})
+    return [
+        ClaimedReminder(r.id, codes[r.unit_id], r.week, r.number, r.attempts + 1, now + lease)
+        for r in rows
+    ]
 
 
 def renew_lease(session: Session, *, node: str, reminder_id: str, until: datetime) -> bool:
     """Extend this node's lease on a reminder it is still calling; False when lost."""
-    result = session.execute(
-        update(RosterReminderCall)
-        .where(
-            RosterReminderCall.id == reminder_id,
-            RosterReminderCall.claimed_by == node,
-            RosterReminderCall.status == ReminderStatus.CALLING,
-        )
-        .values(claimed_until=until)
-    )
-    return bool(getattr(result, "rowcount", 0))
+    return REMINDERS.renew(session, node=node, ids=[reminder_id], until=until) > 0
 
 
 def record_attempt(
     session: Session, reminder_id: str, *, node: str, attempt_no: int, values: AttemptValues
 ) -> tuple[bool, list[tuple[str, datetime]]]:
     """Store one finished call. Returns (still ours, every attempt's (outcome, ended_at))."""
-    row = session.get(RosterReminderCall, reminder_id, with_for_update=True)
-    if row is None:
-        raise NotFound("roster reminder", reminder_id)
-    row.attempt_rows.append(
-        RosterReminderAttempt(
-            attempt_no=attempt_no,
-            node=node,
-            outcome=values.outcome,
-            sip_reason=values.sip_reason,
-            key=values.key,
-            digits=values.digits,
-            recording_id=values.recording_id,
-            started_at=values.started_at,
-            ended_at=values.ended_at,
-        )
-    )
-    row.attempts = len(row.attempt_rows)
-    row.last_outcome = values.outcome
-    session.flush()
-    owned = row.status is ReminderStatus.CALLING and row.claimed_by == node
-    if not owned:
-        log.warning("reminder %s: attempt stored after the lease of %s was lost", reminder_id, node)
-    return owned, [(a.outcome, a.ended_at) for a in row.attempt_rows]
+    _row, owned, history = _record_attempt(
+        session, REMINDERS, RosterReminderAttempt, reminder_id, node=node,
+        attempt_no=attempt_no, values=values,
+    )  # fmt: skip
+    return owned, history
 
 
 def apply_outcome(
@@ -278,15 +210,6 @@ def apply_outcome(
     next_attempt_at: datetime | None = None,
 ) -> ReminderStatus:
     """Release the lease and store the decision: pending again, or a final status."""
-    row = session.get(RosterReminderCall, reminder_id, with_for_update=True)
-    if row is None:
-        raise NotFound("roster reminder", reminder_id)
-    row.claimed_by = None
-    row.claimed_until = None
-    row.status = status
-    row.next_attempt_at = next_attempt_at if status is ReminderStatus.PENDING else None
-    if status not in OPEN_REMINDER_STATUSES:
-        row.finished_at = now
-        row.end_reason = reason[:60]
-    session.flush()
+    row = settle(session, REMINDERS, reminder_id, status=status, now=now, reason=reason[:60],
+                 next_attempt_at=next_attempt_at)  # fmt: skip
     return row.status

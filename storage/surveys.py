@@ -1,19 +1,11 @@
 """Repository for callback surveys: create, claim with a lease, store attempts, statistics.
 
-Claiming is safe with several service processes on one PostgreSQL:
-
-- claims are serialised by a transaction-scoped advisory lock (`pg_advisory_xact_lock`), so
-  every claim sees every earlier claim committed, and the rows are taken with
-  `SELECT … FOR UPDATE SKIP LOCKED` (a row another transaction is writing, e.g. a result being
-  stored, is skipped instead of waited for);
-- a claim is a lease: `claimed_by` (the process) and `claimed_until`. The claimer renews it
-  while the call runs; when a process dies its leases expire and the surveys are claimed
-  again by another process, so nothing is lost;
-- a number with a survey in state `calling` under a live lease is never claimed again, and one
-  batch holds at most one survey per number: one number is never called twice at once.
-
-SQLite (one process): the claim starts with a write, which takes SQLite's single write lock
-for the transaction (the equivalent of BEGIN IMMEDIATE).
+Claims are the shared lease helper's (storage/claims.py, `SURVEYS`): serialised by an advisory
+lock on PostgreSQL (SQLite's write lock on SQLite), rows taken with `FOR UPDATE SKIP LOCKED`, a
+lease (`claimed_by`, `claimed_until`) renewed while the call runs; a dead process's leases
+expire and its surveys are claimed again, so nothing is lost. A number with a survey `calling`
+under a live lease is not claimed again, and one batch takes at most one survey per number:
+one number is never called twice at once. Attempts are stored by storage/attempts.py.
 
 This module does not decide retries: the caller (calls/survey_job.py) asks
 callflows.survey.plan_next and hands the decision back with `apply_outcome`.
@@ -25,11 +17,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage import incidents as incident_repo
+from storage.attempts import AttemptValues, settle
+from storage.attempts import record_attempt as _record_attempt
 from storage.base import utcnow
+from storage.claims import LeaseTable
 from storage.errors import Conflict, NotFound
 from storage.models.incidents import Incident, IncidentCategory, IncidentState
 from storage.models.surveys import FINISHED_STATUSES, Survey, SurveyAttempt, SurveyStatus
@@ -37,6 +32,11 @@ from storage.models.surveys import FINISHED_STATUSES, Survey, SurveyAttempt, Sur
 log = logging.getLogger(__name__)
 
 CLAIM_LOCK_KEY = 0x6C63_7376  # "lcsv": the advisory lock serialising survey claims
+SURVEYS = LeaseTable(
+    Survey, CLAIM_LOCK_KEY, "attempts", waiting=SurveyStatus.PENDING,
+    calling=SurveyStatus.CALLING, due_column="next_attempt_at", kind="survey",
+    number_column="number", log=log, log_name="survey",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +115,6 @@ class ClaimedSurvey:
     attempt_no: int
     incident_id: str | None
     claimed_until: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptValues:
-    """What the caller observed on one call (outcome is a callflows.ivr.CallOutcome value)."""
-
-    outcome: str
-    key: str | None
-    digits: str
-    started_at: datetime
-    ended_at: datetime
-    recording_id: str | None = None
-    sip_reason: str | None = None
 
 
 def create_survey(
@@ -214,13 +201,6 @@ def cancel_survey(session: Session, survey_id: str, *, now: datetime | None = No
     return SurveyInfo.of(row)
 
 
-def _serialise_claims(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK_KEY})
-    else:  # SQLite: a write first takes the database's write lock for this transaction
-        session.execute(update(Survey).where(text("1 = 0")).values(attempts=Survey.attempts))
-
-
 def claim_due(
     session: Session, *, node: str, now: datetime, lease: timedelta, limit: int
 ) -> list[ClaimedSurvey]:
@@ -229,54 +209,13 @@ def claim_due(
     Due: pending with `next_attempt_at <= now`, or calling under an expired lease. Use a fresh
     session (the claim lock must be its first statement).
     """
-    if limit <= 0:
-        return []
-    _serialise_claims(session)
-    busy_numbers = select(Survey.number).where(
-        Survey.status == SurveyStatus.CALLING, Survey.claimed_until > now
-    )
-    due = or_(
-        and_(Survey.status == SurveyStatus.PENDING, Survey.next_attempt_at <= now),
-        and_(Survey.status == SurveyStatus.CALLING, Survey.claimed_until <= now),
-    )
-    stmt = (
-        select(Survey)
-        .where(due, Survey.number.not_in(busy_numbers))
-        .order_by(Survey.next_attempt_at, Survey.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    until = now + lease
-    claimed: list[ClaimedSurvey] = []
-    numbers: set[str] = set()
-    for row in session.scalars(stmt):
-        if row.number in numbers:
-            continue  # one call per number at a time, also within a batch
-        numbers.add(row.number)
-        if row.status is SurveyStatus.CALLING:
-            log.warning("survey %s: lease of %s expired, claiming it again", row.id, row.claimed_by)
-        row.status = SurveyStatus.CALLING
-        row.claimed_by = node
-        row.claimed_until = until
-        claimed.append(ClaimedSurvey(row.id, row.number, row.attempts + 1, row.incident_id, until))
-    session.flush()
-    return claimed
+    rows = SURVEYS.claim_due(session, node=node, now=now, lease=lease, limit=limit)
+    return [ClaimedSurvey(r.id, r.number, r.attempts + 1, r.incident_id, now + lease) for r in rows]
 
 
 def renew_leases(session: Session, *, node: str, survey_ids: list[str], until: datetime) -> int:
     """Extend this node's leases on surveys it is still calling; returns how many it holds."""
-    if not survey_ids:
-        return 0
-    result = session.execute(
-        update(Survey)
-        .where(
-            Survey.id.in_(survey_ids),
-            Survey.claimed_by == node,
-            Survey.status == SurveyStatus.CALLING,
-        )
-        .values(claimed_until=until)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return SURVEYS.renew(session, node=node, ids=survey_ids, until=until)
 
 
 def record_attempt(
@@ -287,31 +226,14 @@ def record_attempt(
     "Still ours": the survey is calling under this node's lease; if not (the lease was lost),
     the attempt is stored but the caller must not change the survey's status.
     """
-    row = session.get(Survey, survey_id, with_for_update=True)
-    if row is None:
-        raise NotFound("survey", survey_id)
-    row.attempt_rows.append(
-        SurveyAttempt(
-            attempt_no=attempt_no,
-            node=node,
-            outcome=values.outcome,
-            sip_reason=values.sip_reason,
-            key=values.key,
-            digits=values.digits,
-            recording_id=values.recording_id,
-            started_at=values.started_at,
-            ended_at=values.ended_at,
-        )
-    )
-    row.attempts = len(row.attempt_rows)
-    row.last_outcome = values.outcome
+    row, owned, history = _record_attempt(
+        session, SURVEYS, SurveyAttempt, survey_id, node=node, attempt_no=attempt_no,
+        values=values,
+    )  # fmt: skip
     if values.recording_id:
         row.recording_id = values.recording_id
-    session.flush()
-    owned = row.status is SurveyStatus.CALLING and row.claimed_by == node
-    if not owned:
-        log.warning("survey %s: attempt stored after the lease of %s was lost", survey_id, node)
-    return owned, [(a.outcome, a.ended_at) for a in row.attempt_rows]
+        session.flush()
+    return owned, history
 
 
 def apply_outcome(
@@ -331,19 +253,11 @@ def apply_outcome(
 
     A finished survey moves its closed incident to `surveyed`; `rework_reason` flags it.
     """
-    row = session.get(Survey, survey_id, with_for_update=True)
-    if row is None:
-        raise NotFound("survey", survey_id)
-    row.claimed_by = None
-    row.claimed_until = None
-    row.status = status
-    row.next_attempt_at = next_attempt_at if status is SurveyStatus.PENDING else None
-    if status in FINISHED_STATUSES:
-        row.finished_at = now
-        row.end_reason = reason
+    row = settle(session, SURVEYS, survey_id, status=status, now=now, reason=reason,
+                 next_attempt_at=next_attempt_at)  # fmt: skip
     if status is SurveyStatus.ANSWERED:
         row.answer_key, row.answer, row.answered_at = answer_key, answer, answered_at or now
-    session.flush()
+        session.flush()
     if status in FINISHED_STATUSES and row.incident_id is not None:
         _finish_incident(session, row, now, rework_reason)
     return SurveyInfo.of(row)
