@@ -31,6 +31,32 @@ class AttemptValues:
     sip_reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptInfo:
+    """One call placed for a row, as the API shows it."""
+
+    attempt_no: int
+    node: str
+    outcome: str
+    sip_reason: str | None
+    key: str | None
+    digits: str
+    recording_id: str | None
+    started_at: datetime
+    ended_at: datetime
+
+
+def attempt_infos(rows: list[Any]) -> tuple[AttemptInfo, ...]:
+    """The attempt rows of a row (an attempt model's rows, oldest first) as plain values."""
+    return tuple(
+        AttemptInfo(
+            a.attempt_no, a.node, a.outcome, a.sip_reason, a.key, a.digits, a.recording_id,
+            a.started_at, a.ended_at,
+        )
+        for a in rows
+    )  # fmt: skip
+
+
 class AttemptedRow(LeasedRow, Protocol):
     """A leased row with attempt rows (oldest first), their count and the last outcome."""
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.attempts import AttemptValues, settle
+from storage.attempts import AttemptInfo, AttemptValues, attempt_infos, settle
 from storage.attempts import record_attempt as _record_attempt
 from storage.claims import LeaseTable
 from storage.errors import NotFound
@@ -43,21 +43,6 @@ REMINDERS = LeaseTable(
 
 
 @dataclass(frozen=True, slots=True)
-class ReminderAttemptInfo:
-    """One call placed for a reminder."""
-
-    attempt_no: int
-    node: str
-    outcome: str
-    sip_reason: str | None
-    key: str | None
-    digits: str
-    recording_id: str | None
-    started_at: datetime
-    ended_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class ReminderInfo:
     """A reminder call as the API shows it (attempts oldest first)."""
 
@@ -71,7 +56,7 @@ class ReminderInfo:
     end_reason: str | None
     created_at: datetime
     finished_at: datetime | None
-    attempts: tuple[ReminderAttemptInfo, ...] = ()
+    attempts: tuple[AttemptInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +72,9 @@ class ClaimedReminder:
 
 
 def _info(row: RosterReminderCall, unit_code: str) -> ReminderInfo:
-    attempts = tuple(
-        ReminderAttemptInfo(
-            a.attempt_no, a.node, a.outcome, a.sip_reason, a.key, a.digits, a.recording_id,
-            a.started_at, a.ended_at,
-        )
-        for a in row.attempt_rows
-    )  # fmt: skip
     return ReminderInfo(
         row.id, row.run_id, unit_code, row.week, row.number, row.status, row.next_attempt_at,
-        row.end_reason, row.created_at, row.finished_at, attempts,
+        row.end_reason, row.created_at, row.finished_at, attempt_infos(row.attempt_rows),
     )  # fmt: skip
 
 

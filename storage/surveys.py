@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage import incidents as incident_repo
-from storage.attempts import AttemptValues, settle
+from storage.attempts import AttemptInfo, AttemptValues, attempt_infos, settle
 from storage.attempts import record_attempt as _record_attempt
 from storage.base import utcnow
 from storage.claims import LeaseTable
@@ -37,21 +37,6 @@ SURVEYS = LeaseTable(
     calling=SurveyStatus.CALLING, due_column="next_attempt_at", kind="survey",
     number_column="number", log=log, log_name="survey",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptInfo:
-    """One call placed for a survey."""
-
-    attempt_no: int
-    node: str
-    outcome: str
-    sip_reason: str | None
-    key: str | None
-    digits: str
-    recording_id: str | None
-    started_at: datetime
-    ended_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +63,7 @@ class SurveyInfo:
 
     @classmethod
     def of(cls, row: Survey, *, with_attempts: bool = False) -> SurveyInfo:
-        log_rows = tuple(
-            AttemptInfo(
-                a.attempt_no, a.node, a.outcome, a.sip_reason, a.key, a.digits,
-                a.recording_id, a.started_at, a.ended_at,
-            )
-            for a in (row.attempt_rows if with_attempts else ())
-        )  # fmt: skip
+        log_rows = attempt_infos(row.attempt_rows) if with_attempts else ()
         return cls(
             id=row.id,
             number=row.number,

@@ -20,9 +20,10 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field
 
 from registry.text import csv_cell
+from storage.attempts import AttemptInfo
 from storage.models.incidents import IncidentCategory
 from storage.models.surveys import SurveyStatus
-from storage.surveys import AttemptInfo, StatsCell, SurveyInfo
+from storage.surveys import StatsCell, SurveyInfo
 
 SATISFIED = "satisfied"
 UNSATISFIED = "unsatisfied"
