@@ -5,9 +5,8 @@ A `ClaimedWorkRunner` (calls/claimed_work.py) over `ReminderCalls`, like the sur
 inside the calling hours claims due reminders (storage.reminders.claim_due: lease, SKIP LOCKED,
 one call per number), places each through the `ReminderCaller` seam, renews the lease while the
 call runs, then stores the attempt and what callflows.survey.plan_next decides (the survey's
-retry schedule); key 1 is `acknowledged`,
-running out of attempts ends `not_acknowledged`, `no_answer`, `busy` or `failed`
-(callflows.roster_reminder.final_status).
+retry schedule); key 1 is `acknowledged`, running out of attempts ends `not_acknowledged`,
+`no_answer`, `busy` or `failed` (callflows.roster_reminder.final_status).
 """
 
 from __future__ import annotations
