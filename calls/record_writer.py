@@ -11,9 +11,15 @@ for its wake-ups (issue 17). So:
 - a write with a `key` (a call's snapshot) replaces the queued one with the same key that has
   not run yet: a snapshot is the call's whole state, so only the latest one needs writing; it
   keeps the place of the first, so writes queued after that one still run after it;
-- the calls a batch touches are loaded first, with their legs and attempts, in three queries;
-- if the batch fails, each of its writes is retried alone, so one bad write loses only itself
-  (and is logged with what it was).
+- a write is either Core (`core=True`: the calls' snapshots, Call-IDs, dialogs, which
+  `calls.record_rows` stages as the changes from what it last wrote, no SELECT, and runs as
+  one executemany per kind of statement) or ORM work. The staged statements run before an ORM
+  write and before the commit, the ORM's changes are flushed right after their write, and a
+  Core write expires what the session holds: the database sees the writes in queue order and
+  the ORM reads what the Core statements changed;
+- if the batch fails, its staged statements are dropped and the calls it touched forgotten
+  (`Staged.rolled_back`: the rollback undid what was remembered of them), and each write is
+  retried alone, so one bad write loses only itself (and is logged with what it was).
 
 Awaited work (`run`) goes through the same single thread, after everything submitted before it.
 """
@@ -23,16 +29,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session, sessionmaker
 
 from storage.engine import session_scope
-from storage.models.call_records import Call
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +46,39 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One queued write: `apply(session)`, what it is (for the log), the call it touches."""
+    """One queued write: `apply(session)`, what it is (for the log), the call it touches;
+    `core` when it runs Core statements on `session.connection()` only."""
 
     apply: Callable[[Session], None]
     what: str
     call_id: str | None = None
+    core: bool = False
+
+
+class Staged(Protocol):
+    """What Core writes leave to run at the end (`calls.record_rows.CallRows`): run before an
+    ORM write and the commit; dropped, with what it remembers of `call_ids`, on a rollback."""
+
+    @property
+    def pending(self) -> bool: ...
+
+    def flush(self, conn: Connection) -> None: ...
+
+    def rolled_back(self, call_ids: Iterable[str | None]) -> None: ...
 
 
 class BatchWriter:
     """One thread that writes queued `Write`s in batches (see the module docstring)."""
 
-    def __init__(self, factory: sessionmaker[Session], *, name: str = "calls-db") -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        name: str = "calls-db",
+        staged: Staged | None = None,
+    ) -> None:
         self.factory = factory
+        self._staged = staged
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._lock = threading.Lock()  # guards _queued and _keyed (loop thread vs writer)
         self._queued: list[Write] = []
@@ -104,11 +130,11 @@ class BatchWriter:
             return
         try:
             with session_scope(self.factory) as s:
-                loaded = _load_calls(s, {w.call_id for w in batch if w.call_id is not None})
                 for write in batch:
-                    write.apply(s)
-                del loaded
+                    self._apply(s, write)
+                self._flush(s)
         except Exception:
+            self._rolled_back(w.call_id for w in batch)
             if len(batch) == 1:
                 log.exception("call record write failed: %s", batch[0].what)
                 return
@@ -119,24 +145,32 @@ class BatchWriter:
         self.batches += 1
         self.written += len(batch)
 
+    def _apply(self, s: Session, write: Write) -> None:
+        """One write, its changes in the database before the next write's reads them."""
+        if write.core:
+            write.apply(s)
+            if s.identity_map:
+                s.expire_all()  # objects an earlier ORM write loaded may be stale now
+            return
+        self._flush(s)
+        write.apply(s)
+        s.flush()
+
+    def _flush(self, s: Session) -> None:
+        if self._staged is not None and self._staged.pending:
+            self._staged.flush(s.connection())
+
+    def _rolled_back(self, call_ids: Iterable[str | None]) -> None:
+        if self._staged is not None:
+            self._staged.rolled_back(call_ids)
+
     def _write_alone(self, write: Write) -> None:
         try:
             with session_scope(self.factory) as s:
-                write.apply(s)
+                self._apply(s, write)
+                self._flush(s)
         except Exception:
+            self._rolled_back((write.call_id,))
             log.exception("call record write failed: %s", write.what)
         else:
             self.written += 1
-
-
-def _load_calls(s: Session, call_ids: set[str]) -> list[Call]:
-    """The calls, their legs and attempts, in three queries; the session keeps them (while the
-    returned list holds them) so the writes find them without further queries."""
-    if not call_ids:
-        return []
-    stmt = (
-        select(Call)
-        .where(Call.id.in_(call_ids))
-        .options(selectinload(Call.legs), selectinload(Call.attempts))
-    )
-    return list(s.scalars(stmt))

@@ -1,24 +1,26 @@
 """The call records: calls, legs, attempts and recordings in the database.
 
 The functions are synchronous SQL; `CallRecords` (at the end) binds them to one writer thread
-so the event loop and the media tick never wait on SQL."""
+so the event loop and the media tick never wait on SQL. The flows' snapshots, SIP Call-IDs and
+dialogs are written as Core statements of what changed (`calls.record_rows`); the rarer writes
+(a recording finished, crash recovery, an inbound call becoming a bridge) through the ORM."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callflows.bridge import BridgeSnapshot
 from callflows.inbound import InboundSnapshot
 from callflows.ivr import KeyPromptResult, KeyPromptState
+from calls.record_rows import CallRows, insert_recording, recording_of, update_recording
 from calls.record_writer import BatchWriter, Write
 from recordings import RecordingInfo, check, read_manifest
 from recordings.errors import RecordingError
@@ -26,7 +28,6 @@ from recordings.info import MANIFEST_FILE
 from storage.base import utcnow
 from storage.engine import session_scope
 from storage.models.call_records import (
-    Attempt,
     Call,
     CallKind,
     CallState,
@@ -79,146 +80,110 @@ def find_by_idempotency_key(factory: sessionmaker[Session], key: str) -> str | N
         return s.scalar(select(Call.id).where(Call.idempotency_key == key))
 
 
-def save_bridge_snapshot(
-    factory: sessionmaker[Session], call_id: str, snap: BridgeSnapshot, labels: dict[str, str]
-) -> None:
-    """Mirror the flow's snapshot into the call, leg and attempt rows."""
-    with session_scope(factory) as s:
-        _save_bridge_snapshot(s, call_id, snap, labels)
-
-
 def _save_bridge_snapshot(
-    s: Session, call_id: str, snap: BridgeSnapshot, labels: dict[str, str]
+    conn: Connection, rows: CallRows, call_id: str, snap: BridgeSnapshot, labels: dict[str, str]
 ) -> None:
-    call = s.get(Call, call_id)
-    if call is None:
+    """Mirror the flow's snapshot into the call, leg and attempt rows (what changed only)."""
+    known = rows.of(conn, call_id)
+    if known is None:
         log.error("snapshot for unknown call %s", call_id)
         return
-    call.state = CallState(snap.state.value)
-    call.connected_at = snap.connected_at
-    call.ended_at = snap.ended_at
-    call.end_reason = snap.end_reason
-    legs = {leg.role: leg for leg in call.legs}
-    attempts = {a.leg_key: a for a in call.attempts}
+    call = {"state": CallState(snap.state.value), "connected_at": snap.connected_at,
+            "ended_at": snap.ended_at, "end_reason": snap.end_reason}  # fmt: skip
+    rows.put_call(conn, call_id, known, call)
     for party in snap.parties:
-        leg = legs.get(party.role.value)
         if party.state.value == "absent":  # never dialled (or not carried on after a crash)
             continue
-        if leg is None:
-            leg = Leg(role=party.role.value)
-            call.legs.append(leg)
-        leg.number = party.number or leg.number
-        leg.state = party.state.value
-        leg.muted, leg.held = party.muted, party.held
-        leg.connected_at, leg.ended_at = party.connected_at, party.ended_at
-        leg.end_reason = party.end_reason
+        role = party.role.value
+        old = known.legs.get(role)
+        leg = {"number": party.number or (old["number"] if old is not None else None),
+               "state": party.state.value, "muted": party.muted, "held": party.held,
+               "connected_at": party.connected_at, "ended_at": party.ended_at,
+               "end_reason": party.end_reason}  # fmt: skip
+        rows.put_leg(conn, call_id, known, role, leg)
         for att in party.attempts:
-            row = attempts.get(att.leg_id)
-            if row is None:
-                row = Attempt(
-                    role=party.role.value,
-                    leg_key=att.leg_id,
-                    number=att.number,
-                    label=labels.get(att.number),
-                    started_at=att.started_at,
-                )
-                call.attempts.append(row)
-                attempts[att.leg_id] = row
-            row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
-            row.extension, row.extension_sent_at = att.extension, att.extension_sent_at
-            row.confirmed_at = att.confirmed_at
+            new = {"role": role, "number": att.number, "label": labels.get(att.number),
+                   "started_at": att.started_at}  # fmt: skip
+            outcome = {"result": att.result, "sip_status": att.sip_status,
+                       "ended_at": att.ended_at, "extension": att.extension,
+                       "extension_sent_at": att.extension_sent_at,
+                       "confirmed_at": att.confirmed_at}  # fmt: skip
+            rows.put_attempt(conn, call_id, known, att.leg_id, outcome, new)
+    if snap.state.value in ("ended", "failed"):
+        rows.forget((call_id,))  # its last snapshot: nothing more to compare with
 
 
-def save_key_prompt(factory: sessionmaker[Session], call_id: str, result: KeyPromptResult) -> None:
+def _save_key_prompt(
+    conn: Connection, rows: CallRows, call_id: str, result: KeyPromptResult
+) -> None:
     """Mirror an IVR call (survey, duty check) into its call, leg and attempt rows."""
-    with session_scope(factory) as s:
-        _save_key_prompt(s, call_id, result)
-
-
-def _save_key_prompt(s: Session, call_id: str, result: KeyPromptResult) -> None:
-    call = s.get(Call, call_id)
-    if call is None:
+    known = rows.of(conn, call_id)
+    if known is None:
         log.error("IVR result for unknown call %s", call_id)
         return
     done = result.state is KeyPromptState.DONE
+    call = dict(known.call)
     if result.answered_at is not None:
-        call.connected_at = result.answered_at
+        call["connected_at"] = result.answered_at
     if done:
-        call.state = CallState.ENDED if result.answered_at else CallState.FAILED
-        call.ended_at = result.ended_at
-        call.end_reason = result.outcome.value if result.outcome else None
+        call["state"] = CallState.ENDED if result.answered_at else CallState.FAILED
+        call["ended_at"] = result.ended_at
+        call["end_reason"] = result.outcome.value if result.outcome else None
     elif result.answered_at is not None:
-        call.state = CallState.CONNECTED
-    leg = call.legs[0] if call.legs else None
-    if leg is not None:
-        leg.state = "left" if done else ("connected" if result.answered_at else "dialing")
-        leg.connected_at, leg.ended_at = result.answered_at, result.ended_at
-        leg.end_reason = call.end_reason
+        call["state"] = CallState.CONNECTED
+    rows.put_call(conn, call_id, known, call)
+    role = next(iter(known.legs), None)  # its only leg (the first, by id)
+    if role is not None:
+        state = "left" if done else ("connected" if result.answered_at else "dialing")
+        leg = {"state": state, "connected_at": result.answered_at, "ended_at": result.ended_at,
+               "end_reason": call["end_reason"]}  # fmt: skip
+        rows.put_leg(conn, call_id, known, role, leg)
     att = result.attempt
     if att is not None:
-        row = next((a for a in call.attempts if a.leg_key == att.leg_id), None)
-        if row is None:
-            row = Attempt(
-                role=leg.role if leg else "callee",
-                leg_key=att.leg_id,
-                number=att.number,
-                started_at=att.started_at,
-            )
-            call.attempts.append(row)
-        row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+        new = {"role": role or "callee", "number": att.number, "started_at": att.started_at}
+        values = {"result": att.result, "sip_status": att.sip_status, "ended_at": att.ended_at}
+        rows.put_attempt(conn, call_id, known, att.leg_id, values, new)
+    if done:
+        rows.forget((call_id,))
 
 
-def save_inbound_snapshot(
-    factory: sessionmaker[Session], call_id: str, snap: InboundSnapshot
+def _save_inbound_snapshot(
+    conn: Connection, rows: CallRows, call_id: str, snap: InboundSnapshot
 ) -> None:
     """Mirror an inbound call (caller ringing the seats) into its rows."""
-    with session_scope(factory) as s:
-        _save_inbound_snapshot(s, call_id, snap)
-
-
-def _save_inbound_snapshot(s: Session, call_id: str, snap: InboundSnapshot) -> None:
-    call = s.get(Call, call_id)
-    if call is None:
+    known = rows.of(conn, call_id)
+    if known is None:
         log.error("inbound snapshot for unknown call %s", call_id)
         return
-    state = snap.state.value
-    call.state = {
+    state = {
         "ringing": CallState.DIALING,
         "connected": CallState.CONNECTED,
         "handed_over": CallState.CONNECTED,
-    }.get(state, CallState.ENDED if snap.connected_at else CallState.FAILED)
-    call.connected_at, call.ended_at, call.end_reason = (
-        snap.connected_at,
-        snap.ended_at,
-        snap.end_reason,
-    )
-    legs = {leg.role: leg for leg in call.legs}
-    caller, seat = legs.get("caller"), legs.get("dispatcher")
+    }.get(snap.state.value, CallState.ENDED if snap.connected_at else CallState.FAILED)
+    call = {"state": state, "connected_at": snap.connected_at, "ended_at": snap.ended_at,
+            "end_reason": snap.end_reason}  # fmt: skip
+    rows.put_call(conn, call_id, known, call)
+    caller, seat = known.legs.get("caller"), known.legs.get("dispatcher")
+    caller_state = None
     if caller is not None:
-        caller.connected_at = snap.connected_at
-        caller.state = (
-            "connected"
-            if call.state is CallState.CONNECTED
-            else ("ringing" if call.state is CallState.DIALING else "left")
+        caller_state = {CallState.CONNECTED: "connected", CallState.DIALING: "ringing"}.get(
+            state, "left"
         )
+        values: dict[str, Any] = {"connected_at": snap.connected_at, "state": caller_state}
         if snap.ended_at is not None:
-            caller.ended_at, caller.end_reason = snap.ended_at, snap.end_reason
+            values |= {"ended_at": snap.ended_at, "end_reason": snap.end_reason}
+        rows.put_leg(conn, call_id, known, "caller", values)
     if seat is not None:
-        seat.number = snap.seat_number or seat.number
-        seat.state = caller.state if caller is not None else seat.state
-        seat.connected_at = snap.connected_at
-    attempts = {a.leg_key: a for a in call.attempts}
+        seat_state = caller_state if caller_state is not None else seat["state"]
+        values = {"number": snap.seat_number or seat["number"], "state": seat_state,
+                  "connected_at": snap.connected_at}  # fmt: skip
+        rows.put_leg(conn, call_id, known, "dispatcher", values)
     for att in snap.seat_attempts:
-        row = attempts.get(att.leg_id)
-        if row is None:
-            row = Attempt(
-                role="dispatcher",
-                leg_key=att.leg_id,
-                number=att.number,
-                started_at=att.started_at,
-            )
-            call.attempts.append(row)
-        row.result, row.sip_status, row.ended_at = att.result, att.sip_status, att.ended_at
+        new = {"role": "dispatcher", "number": att.number, "started_at": att.started_at}
+        values = {"result": att.result, "sip_status": att.sip_status, "ended_at": att.ended_at}
+        rows.put_attempt(conn, call_id, known, att.leg_id, values, new)
+    if state in (CallState.ENDED, CallState.FAILED):
+        rows.forget((call_id,))
 
 
 def become_bridge(
@@ -236,67 +201,12 @@ def become_bridge(
             call.legs.append(Leg(role="unit", number=unit_number, state="waiting"))
 
 
-def set_sip_call_id(factory: sessionmaker[Session], call_id: str, role: str, sip_id: str) -> None:
-    """Remember the SIP Call-ID of a party's current leg (for tracing with the PBX)."""
-    with session_scope(factory) as s:
-        _set_sip_call_id(s, call_id, role, sip_id)
-
-
-def _legs_of(s: Session, call_id: str) -> list[Leg]:
-    """The call's legs: no query when the writer's batch loaded the call already."""
-    call = s.get(Call, call_id)
-    return list(call.legs) if call is not None else []
-
-
-def _set_sip_call_id(s: Session, call_id: str, role: str, sip_id: str) -> None:
-    leg = _leg_of_role(s, call_id, role)
-    if leg is not None:
-        leg.sip_call_id = sip_id
-
-
-def _leg_of_role(s: Session, call_id: str, role: str) -> Leg | None:
-    """The leg row of `role`; made when missing (an added unit's first dial can be written
-    before the snapshot that names it: its Call-ID and dialog must not be lost)."""
-    call = s.get(Call, call_id)
-    if call is None:
-        return None
-    leg = next((g for g in call.legs if g.role == role), None)
-    if leg is None and call.kind is CallKind.BRIDGE:
-        leg = Leg(role=role, state="dialing")
-        call.legs.append(leg)
-    return leg
-
-
-def set_dialog(
-    factory: sessionmaker[Session], call_id: str, role: str, state: dict[str, Any]
-) -> None:
-    """Keep the SIP dialog of a party's answered leg (so a crash leaves no party in a dead call)."""
-    with session_scope(factory) as s:
-        _set_dialog(s, call_id, role, state)
-
-
-def _set_dialog(s: Session, call_id: str, role: str, state: dict[str, Any]) -> None:
-    legs = _legs_of(s, call_id)
-    if len(legs) == 1 and legs[0].role != role:  # a one-leg IVR call: its only leg
-        leg: Leg | None = legs[0]
-    else:
-        leg = _leg_of_role(s, call_id, role)
-    if leg is not None:
-        leg.dialog = state
-
-
 def recording_started(
     factory: sessionmaker[Session], call_id: str, recording_id: str, directory: str
 ) -> None:
     """A recording began: its row exists from the first second, so a crash cannot hide it."""
     with session_scope(factory) as s:
-        _recording_started(s, call_id, recording_id, directory)
-
-
-def _recording_started(s: Session, call_id: str, recording_id: str, directory: str) -> None:
-    segments = s.scalar(select(func.count()).select_from(Recording).where(
-        Recording.call_id == call_id)) or 0  # fmt: skip
-    s.add(Recording(id=recording_id, call_id=call_id, directory=directory, segment=segments + 1))
+        insert_recording(s.connection(), call_id, recording_id, directory)
 
 
 def _track_json(info: RecordingInfo, root: Path) -> dict[str, Any]:
@@ -321,42 +231,60 @@ def recording_finished(
 ) -> None:
     """Store the sealed recording (hashes, sizes, duration) and its health."""
     with session_scope(factory) as s:
-        _recording_finished(s, recording_id, root, info, error)
+        _recording_finished(s.connection(), CallRows(), recording_id, root, info, error)
 
 
 def _recording_finished(
-    s: Session, recording_id: str, root: Path, info: RecordingInfo | None, error: str | None
+    conn: Connection,
+    rows: CallRows,
+    recording_id: str,
+    root: Path,
+    info: RecordingInfo | None,
+    error: str | None,
 ) -> None:
-    rec = s.get(Recording, recording_id)
-    if rec is None:
+    rows.flush(conn)  # the call's end may be staged
+    found = recording_of(conn, recording_id)
+    if found is None:
         log.error("finished recording %s has no row", recording_id)
         return
-    rec.finalised_at = utcnow()
-    rec.error = error
+    values: dict[str, Any] = {"finalised_at": utcnow(), "error": error}
     if info is None:
-        rec.state = RecordingState.FAILED
-        return
-    apply_info(rec, info, root)
-    expected = _call_seconds(rec.call) if rec.segment == 1 else _resumed_seconds(rec.call)
-    report = check(info, expected)
-    rec.health = {
-        "ok": report.ok,
-        "findings": [
-            {"problem": f.problem.value, "track": f.track, "detail": f.detail}
-            for f in report.findings
-        ],
+        values["state"] = RecordingState.FAILED
+    else:
+        values |= info_columns(info, root, error)
+        start = found.connected_at if found.segment == 1 else found.resumed_at
+        expected = None
+        if start is not None and found.ended_at is not None:
+            expected = (found.ended_at - start).total_seconds()
+        report = check(info, expected)
+        values["health"] = {
+            "ok": report.ok,
+            "findings": [
+                {"problem": f.problem.value, "track": f.track, "detail": f.detail}
+                for f in report.findings
+            ],
+        }
+    update_recording(conn, recording_id, values)
+
+
+def info_columns(info: RecordingInfo, root: Path, error: str | None) -> dict[str, Any]:
+    """A sealed recording's figures, as its row's columns (`error` is the row's error so far)."""
+    if info.lost_s:
+        error = (error or "") + f" lost {info.lost_s:.1f} s of audio"
+    return {
+        "state": RecordingState.INTERRUPTED if info.interrupted else RecordingState.FINALISED,
+        "sha256": info.manifest_sha256,
+        "size_bytes": sum(t.size_bytes for t in info.tracks.values()),
+        "duration_s": round(info.duration_s, 3),
+        "tracks": _track_json(info, root),
+        "error": error,
     }
 
 
 def apply_info(rec: Recording, info: RecordingInfo, root: Path) -> None:
     """Copy a sealed recording's figures into its row."""
-    rec.state = RecordingState.INTERRUPTED if info.interrupted else RecordingState.FINALISED
-    rec.sha256 = info.manifest_sha256
-    rec.size_bytes = sum(t.size_bytes for t in info.tracks.values())
-    rec.duration_s = round(info.duration_s, 3)
-    rec.tracks = _track_json(info, root)
-    if info.lost_s:
-        rec.error = (rec.error or "") + f" lost {info.lost_s:.1f} s of audio"
+    for column, value in info_columns(info, root, rec.error).items():
+        setattr(rec, column, value)
 
 
 def sealed_after_crash(rec: Recording, root: Path, now: datetime) -> RecordingInfo | None:
@@ -376,19 +304,6 @@ def sealed_after_crash(rec: Recording, root: Path, now: datetime) -> RecordingIn
     apply_info(rec, info, root)
     rec.state, rec.finalised_at = RecordingState.INTERRUPTED, now
     return info
-
-
-def _call_seconds(call: Call) -> float | None:
-    if call.connected_at is None or call.ended_at is None:
-        return None
-    return (call.ended_at - call.connected_at).total_seconds()
-
-
-def _resumed_seconds(call: Call) -> float | None:
-    """How long a later segment should be: from the parties being joined again to the end."""
-    if call.resumed_at is None or call.ended_at is None:
-        return None
-    return (call.ended_at - call.resumed_at).total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,18 +383,6 @@ def mark_interrupted(
     return Interrupted(marked, orphans)
 
 
-def set_recovery(factory: sessionmaker[Session], call_id: str, role: str, result: str) -> None:
-    """What happened to an orphaned leg's dialog (`bye 200`, `bye timeout`, ...)."""
-    with session_scope(factory) as s:
-        _set_recovery(s, call_id, role, result)
-
-
-def _set_recovery(s: Session, call_id: str, role: str, result: str) -> None:
-    leg = next((g for g in _legs_of(s, call_id) if g.role == role), None)
-    if leg is not None:
-        leg.recovery = result[:60]
-
-
 T = TypeVar("T")
 
 
@@ -496,10 +399,26 @@ class CallRecords:
     def __init__(self, factory: sessionmaker[Session], recordings_root: Path) -> None:
         self.factory = factory
         self.recordings_root = recordings_root
-        self.writer = BatchWriter(factory)
+        self.rows = CallRows()  # what the writer thread last wrote (calls.record_rows)
+        self.writer = BatchWriter(factory, staged=self.rows)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await self.writer.run(fn, *args)
+
+    async def _run_then_forget(self, call_id: str | None, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn` in the writer thread; it changes calls' rows in its own way, so the writer
+        reads them again before its next write (`call_id`'s, or every call's when None)."""
+
+        def run() -> T:
+            try:
+                return fn(*args)
+            finally:
+                if call_id is None:
+                    self.rows.forget_all()
+                else:
+                    self.rows.forget((call_id,))
+
+        return await self.writer.run(run)
 
     async def flushed(self) -> None:
         """Wait until every queued write is done."""
@@ -512,18 +431,22 @@ class CallRecords:
     # -- awaited --
     async def insert(self, new: NewCall) -> str:
         """Store a new call with its legs; returns its id."""
-        return await self._run(insert_call, self.factory, new)
+        call_id = await self._run(insert_call, self.factory, new)
+        self.rows.seed(call_id, new.kind, new.parties)
+        return call_id
 
     async def become_bridge(
         self, call_id: str, unit_code: str | None, unit_number: str | None
     ) -> None:
-        await self._run(become_bridge, self.factory, call_id, unit_code, unit_number)
+        await self._run_then_forget(
+            call_id, become_bridge, self.factory, call_id, unit_code, unit_number
+        )
 
     async def mark_interrupted(
         self, node: str, recovered: list[RecordingInfo], now: datetime
     ) -> Interrupted:
-        return await self._run(
-            mark_interrupted, self.factory, node, recovered, self.recordings_root, now
+        return await self._run_then_forget(
+            None, mark_interrupted, self.factory, node, recovered, self.recordings_root, now
         )
 
     async def mark_node_lost(self, node: str, now: datetime) -> Interrupted:
@@ -534,50 +457,110 @@ class CallRecords:
                 self.factory, node, [], self.recordings_root, now, reason="node_lost"
             )
 
-        return await self._run(run)
+        return await self._run_then_forget(None, run)
 
     # -- in the caller's thread (API worker threads) --
     def insert_now(self, new: NewCall) -> str:
-        return insert_call(self.factory, new)
+        call_id = insert_call(self.factory, new)
+        self.rows.seed(call_id, new.kind, new.parties)
+        return call_id
 
     def find_by_idempotency_key(self, key: str) -> str | None:
         return find_by_idempotency_key(self.factory, key)
 
     # -- queued from the event loop --
+    def _queue_rows(
+        self,
+        fn: Callable[..., None],
+        call_id: str,
+        *args: object,
+        what: str,
+        key: Hashable | None = None,
+    ) -> None:
+        """Queue `fn(connection, rows, call_id, *args)`: Core statements, the cache kept."""
+        rows = self.rows
+
+        def apply(s: Session) -> None:
+            fn(s.connection(), rows, call_id, *args)
+
+        self.writer.queue(Write(apply, what, call_id, core=True), key)
+
     def queue_bridge_snapshot(
         self, call_id: str, snapshot: BridgeSnapshot, labels: dict[str, str]
     ) -> None:
         """A bridge's whole state: replaces its snapshot still waiting to be written."""
-        apply = partial(_save_bridge_snapshot, call_id=call_id, snap=snapshot, labels=labels)
-        self.writer.queue(Write(apply, f"snapshot of {call_id}", call_id), ("snapshot", call_id))
+        self._queue_rows(_save_bridge_snapshot, call_id, snapshot, labels,
+                         what=f"snapshot of {call_id}", key=("snapshot", call_id))  # fmt: skip
 
     def queue_inbound_snapshot(self, call_id: str, snapshot: InboundSnapshot) -> None:
         """An inbound call's whole state: replaces its snapshot still waiting to be written."""
-        apply = partial(_save_inbound_snapshot, call_id=call_id, snap=snapshot)
-        self.writer.queue(Write(apply, f"snapshot of {call_id}", call_id), ("snapshot", call_id))
+        self._queue_rows(_save_inbound_snapshot, call_id, snapshot,
+                         what=f"snapshot of {call_id}", key=("snapshot", call_id))  # fmt: skip
 
     def queue_key_prompt(self, call_id: str, result: KeyPromptResult) -> None:
         """Not coalesced: a result carries only its own attempt."""
-        apply = partial(_save_key_prompt, call_id=call_id, result=result)
-        self.writer.queue(Write(apply, f"key prompt result of {call_id}", call_id))
+        self._queue_rows(_save_key_prompt, call_id, result, what=f"key prompt result of {call_id}")
 
     def queue_sip_call_id(self, call_id: str, role: str, sip_id: str) -> None:
-        apply = partial(_set_sip_call_id, call_id=call_id, role=role, sip_id=sip_id)
-        self.writer.queue(Write(apply, f"SIP Call-ID of {call_id} {role}", call_id))
+        self._queue_leg_columns(call_id, role, {"sip_call_id": sip_id}, "SIP Call-ID")
+
+    def queue_dialog(self, call_id: str, role: str, state: dict[str, Any]) -> None:
+        self._queue_leg_columns(call_id, role, {"dialog": state}, "dialog", only_leg=True)
+
+    def _queue_leg_columns(
+        self, call_id: str, role: str, values: dict[str, Any], what: str, *, only_leg: bool = False
+    ) -> None:
+        rows = self.rows
+
+        def apply(s: Session) -> None:
+            rows.set_on_leg(s.connection(), call_id, role, values, only_leg=only_leg)
+
+        self.writer.queue(Write(apply, f"{what} of {call_id} {role}", call_id, core=True))
+
+    def queue_recovery(self, call_id: str, role: str, result: str) -> None:
+        rows = self.rows
+
+        def apply(s: Session) -> None:
+            rows.set_recovery(s.connection(), call_id, role, result)
+
+        self.writer.queue(Write(apply, f"recovery of {call_id} {role}", call_id, core=True))
+
+    def queue_recording_started(self, call_id: str, recording_id: str, directory: Path) -> None:
+        rel = str(directory.relative_to(self.recordings_root))
+
+        def apply(s: Session) -> None:
+            insert_recording(s.connection(), call_id, recording_id, rel)
+
+        what = f"recording {recording_id} started"
+        self.writer.queue(Write(apply, what, call_id, core=True))
+
+    def queue_recording_finished(
+        self, recording_id: str, info: RecordingInfo | None, error: str | None
+    ) -> None:
+        rows, root = self.rows, self.recordings_root
+
+        def apply(s: Session) -> None:
+            _recording_finished(s.connection(), rows, recording_id, root, info, error)
+
+        self.writer.queue(Write(apply, f"recording {recording_id} finished", core=True))
 
     def queue_write(
         self, fn: Callable[[Session, str, datetime], None], call_id: str, at: datetime, *, what: str
     ) -> None:
-        """A small change to one call, `fn(session, call_id, at)`, in order with the others."""
+        """A small change to one call, `fn(session, call_id, at)`, in order with the others
+        (through the ORM: the writer reads the call again before its next write to it)."""
+        rows = self.rows
 
         def apply(s: Session) -> None:
             fn(s, call_id, at)
+            rows.forget((call_id,))
 
         self.writer.queue(Write(apply, f"{what}: {call_id}", call_id))
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run `fn(*args)` in the writer thread, in order with the queued writes."""
-        return await self.writer.run(fn, *args)
+        """Run `fn(*args)` in the writer thread, in order with the queued writes (the writer
+        reads every call again afterwards: `fn` may have changed any)."""
+        return await self._run_then_forget(None, fn, *args)
 
     async def mark_interrupted_except(
         self, node: str, recovered: list[RecordingInfo], now: datetime, keep: Collection[str]
@@ -589,31 +572,4 @@ class CallRecords:
                 self.factory, node, recovered, self.recordings_root, now, keep=keep
             )
 
-        return await self._run(run)
-
-    def queue_recovery(self, call_id: str, role: str, result: str) -> None:
-        apply = partial(_set_recovery, call_id=call_id, role=role, result=result)
-        self.writer.queue(Write(apply, f"recovery of {call_id} {role}", call_id))
-
-    def queue_dialog(self, call_id: str, role: str, state: dict[str, Any]) -> None:
-        apply = partial(_set_dialog, call_id=call_id, role=role, state=state)
-        self.writer.queue(Write(apply, f"dialog of {call_id} {role}", call_id))
-
-    def queue_recording_started(self, call_id: str, recording_id: str, directory: Path) -> None:
-        rel = str(directory.relative_to(self.recordings_root))
-        apply = partial(
-            _recording_started, call_id=call_id, recording_id=recording_id, directory=rel
-        )
-        self.writer.queue(Write(apply, f"recording {recording_id} started", call_id))
-
-    def queue_recording_finished(
-        self, recording_id: str, info: RecordingInfo | None, error: str | None
-    ) -> None:
-        apply = partial(
-            _recording_finished,
-            recording_id=recording_id,
-            root=self.recordings_root,
-            info=info,
-            error=error,
-        )
-        self.writer.queue(Write(apply, f"recording {recording_id} finished"))
+        return await self._run_then_forget(None, run)
