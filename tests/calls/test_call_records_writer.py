@@ -250,21 +250,24 @@ async def test_a_leg_made_for_a_call_id_is_not_made_again_by_the_snapshot_naming
     await records.close(5.0)
 
 
+@pytest.mark.parametrize("inbound_written", [True, False])
 async def test_the_unit_leg_an_inbound_call_gets_as_a_bridge_is_not_made_twice(
-    factory: sessionmaker[Session], tmp_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, inbound_written: bool
 ) -> None:
-    """An inbound call's rows are known to the writer; `become_bridge` adds the unit's leg in
-    its own way: the bridge's first snapshot completes that leg, it does not add another."""
+    """An inbound call's rows are known to the writer (from its insert, and from its snapshot
+    when `inbound_written`); `become_bridge` adds the unit's leg in its own way: the bridge's
+    first snapshot completes that leg, it does not add another."""
     records = CallRecords(factory, tmp_path)
     new = NewCall(CallKind.INBOUND, "sip", "node-a",
                   parties=(("caller", "13800138000"), ("dispatcher", None)))  # fmt: skip
     call_id = await records.insert(new)
     seat = Attempt("8001", "seat-1", T0, "answered", 200)
-    records.queue_inbound_snapshot(
-        call_id,
-        InboundSnapshot(call_id, InboundState.CONNECTED, "13800138000", (seat,), "seat-1",
-                        "8001", T0, None, None),
-    )  # fmt: skip
+    if inbound_written:
+        records.queue_inbound_snapshot(
+            call_id,
+            InboundSnapshot(call_id, InboundState.CONNECTED, "13800138000", (seat,), "seat-1",
+                            "8001", T0, None, None),
+        )  # fmt: skip
     await records.become_bridge(call_id, "U01", "4001")
     records.queue_bridge_snapshot(call_id, _snapshot(call_id, 3), {})
     async with asyncio.timeout(30):
@@ -275,8 +278,9 @@ async def test_the_unit_leg_an_inbound_call_gets_as_a_bridge_is_not_made_twice(
     with session_scope(factory) as s:
         call = s.get(Call, call_id)
         assert call is not None and call.kind is CallKind.BRIDGE
+        seats = ["seat-1"] if inbound_written else []
         assert sorted(a.leg_key for a in call.attempts) == sorted(
-            ["seat-1", *(f"{call_id[:8]}-{r.value}" for r in ROLES)]
+            [*seats, *(f"{call_id[:8]}-{r.value}" for r in ROLES)]
         )
     await records.close(5.0)
 
