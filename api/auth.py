@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -49,11 +49,11 @@ def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets only the given roles through (403 problem otherwise)."""
     allowed = frozenset(roles)
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:  # no I/O: no worker thread
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise Problem(

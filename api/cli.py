@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 from pathlib import Path
@@ -59,8 +60,15 @@ def serve(
             "LINKCALL_TLS_CERT/LINKCALL_TLS_KEY or put a TLS proxy in front (docs/operations.md)",
             host,
         )
+    app = create_app(settings)
+    # Everything built so far (the modules, the app, the settings) lives as long as the process:
+    # moved out of the collector's reach, a full collection no longer walks ~170,000 objects
+    # while every call's audio waits (pauses of 100-160 ms at 100 calls, 16-40 ms after; issue
+    # 17, docs/benchmarks.md). Only here: tests build many apps in one process.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_config=None,

@@ -1,18 +1,27 @@
-"""FastAPI dependency aliases (the `Annotated` style of the FastAPI template)."""
+"""FastAPI dependency aliases (the `Annotated` style of the FastAPI template).
+
+FastAPI runs a plain-function dependency in a worker thread: one hop to a thread and one back to
+the event loop each, and on a busy loop (the 20 ms media tick, every call flow) each hop waits
+for the loop and the GIL (issue 17: 6-7 hops were most of POST /bridges' p95 on PostgreSQL). So
+what does no I/O is `async` here: the service lookup, and making the request's session (a
+Session takes its connection on first use, in the handler's thread). Finishing the session
+(commit, rollback, close) is I/O when a transaction is open: then it runs in a worker thread,
+never on the loop; a handler that committed already leaves nothing to send.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+from anyio import CancelScope, to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api.service import Service
-from storage.engine import session_scope
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     """The service container built by create_app."""
     service: Service = request.app.state.service
     return service
@@ -21,10 +30,42 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def get_session(service: ServiceDep) -> Iterator[Session]:
-    """One database session per request; rolled back on error, always closed."""
-    with session_scope(service.session_factory) as session:
+def _commit_close(session: Session) -> None:
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _rollback_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
+def _idle(session: Session) -> bool:
+    """Nothing to commit or roll back: closing it sends nothing to the database."""
+    return not (session.in_transaction() or session.new or session.dirty or session.deleted)
+
+
+async def get_session(service: ServiceDep) -> AsyncIterator[Session]:
+    """One database session per request: committed at the end, rolled back on error, always
+    closed (in a worker thread whenever that talks to the database)."""
+    session = service.session_factory()
+    done = False
+    try:
         yield session
+        done = True
+    finally:
+        if _idle(session):
+            session.close()
+        else:  # shielded: a cancelled request still ends its transaction
+            with CancelScope(shield=True):
+                await to_thread.run_sync(_commit_close if done else _rollback_close, session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

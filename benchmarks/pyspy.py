@@ -39,6 +39,9 @@ class Profile:
             raise RuntimeError("py-spy not found: .venv/bin/pip install py-spy")
         argv = [exe, "record", "-p", str(pid), "-r", str(self.rate), "-f", "raw"]
         argv += ["-o", str(self.out), "--threads", "--nonblocking"]
+        import os
+        if os.environ.get("PYSPY_GIL"):
+            argv.append("--gil")
         log = self.out.with_suffix(".log").open("wb")
         self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()

@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from callflows import commands as c
@@ -47,7 +46,7 @@ from recordings import RecordingFlusher, RecordingWriter, recover
 from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
 from registry.numbers import DialPolicy
 from storage.base import utcnow
-from storage.models.call_records import CallKind
+from storage.models.call_records import Call, CallKind
 from telephony.privacy import mask_number
 from telephony.sip import leg as sipleg
 from telephony.sip.ua import UserAgent
@@ -239,11 +238,14 @@ class CallManager:
         await self.records.flushed()
 
     # -- bridges --
-    def store_bridge(self, req: BridgeRequest) -> tuple[str, bool]:
-        """Store a new bridge (in the caller's thread, not the event loop); returns (call id,
-        created). A known Idempotency-Key returns the existing bridge and stores nothing."""
+    def store_bridge(self, req: BridgeRequest, s: Session) -> tuple[Call, bool]:
+        """Add a new bridge to the session `s` (in the caller's thread, not the event loop; the
+        caller commits, so its audit entry is in the same transaction); returns (call,
+        created). A known Idempotency-Key returns the existing bridge and adds nothing; a
+        concurrent request that stored the same key first makes this one's flush raise
+        IntegrityError (the caller rolls back and asks again)."""
         if req.idempotency_key:
-            existing = self.records.find_by_idempotency_key(req.idempotency_key)
+            existing = call_store.call_by_idempotency_key(s, req.idempotency_key)
             if existing is not None:
                 return existing, False
         new = call_store.NewCall(
@@ -259,14 +261,7 @@ class CallManager:
                 for r, nums in req.dial_lists.items()
             ),
         )
-        try:
-            return self.records.insert_now(new), True
-        except IntegrityError:
-            if req.idempotency_key:  # a concurrent request with the same key won the insert
-                existing = self.records.find_by_idempotency_key(req.idempotency_key)
-                if existing is not None:
-                    return existing, False
-            raise
+        return call_store.add_call(s, new), True
 
     async def start_bridge(self, call_id: str, req: BridgeRequest) -> None:
         """Run a stored bridge: dialling starts now."""

@@ -58,26 +58,33 @@ class NewCall:
 def insert_call(factory: sessionmaker[Session], new: NewCall) -> str:
     """Store a new call with one leg row per party; returns its id."""
     with session_scope(factory) as s:
-        call = Call(
-            kind=new.kind,
-            created_by=new.created_by,
-            node=new.node,
-            idempotency_key=new.idempotency_key,
-            incident_id=new.incident_id,
-            unit_code=new.unit_code,
-            request=new.request or {},
-        )
-        for role, number in new.parties:
-            call.legs.append(Leg(role=role, number=number, state="waiting"))
-        s.add(call)
-        s.flush()
-        return call.id
+        return add_call(s, new).id
 
 
-def find_by_idempotency_key(factory: sessionmaker[Session], key: str) -> str | None:
-    """The id of the call created with this Idempotency-Key, if any."""
-    with session_scope(factory) as s:
-        return s.scalar(select(Call.id).where(Call.idempotency_key == key))
+def add_call(s: Session, new: NewCall) -> Call:
+    """Insert a new call and its leg rows in `s` (flushed, not committed); its collections are
+    loaded (empty attempts and recordings), so reading them back sends no query."""
+    call = Call(
+        kind=new.kind,
+        created_by=new.created_by,
+        node=new.node,
+        idempotency_key=new.idempotency_key,
+        incident_id=new.incident_id,
+        unit_code=new.unit_code,
+        request=new.request or {},
+        attempts=[],
+        recordings=[],
+    )
+    for role, number in new.parties:
+        call.legs.append(Leg(role=role, number=number, state="waiting"))
+    s.add(call)
+    s.flush()
+    return call
+
+
+def call_by_idempotency_key(s: Session, key: str) -> Call | None:
+    """The call created with this Idempotency-Key, if any (in the caller's session)."""
+    return s.scalar(select(Call).where(Call.idempotency_key == key))
 
 
 def _save_bridge_snapshot(
@@ -464,9 +471,6 @@ class CallRecords:
         call_id = insert_call(self.factory, new)
         self.rows.seed(call_id, new.kind, new.parties)
         return call_id
-
-    def find_by_idempotency_key(self, key: str) -> str | None:
-        return find_by_idempotency_key(self.factory, key)
 
     # -- queued from the event loop --
     def _queue_rows(

@@ -3,20 +3,28 @@
 The handlers are plain functions, so FastAPI runs them in its worker threads with their database
 session there; they reach the call manager on the event loop with `anyio.from_thread.run`. No
 SQL ever runs on the event loop (where the 20 ms media tick and every call flow live).
+
+Creating a bridge is the exception, because a dispatcher waits for it and every hop between the
+loop and a worker thread waits for a busy loop and the GIL (issue 17; api/deps.py): its handler
+is `async`, does all its SQL in one worker-thread call and one transaction, and starts the
+dialling on the loop itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import httpx
-from anyio import from_thread
+from anyio import from_thread, to_thread
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from api import audit_ctx
@@ -24,6 +32,7 @@ from api.auth import DispatcherDep, take_dial_quota
 from api.deps import ServiceDep, SessionDep
 from api.forwarding import FORWARD_TIMEOUT_S, FORWARDED_HEADER
 from api.problems import Problem
+from api.service import Service
 from api.settings import Settings
 from callflows.destination import Destination
 from callflows.errors import EventError
@@ -251,7 +260,7 @@ def _unit_numbers(
     response_model=BridgeOut,
     summary="Bridge caller, dispatcher and a unit's on-duty phone into one call",
 )
-def create_bridge(
+async def create_bridge(
     body: BridgeIn,
     request: Request,
     session: SessionDep,
@@ -259,25 +268,49 @@ def create_bridge(
     principal: DispatcherDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
+    # The hot path of a dispatcher's day: on the loop, with its SQL in one hop to a worker
+    # thread and one transaction (the call, its legs, the audit entry); dialling starts here,
+    # on the loop, right after that commit (module docstring).
+    if isinstance(body.caller, CallRef):
+        add = partial(_add_unit_to_inbound, body, body.caller, request, session, service, principal)
+        return await to_thread.run_sync(add)
+    store = partial(
+        _store_bridge, body, body.caller, request, session, service, principal, idempotency_key
+    )
+    stored = await to_thread.run_sync(store)
+    if stored.start is not None:
+        await stored.manager.start_bridge(stored.view.id, stored.start)
+    return JSONResponse(
+        stored.view.model_dump(mode="json"),
+        status_code=202 if stored.start is not None else 200,
+        headers={"Location": f"/api/v1/bridges/{stored.view.id}"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    view: BridgeOut
+    manager: CallManager
+    start: BridgeRequest | None  # None: an earlier request with the same Idempotency-Key made it
+
+
+def _store_bridge(
+    body: BridgeIn,
+    caller_ref: NumberRef,
+    request: Request,
+    session: Session,
+    service: Service,
+    principal: Principal,
+    idempotency_key: str | None,
+) -> _Stored:
+    """Worker thread: check the numbers, count the dial quota, store the bridge and its audit
+    entry in one transaction."""
     settings = service.settings
     unit_numbers, labels, unit_code = _unit_numbers(body.unit, session, settings)
-    if not isinstance(body.caller, CallRef):
-        caller = _dialable(body.caller.number, "caller.number", settings).dial
-        dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
+    caller = _dialable(caller_ref.number, "caller.number", settings).dial
+    dispatcher = _dialable(body.dispatcher.number, "dispatcher.number", settings).dial
     manager = _manager(service)
     take_dial_quota(request, principal)
-    session.commit()  # end the read before the call manager writes (SQLite: one writer)
-    if isinstance(body.caller, CallRef):
-        return _add_unit_to_inbound(
-            body.caller.call_id,
-            unit_numbers,
-            labels,
-            unit_code,
-            request,
-            session,
-            manager,
-            principal,
-        )
     bridge_req = BridgeRequest(
         dial_lists={
             Role.CALLER: [caller],
@@ -291,39 +324,47 @@ def create_bridge(
         unit_code=unit_code,
         request=body.model_dump(mode="json"),
     )
-    call_id, created = manager.store_bridge(bridge_req)  # this worker thread, not the loop
-    if created:
-        from_thread.run(manager.start_bridge, call_id, bridge_req)
-    if created:
-        audit_ctx.record(
-            session,
-            request,
-            principal,
-            "bridge.create",
-            "call",
-            call_id,
-            {"unit_code": unit_code, "incident_id": body.incident_id},
-        )
-    call = _get_call(session, call_id)
-    status = 202 if created else 200
-    return JSONResponse(
-        bridge_out(call).model_dump(mode="json"),
-        status_code=status,
-        headers={"Location": f"/api/v1/bridges/{call_id}"},
+    try:
+        call, created = manager.store_bridge(bridge_req, session)
+    except IntegrityError:
+        session.rollback()
+        if not idempotency_key:
+            raise
+        # a concurrent request with the same key stored it first: that one is the bridge
+        call, created = manager.store_bridge(bridge_req, session)
+        if created:
+            raise
+    if not created:
+        session.commit()
+        return _Stored(bridge_out(_get_call(session, call.id)), manager, None)
+    audit_ctx.record(
+        session,
+        request,
+        principal,
+        "bridge.create",
+        "call",
+        call.id,
+        {"unit_code": unit_code, "incident_id": body.incident_id},
     )
+    session.commit()
+    return _Stored(bridge_out(call), manager, bridge_req)
 
 
 def _add_unit_to_inbound(
-    call_id: str,
-    numbers: list[str | Destination],
-    labels: dict[str, str],
-    unit_code: str | None,
+    body: BridgeIn,
+    ref: CallRef,
     request: Request,
     session: Session,
-    manager: CallManager,
+    service: Service,
     principal: Principal,
 ) -> JSONResponse:
-    """Turn a connected inbound call (caller + the seat that took it) into a three-way call."""
+    """Worker thread: turn a connected inbound call (caller + the seat that took it) into a
+    three-way call."""
+    numbers, labels, unit_code = _unit_numbers(body.unit, session, service.settings)
+    manager = _manager(service)
+    take_dial_quota(request, principal)
+    session.commit()  # end the read before the call manager writes (SQLite: one writer)
+    call_id = ref.call_id
     try:
         from_thread.run(manager.add_unit, call_id, numbers, labels, unit_code)
     except CallNotActive as exc:

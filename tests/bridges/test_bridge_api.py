@@ -313,6 +313,33 @@ def test_concurrent_requests_never_stall_the_service(bridge_lab: BridgeLab) -> N
     assert [r.status_code for r in ends] == [409] * 20
 
 
+def test_concurrent_requests_with_one_idempotency_key_make_one_bridge(
+    bridge_lab: BridgeLab,
+) -> None:
+    """A dispatcher's client retrying in a hurry: ten requests with the same key at once give
+    one bridge (one 202, the rest 200 with its id) and dial it once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {
+        "caller": {"number": "2001"},
+        "dispatcher": {"number": BUSY_NUMBER},
+        "unit": {"number": "2003"},
+    }
+    headers = {"Idempotency-Key": "incident-77-retry"}
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(
+            pool.map(
+                lambda _: bridge_lab.post("/api/v1/bridges", json=body, headers=headers),
+                range(10),
+            )
+        )
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] * 9 + [202], [r.text for r in answers if r.status_code >= 300]
+    assert len({r.json()["id"] for r in answers}) == 1
+    calls = bridge_lab.get("/api/v1/calls", params={"limit": 100}).json()
+    assert [c["id"] for c in calls] == [answers[0].json()["id"]]
+
+
 def test_concurrent_controls_of_a_live_bridge_all_answer_promptly(bridge_lab: BridgeLab) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
