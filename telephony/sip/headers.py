@@ -180,6 +180,7 @@ class Via:
     params: Params = ()
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # memoised, as NameAddr.parse (immutable values)
     def parse(cls, text: str) -> Via:
         m = re.match(
             r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(.*)$", text, re.S
@@ -224,6 +225,7 @@ class CSeq:
     method: str
 
     @classmethod
+    @functools.lru_cache(maxsize=1024)  # memoised, as NameAddr.parse (immutable values)
     def parse(cls, text: str) -> CSeq:
         parts = text.split()
         if (

@@ -6,6 +6,7 @@ written into a message without fear of CR/LF or header injection.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
@@ -102,6 +103,7 @@ class SipUri:
                 raise ValueError("bad URI header")
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)
     def parse(cls, text: str) -> SipUri:
         scheme, colon, rest = text.strip().partition(":")
         if not colon:
@@ -186,7 +188,10 @@ class NameAddr:
     display_name: str | None = None
     params: Params = field(default=())
 
+    # memoised: the values are immutable, and a dialog repeats the same From, To, Via, CSeq in
+    # every message of it (screening a 200 OK: 113 -> 40 us; issue 17); a bad value is not kept
     @classmethod
+    @functools.lru_cache(maxsize=4096)
     def parse(cls, text: str) -> NameAddr:
         text = text.strip()
         display: str | None = None

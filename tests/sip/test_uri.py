@@ -88,3 +88,29 @@ def test_bad_name_addrs(text: str) -> None:
 def test_display_name_refuses_crlf() -> None:
     with pytest.raises(ValueError):
         str(NameAddr(SipUri("h", user="a"), display_name="x\r\nVia: y"))
+
+
+def test_parsed_values_are_memoised_but_a_bad_value_fails_every_time() -> None:
+    """NameAddr/Via/CSeq parsing is cached (issue 17): the same text gives the same immutable
+    value without parsing again, a refused text is refused again (never cached), and the
+    cache is bounded (a flood of unique values cannot grow it)."""
+    import dataclasses
+
+    from telephony.sip.headers import CSeq, Via
+
+    text = '"Desk 3" <sip:4001@127.0.0.1:5090>;tag=memo-1'
+    first, again = NameAddr.parse(text), NameAddr.parse(text)
+    assert first is again and first.param("tag") == "memo-1"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.params = ()  # type: ignore[misc]
+    via = Via.parse("SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-memo")
+    assert Via.parse("SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-memo") is via
+    assert CSeq.parse("7 INVITE") is CSeq.parse("7 INVITE")
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            NameAddr.parse("<sip:4001@127.0.0.1")  # unterminated: refused both times
+        with pytest.raises(ValueError):
+            CSeq.parse("99999999999 INVITE")
+    for parse in (NameAddr.parse, Via.parse, CSeq.parse, SipUri.parse):
+        info = parse.cache_info()  # type: ignore[attr-defined]
+        assert info.maxsize is not None and info.maxsize <= 4096
