@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from api.deps import SessionDep
 from api.problems import Problem
@@ -18,12 +19,10 @@ _bearer = HTTPBearer(auto_error=False, description="a token made with `linkcall 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="linkcall"'}
 
 
-def current_principal(
-    request: Request,
-    session: SessionDep,
+async def presented_token(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The caller behind the bearer token, or a 401 problem."""
+) -> str:
+    """The bearer secret the request presents (not checked yet), or a 401 problem."""
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise Problem(
             401,
@@ -32,7 +31,18 @@ def current_principal(
             kind="unauthenticated",
             headers=_CHALLENGE,
         )
-    principal = verify_token(session, creds.credentials)
+    return creds.credentials
+
+
+TokenDep = Annotated[str, Depends(presented_token)]
+
+
+def authenticate(
+    session: Session, request: Request, secret: str, roles: frozenset[Role] | None = None
+) -> Principal:
+    """The caller behind the secret (401 problem otherwise), holding one of `roles` when given
+    (403 problem otherwise). SQL: call it in a worker thread."""
+    principal = verify_token(session, secret)
     if principal is None:
         raise Problem(
             401,
@@ -41,8 +51,19 @@ def current_principal(
             kind="unauthenticated",
             headers=_CHALLENGE,
         )
-    session.commit()  # keeps last_used_at
+    if session.dirty:
+        session.commit()  # keeps last_used_at (at most once a minute per token)
     request.state.principal = principal
+    if roles is not None and principal.role not in roles:
+        names = ", ".join(sorted(r.value for r in roles))
+        raise Problem(403, "Forbidden", f"this needs one of the roles: {names}", kind="forbidden")
+    return principal
+
+
+def current_principal(request: Request, session: SessionDep, secret: TokenDep) -> Principal:
+    """The caller behind the bearer token, or a 401 problem."""
+    principal = authenticate(session, request, secret)
+    session.commit()  # ends the read: the handler may write through other sessions (SQLite)
     return principal
 
 
@@ -77,9 +98,8 @@ def ensure_unit_scope(principal: Principal, unit_code: str) -> None:
 
 AdminDep = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 SupervisorDep = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR, Role.ADMIN))]
-DispatcherDep = Annotated[
-    Principal, Depends(require_roles(Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN))
-]
+DISPATCH_ROLES = frozenset({Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN})
+DispatcherDep = Annotated[Principal, Depends(require_roles(*DISPATCH_ROLES))]
 
 
 def take_dial_quota(request: Request, principal: Principal) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from api import audit_ctx
-from api.auth import DispatcherDep, take_dial_quota
+from api.auth import DISPATCH_ROLES, DispatcherDep, TokenDep, authenticate, take_dial_quota
 from api.deps import ServiceDep, SessionDep
 from api.forwarding import FORWARD_TIMEOUT_S, FORWARDED_HEADER
 from api.problems import Problem
@@ -56,7 +56,6 @@ from storage import nodes as node_repo
 from storage.base import utcnow
 from storage.errors import NotFound
 from storage.models.call_records import Call, CallKind, CallState
-from storage.tokens import Principal
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/bridges", tags=["bridges"])
@@ -265,17 +264,17 @@ async def create_bridge(
     request: Request,
     session: SessionDep,
     service: ServiceDep,
-    principal: DispatcherDep,
+    token: TokenDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    # The hot path of a dispatcher's day: on the loop, with its SQL in one hop to a worker
-    # thread and one transaction (the call, its legs, the audit entry); dialling starts here,
-    # on the loop, right after that commit (module docstring).
+    # The hot path of a dispatcher's day: on the loop, with its SQL (the token check too) in
+    # one hop to a worker thread and one transaction (the call, its legs, the audit entry);
+    # dialling starts here, on the loop, right after that commit (module docstring).
     if isinstance(body.caller, CallRef):
-        add = partial(_add_unit_to_inbound, body, body.caller, request, session, service, principal)
+        add = partial(_add_unit_to_inbound, body, body.caller, request, session, service, token)
         return await to_thread.run_sync(add)
     store = partial(
-        _store_bridge, body, body.caller, request, session, service, principal, idempotency_key
+        _store_bridge, body, body.caller, request, session, service, token, idempotency_key
     )
     stored = await to_thread.run_sync(store)
     if stored.start is not None:
@@ -300,11 +299,12 @@ def _store_bridge(
     request: Request,
     session: Session,
     service: Service,
-    principal: Principal,
+    token: str,
     idempotency_key: str | None,
 ) -> _Stored:
-    """Worker thread: check the numbers, count the dial quota, store the bridge and its audit
-    entry in one transaction."""
+    """Worker thread: check the token, the numbers and the dial quota, then store the bridge
+    and its audit entry in one transaction."""
+    principal = authenticate(session, request, token, DISPATCH_ROLES)
     settings = service.settings
     unit_numbers, labels, unit_code = _unit_numbers(body.unit, session, settings)
     caller = _dialable(caller_ref.number, "caller.number", settings).dial
@@ -356,10 +356,11 @@ def _add_unit_to_inbound(
     request: Request,
     session: Session,
     service: Service,
-    principal: Principal,
+    token: str,
 ) -> JSONResponse:
     """Worker thread: turn a connected inbound call (caller + the seat that took it) into a
     three-way call."""
+    principal = authenticate(session, request, token, DISPATCH_ROLES)
     numbers, labels, unit_code = _unit_numbers(body.unit, session, service.settings)
     manager = _manager(service)
     take_dial_quota(request, principal)

@@ -120,3 +120,23 @@ def test_the_audit_log_filters_by_actor_action_and_time(api: Any) -> None:
     ).json()
     assert [e["action"] for e in older] == ["unit.create"] and at
     assert api.client.get("/api/v1/audit", headers=api.auth("dispatcher")).status_code == 403
+
+
+def test_creating_a_bridge_checks_token_and_role_first_and_stores_nothing_when_refused(
+    api: Any,
+) -> None:
+    """POST /bridges authenticates inside its one worker-thread call (issue 17): still 401
+    without or with a wrong token, 403 for a unit's token, before any number is looked at."""
+    body = {"caller": {"number": "2001"}, "dispatcher": {"number": "2002"},
+            "unit": {"number": "2003"}}  # fmt: skip
+    url = "/api/v1/bridges"
+    missing = api.client.post(url, json=body)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert missing.json()["title"] == "Authentication required"
+    unreadable = api.client.post(url, json={"caller": "?"})  # no token: 401 before validation
+    assert unreadable.status_code == 401
+    wrong = api.client.post(url, json=body, headers={"Authorization": "Bearer not-a-token"})
+    assert wrong.status_code == 401 and wrong.json()["title"] == "Invalid token"
+    unit = api.client.post(url, json=body, headers=api.auth("unit"))
+    assert unit.status_code == 403 and "dispatcher" in unit.json()["detail"]
+    assert api.client.get("/api/v1/calls", headers=api.auth("dispatcher")).json() == []
