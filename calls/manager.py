@@ -91,6 +91,14 @@ class BridgeRequest:
     request: dict[str, Any] = field(default_factory=dict)
 
 
+def _parties(req: BridgeRequest) -> tuple[tuple[str, str | None], ...]:
+    """A new bridge's leg rows: (role, first number to dial)."""
+    return tuple(
+        (r.value, as_destination(nums[0]).number if nums else None)
+        for r, nums in req.dial_lists.items()
+    )
+
+
 class CallManager:
     """Owns every flow runner of this process."""
 
@@ -256,15 +264,13 @@ class CallManager:
             incident_id=req.incident_id,
             unit_code=req.unit_code,
             request=req.request,
-            parties=tuple(
-                (r.value, as_destination(nums[0]).number if nums else None)
-                for r, nums in req.dial_lists.items()
-            ),
+            parties=_parties(req),
         )
         return call_store.add_call(s, new), True
 
     async def start_bridge(self, call_id: str, req: BridgeRequest) -> None:
-        """Run a stored bridge: dialling starts now."""
+        """Run a bridge `store_bridge` stored (committed): dialling starts now."""
+        self.records.rows.seed(call_id, CallKind.BRIDGE, _parties(req))  # its writes read nothing
         flow = BridgeFlow(call_id, dict(req.dial_lists), utcnow(), self.settings.bridge)
         self._start_runner(
             call_id,
