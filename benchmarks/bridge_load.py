@@ -217,13 +217,13 @@ class Options:
     hold: float
     capture_s: float
     end_concurrency: int
-    profile: bool
+    profile: str | None  # None, "all" (every thread's samples) or "gil" (the GIL holder's)
 
 
-def profiler(lab: LoadLab, name: str, on: bool) -> Profile | None:
-    if not on:
+def profiler(lab: LoadLab, name: str, mode: str | None) -> Profile | None:
+    if mode is None:
         return None
-    prof = Profile(lab.workdir / f"profile-{name}.raw")
+    prof = Profile(lab.workdir / f"profile-{name}.raw", gil=mode == "gil")
     prof.start(lab.service_pid)
     return prof
 
@@ -336,8 +336,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--profile",
-        action="store_true",
-        help="py-spy the service during setup and hold (skews the figures a little)",
+        nargs="?",
+        const="all",
+        choices=("all", "gil"),
+        help="py-spy the service during setup and hold (skews the figures a little); "
+        "`--profile gil`: only the thread holding the GIL at each sample",
     )
     p.add_argument(
         "--nodes",

@@ -28,9 +28,10 @@ def pyspy_path() -> str | None:
 class Profile:
     """One ``py-spy record`` run against a PID."""
 
-    def __init__(self, out: Path, rate: int = 100) -> None:
+    def __init__(self, out: Path, rate: int = 100, *, gil: bool = False) -> None:
         self.out = out
         self.rate = rate
+        self.gil = gil  # sample only the thread holding the GIL (who keeps the others waiting)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, pid: int) -> None:
@@ -39,6 +40,8 @@ class Profile:
             raise RuntimeError("py-spy not found: .venv/bin/pip install py-spy")
         argv = [exe, "record", "-p", str(pid), "-r", str(self.rate), "-f", "raw"]
         argv += ["-o", str(self.out), "--threads", "--nonblocking"]
+        if self.gil:
+            argv.append("--gil")
         import os
         if os.environ.get("PYSPY_GIL"):
             argv.append("--gil")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import sys
@@ -243,6 +244,8 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s %(levelname)s media-worker[{os.getpid()}] %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    gc.collect()
+    gc.freeze()  # as the service does (api/cli.py serve): short full collections, no audio gaps
     asyncio.run(serve(host, (int(lo), int(hi))))
     return 0
 
