@@ -42,9 +42,6 @@ class Profile:
         argv += ["-o", str(self.out), "--threads", "--nonblocking"]
         if self.gil:
             argv.append("--gil")
-        import os
-        if os.environ.get("PYSPY_GIL"):
-            argv.append("--gil")
         log = self.out.with_suffix(".log").open("wb")
         self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
