@@ -12,6 +12,7 @@ never on the loop; a handler that committed already leaves nothing to send.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
 from anyio import CancelScope, to_thread
@@ -19,6 +20,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api.service import Service
+from storage.engine import finish_session
 
 
 async def get_service(request: Request) -> Service:
@@ -28,23 +30,6 @@ async def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-def _commit_close(session: Session) -> None:
-    try:
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-def _rollback_close(session: Session) -> None:
-    try:
-        session.rollback()
-    finally:
-        session.close()
 
 
 def _idle(session: Session) -> bool:
@@ -65,7 +50,7 @@ async def get_session(service: ServiceDep) -> AsyncIterator[Session]:
             session.close()
         else:  # shielded: a cancelled request still ends its transaction
             with CancelScope(shield=True):
-                await to_thread.run_sync(_commit_close if done else _rollback_close, session)
+                await to_thread.run_sync(partial(finish_session, session, ok=done))
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

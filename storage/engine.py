@@ -94,11 +94,25 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work: commit on success, roll back on any error, always close."""
     session = factory()
+    ok = False
     try:
         yield session
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
+        ok = True
+    finally:
+        finish_session(session, ok=ok)
+
+
+def finish_session(session: Session, *, ok: bool) -> None:
+    """End a unit of work: commit when `ok` (rolled back if the commit fails), else roll back;
+    always close."""
+    try:
+        if not ok:
+            session.rollback()
+            return
+        try:
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
     finally:
         session.close()

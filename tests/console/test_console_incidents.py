@@ -123,3 +123,46 @@ def test_an_incident_goes_from_receipt_to_surveyed_on_the_board(
     assert page.locator("#ib-detail button:has-text('重新分流')").count() == 1  # rework
     page.screenshot(path=str(tmp_path / "incidents-surveyed.png"), full_page=True)
     assert ui.errors == [], ui.errors
+
+
+def test_a_board_update_keeps_the_unit_and_note_the_dispatcher_is_choosing(
+    live_api: LiveService, browser_page: Any
+) -> None:
+    """Another dispatcher's incident arrives (an incident.* event redraws the board and the open
+    incident) while this one is choosing the unit and typing the note: both stay, the focus
+    too, and 分流 sends them (before, the redraw emptied them and 分流 said 请选择联动单位)."""
+    with httpx.Client(base_url=live_api.base_url, headers=live_api.auth("admin")) as http:
+        for code, name in (("U01", "县供电公司"), ("U02", "县自来水公司")):
+            body = {"code": code, "name": name, "kind": "linkage", "fallback_number": "2009"}
+            assert http.post("/api/v1/units", json=body).status_code == 201
+    report = {"reporter_number": "13812345678", "category": "non_police", "type": "utility"}
+    with httpx.Client(base_url=live_api.base_url, headers=live_api.auth("dispatcher")) as http:
+        first = http.post("/api/v1/incidents", json=report | {"summary": "停水"}).json()["id"]
+    page = browser_page
+    ui = Console(page, live_api.base_url)
+    ui.open()
+    ui.login(live_api.tokens["dispatcher"])
+    page.wait_for_selector("#live[data-state='on']")
+    page.click(".tabs button[data-view='incidents']")
+    page.click(_card(first))
+    page.wait_for_selector(f"#ib-unit-{first}")
+    page.select_option(f"#ib-unit-{first}", "U02")
+    page.fill(f"#ib-unit-{first}-note", "请派抢修班")
+    page.focus(f"#ib-unit-{first}-note")
+    page.evaluate("document.getElementById('ib-detail').firstChild.dataset.old = '1'")
+
+    with httpx.Client(base_url=live_api.base_url, headers=live_api.auth("dispatcher")) as http:
+        second = http.post("/api/v1/incidents", json=report | {"summary": "停电"}).json()["id"]
+    page.wait_for_selector(_card(second))  # the board was loaded again
+    page.wait_for_function(  # and the open incident drawn again (its old heading is gone)
+        "!document.getElementById('ib-detail').firstChild.dataset.old"
+    )
+    assert page.input_value(f"#ib-unit-{first}") == "U02"
+    assert page.input_value(f"#ib-unit-{first}-note") == "请派抢修班"
+    assert page.evaluate("document.activeElement.id") == f"ib-unit-{first}-note"
+    page.click("#ib-detail button:has-text('分流')")
+    page.wait_for_selector(f"[data-column='diverted'] {_card(first)}")
+    assert "县自来水公司" in page.inner_text(_card(first))
+    with httpx.Client(base_url=live_api.base_url, headers=live_api.auth("dispatcher")) as http:
+        timeline = http.get(f"/api/v1/incidents/{first}/timeline").json()
+    assert timeline[-1]["to_state"] == "diverted" and timeline[-1]["note"] == "请派抢修班"

@@ -25,6 +25,8 @@
     incidents = [];
     selected = null;
     $("#board").replaceChildren();
+    $("#ib-detail").replaceChildren();
+    delete $("#ib-detail").dataset.incident;
     $("#ib-detail").hidden = true;
     $("#ib-overdue").hidden = true;
   });
@@ -134,6 +136,8 @@
       showError($("#ib-msg"), err);
     }
     if (selected !== id) return;
+    // an incident.* event redraws the pane: what the dispatcher chose or typed in it stays
+    const kept = box.dataset.incident === id ? keepInput(box) : null;
     const msg = el("div", { class: "msg", role: "status", hidden: true });
     box.replaceChildren(...[
       el("h3", {}, label(L.vocab.INCIDENT_STATE, i.state) + " · " + i.type, " ", en(i.id)),
@@ -151,7 +155,27 @@
         el("span", { class: "meta", text: fmtTime(t.at) + " · " + t.actor + (t.unit_code ? " · " + t.unit_code : "") }),
         t.note ? el("div", { class: "note", text: t.note }) : null))),
     ].filter(Boolean));
+    box.dataset.incident = id;
+    if (kept) restoreInput(box, kept);
     box.hidden = false;
+  }
+
+  function keepInput(box) {
+    const values = new Map();
+    for (const f of box.querySelectorAll("input[id], select[id], textarea[id]")) values.set(f.id, f.value);
+    const focused = box.contains(document.activeElement) ? document.activeElement.id : "";
+    return { values, focused };
+  }
+
+  function restoreInput(box, kept) {
+    for (const [id, value] of kept.values) {
+      const f = document.getElementById(id);
+      if (!f || !box.contains(f) || !value) continue;
+      if (f.tagName === "SELECT" && ![...f.options].some((o) => o.value === value)) continue;
+      f.value = value;
+    }
+    const again = kept.focused && document.getElementById(kept.focused);
+    if (again && box.contains(again)) again.focus();
   }
 
   function actions(i, msg) {
