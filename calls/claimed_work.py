@@ -7,7 +7,9 @@ number), starts one task per claimed row, renews the row's lease every `lease_s 
 call runs, then stores what happened in one transaction and publishes the event the work names.
 A call that raises is stored through the work's `failed` (never lost); a process that dies
 mid-call loses nothing: its leases expire and another process (or this one after a restart)
-claims those rows again. Stopping cancels the calls in flight; their leases expire likewise.
+claims those rows again. Stopping (`cancel_all`) cancels the calls in flight and waits, within
+a bound, until each is stored through the work's `interrupted`, which releases its lease: no
+call is left running behind a stopped runner, and the number is free for another node at once.
 
 What differs between the jobs is a `ClaimedWork`: which rows (`claim`), when (`may_claim`:
 calling hours), how a call is placed (`place`), and what is stored (`store`). Database work
@@ -29,6 +31,15 @@ from calls.component import Health
 from calls.hooks import Publish
 from storage.base import utcnow
 from storage.engine import session_scope
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 10.0
+"""How long `cancel_all` waits for a cancelled call to end (its BYE or CANCEL is bounded by
+the SIP transaction's timers)."""
+
+INTERRUPTED = "interrupted (shutdown)"
+"""The reason stored for a call cancelled by `cancel_all` (or its task cancelled)."""
 
 Event = tuple[str, dict[str, Any]]
 """An event to publish: its type and JSON-ready data."""
@@ -86,13 +97,18 @@ class ClaimedWork(Protocol[ItemT, ResultT]):
         """What to store when `place` raised `exc` (the call was started at `started`)."""
         ...
 
+    def interrupted(self, item: ItemT, started: datetime) -> ResultT:
+        """What to store when the call was cancelled (shutdown) before it ended."""
+        ...
+
     def store(self, session: Session, item: ItemT, result: ResultT) -> Event | None:
         """Store the result and release the lease; the event to publish, if any."""
         ...
 
 
 class ClaimedWorkRunner(Generic[ItemT, ResultT]):
-    """Claims, calls and stores one kind of work for one process (`settings.node`)."""
+    """Claims, calls and stores one kind of work for one process (`settings.node`). `stop_s`
+    bounds how long `cancel_all` waits for a cancelled call to end."""
 
     def __init__(
         self,
@@ -102,14 +118,18 @@ class ClaimedWorkRunner(Generic[ItemT, ResultT]):
         *,
         clock: Callable[[], datetime] = utcnow,
         publish: Publish | None = None,
+        stop_s: float = STOP_TIMEOUT_S,
     ) -> None:
         self.session_factory = session_factory
         self.work = work
         self.settings = settings
         self.clock = clock
         self.publish = publish
+        self.stop_s = stop_s
         self.lease = timedelta(seconds=settings.lease_s)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._calling: set[str] = set()  # rows whose call runs (`_run` waits for it)
+        self._stopping = False
 
     @property
     def in_flight(self) -> int:
@@ -121,9 +141,9 @@ class ClaimedWorkRunner(Generic[ItemT, ResultT]):
         return await self.start_due(self.clock())
 
     async def start_due(self, now: datetime) -> int:
-        """`tick` at `now`."""
+        """`tick` at `now` (nothing once `cancel_all` was called)."""
         free = self.settings.max_concurrent - len(self._tasks)
-        if free <= 0 or not self.work.may_claim(now):
+        if self._stopping or free <= 0 or not self.work.may_claim(now):
             return 0
         claimed = await asyncio.to_thread(self._claim, now, free)
         for item in claimed:
@@ -147,28 +167,69 @@ class ClaimedWorkRunner(Generic[ItemT, ResultT]):
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def cancel_all(self) -> None:
-        """Cancel calls in flight (shutdown); their leases expire and they are claimed again."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Shutdown: start no more calls, cancel those in flight and wait until each is stored
+        as interrupted with its lease released (`stop_s` for a call to end, as long again to
+        store them all; past that a row's lease expires instead)."""
+        self._stopping = True
+        for item_id in list(self._calling):
+            self._tasks[item_id].cancel()  # `_run` ends its call and stores why
+        runs = list(self._tasks.values())
+        if not runs:
+            return
+        _, late = await asyncio.wait(runs, timeout=2 * self.stop_s)
+        for run in late:  # storing hangs (the database is unreachable)
+            log.error("%s: %s not stored at shutdown", self.work.label, run.get_name())
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
 
     def _claim(self, now: datetime, limit: int) -> list[ItemT]:
         with session_scope(self.session_factory) as session:
             return self.work.claim(session, now=now, lease=self.lease, limit=limit)
 
     async def _run(self, item: ItemT) -> None:
-        call = asyncio.create_task(self.work.place(item))
         started = self.clock()
+        if self._stopping:  # claimed just before shutdown: never dialled
+            await self._finish(item, self.work.interrupted(item, started))
+            return
+        call = asyncio.create_task(self.work.place(item), name=f"{self.work.label}-call-{item.id}")
+        self._calling.add(item.id)
+        try:
+            await self._renew_until_done(item, call)
+        except asyncio.CancelledError:  # this task was cancelled: the call must not outlive it
+            await self._end(item, call)
+            await self._finish(item, self._result(item, call, started))
+            raise
+        finally:
+            self._calling.discard(item.id)
+        await self._finish(item, self._result(item, call, started))
+
+    async def _renew_until_done(self, item: ItemT, call: asyncio.Task[ResultT]) -> None:
+        """Wait for the call, renewing the lease every third of it."""
         while True:
             done, _ = await asyncio.wait({call}, timeout=self.settings.lease_s / 3)
             if done:
-                break
+                return
             await asyncio.to_thread(self._renew, item)
+
+    async def _end(self, item: ItemT, call: asyncio.Task[ResultT]) -> None:
+        """Cancel the call and wait at most `stop_s` for it to end."""
+        call.cancel()
+        await asyncio.wait({call}, timeout=self.stop_s)
+        if not call.done():
+            log.error("%s %s: the call did not end within %.1f s of its cancellation",
+                      self.work.label, item.id, self.stop_s)  # fmt: skip
+
+    def _result(self, item: ItemT, call: asyncio.Task[ResultT], started: datetime) -> ResultT:
+        """What to store for the call: its result, a failure, or an interruption."""
+        if not call.done() or call.cancelled():
+            return self.work.interrupted(item, started)
         try:
-            result = call.result()
+            return call.result()
         except Exception as exc:  # stored as a failed attempt, never lost
-            result = self.work.failed(item, exc, started)
+            return self.work.failed(item, exc, started)
+
+    async def _finish(self, item: ItemT, result: ResultT) -> None:
+        """Store the result (releasing the lease) and publish its event."""
         event = await asyncio.to_thread(self._store, item, result)
         if self.publish is not None and event is not None:
             self.publish(*event)
@@ -216,7 +277,7 @@ class ClaimedWorkComponent:
         """Nothing to start: the scheduler runs the job."""
 
     async def stop(self) -> None:
-        """Cancel calls in flight (their leases expire and they are claimed again)."""
+        """Cancel calls in flight; each is stored as interrupted and its lease released."""
         await self.runner.cancel_all()
 
     def health(self) -> Health:

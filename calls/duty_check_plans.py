@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from calls.claimed_work import ClaimedWorkComponent, ClaimedWorkRunner, Event
+from calls.claimed_work import INTERRUPTED, ClaimedWorkComponent, ClaimedWorkRunner, Event
 from calls.duty_check_job import DutyCheckCaller, NoDutyPhone, run_duty_check
 from registry.duty_schedule import DutyCheckRule
 from registry.numbers import DialPolicy
@@ -118,6 +118,12 @@ class ScheduledDutyChecks:
             return PlanEnd(PlanStatus.FAILED, None, str(exc))
         log.exception("scheduled duty check %s failed", item.id)
         return PlanEnd(PlanStatus.FAILED, None, f"{type(exc).__name__}: {exc}")
+
+    def interrupted(self, item: repo.PlannedCheck, started: datetime) -> PlanEnd:
+        """The check was cancelled (shutdown): a failed plan whose detail says so (no check is
+        stored for the unit: it was not its fault)."""
+        log.warning("scheduled duty check %s: interrupted by shutdown", item.id)
+        return PlanEnd(PlanStatus.FAILED, None, INTERRUPTED)
 
     def store(self, session: Session, item: repo.PlannedCheck, result: PlanEnd) -> Event | None:
         """How the planned check ended (nothing published)."""

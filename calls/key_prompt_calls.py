@@ -3,9 +3,9 @@ and the database: the result of one call, the attempt stored from it, and the ne
 callflows.survey.plan_next decides from the row's attempts (retry at a time, or final).
 
 `KeyPromptWork` is their common part of a `ClaimedWork` (calls/claimed_work.py): claim inside
-the calling hours, renew the lease (storage/claims.py), store a caller that raised as a failed
-attempt, and store an attempt with its next step. Each job adds how it calls and what a final
-step stores.
+the calling hours, renew the lease (storage/claims.py), store a caller that raised or a call
+interrupted by shutdown as a failed attempt (its reason says which), and store an attempt with
+its next step. Each job adds how it calls and what a final step stores.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from callflows.ivr import CallOutcome
 from callflows.survey import AttemptRecord, SurveyPlan, SurveySchedule, plan_next
-from calls.claimed_work import ClaimedItem
+from calls.claimed_work import INTERRUPTED, ClaimedItem
 from storage.attempts import AttemptValues, History
 from storage.claims import LeaseTable
 
@@ -116,6 +116,12 @@ class KeyPromptWork(Generic[ItemT]):
         a failed attempt named after the exception."""
         self.log.exception("%s %s: the caller failed", self.label, item.id)
         return failed_call(started, self.clock(), type(exc).__name__)
+
+    def interrupted(self, item: ItemT, started: datetime) -> KeyPromptCallResult:
+        """The call was cancelled (shutdown): a failed attempt whose reason says so; the next
+        step is decided as for any failed attempt (a retry after its back-off, or final)."""
+        self.log.warning("%s %s: call interrupted by shutdown", self.label, item.id)
+        return failed_call(started, self.clock(), INTERRUPTED)
 
     def record(
         self, session: Session, row_id: str, attempt_no: int, values: AttemptValues

@@ -1,6 +1,6 @@
 """The claimed-work runner (calls/claimed_work.py) on SQLite and PostgreSQL, over real rows
 (the surveys' lease table): two runners racing for one due row call it once, a lease is
-renewed while a long call runs, a lease left by a stopped process expires and the row is
+renewed while a long call runs, a lease left by a dead process expires and the row is
 called again, a call that raises is stored, retries are bounded and end with a stored reason,
 and a failed round shows in health."""
 
@@ -23,7 +23,7 @@ from calls.key_prompt_calls import KeyPromptCallResult
 from calls.survey_job import SurveyDispatcher
 from storage.attempts import settle
 from storage.base import utcnow
-from storage.engine import make_engine, make_session_factory
+from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.surveys import SurveyStatus
 from storage.surveys import SURVEYS
 from tests.surveys.conftest import Clock, local
@@ -86,6 +86,9 @@ class Calls:
     def failed(self, item: Claimed, exc: Exception, started: datetime) -> str:
         return f"failed: {type(exc).__name__}"
 
+    def interrupted(self, item: Claimed, started: datetime) -> str:
+        return "interrupted"
+
     def store(self, session: Session, item: Claimed, result: str) -> Event | None:
         status = SurveyStatus.ANSWERED if result.startswith("answered") else SurveyStatus.UNREACHED
         settle(session, SURVEYS, item.id, status=status, now=utcnow(), reason=result)
@@ -137,17 +140,20 @@ async def test_a_call_longer_than_the_lease_keeps_it_renewed(
     assert _get(factory, sid).end_reason == "answered by node-a"
 
 
-async def test_a_lease_left_by_a_stopped_process_expires_and_the_row_is_called_again(
+async def test_a_lease_left_by_a_dead_process_expires_and_the_row_is_called_again(
     factory: sessionmaker[Session],
 ) -> None:
     sid = _due(factory)
-    stopped = Calls("node-a", gate=asyncio.Event())  # its call never ends by itself
-    first = ClaimedWorkRunner(factory, stopped, Run("node-a", lease_s=60))
-    assert await first.tick() == 1
-    await first.cancel_all()  # shutdown: the row stays calling under node-a's lease
-    assert first.in_flight == 0 and _get(factory, sid).status is SurveyStatus.CALLING
-    later = Clock(utcnow() + timedelta(seconds=61))
+    with session_scope(factory) as s:  # node-a claimed the row, then its process died
+        (row,) = SURVEYS.claim_due(
+            s, node="node-a", now=utcnow(), lease=timedelta(seconds=60), limit=1
+        )
+        assert row.id == sid
+    assert _get(factory, sid).status is SurveyStatus.CALLING
     survivor = Calls("node-b")
+    second = ClaimedWorkRunner(factory, survivor, Run("node-b"))
+    assert await second.run_once() == 0  # the lease is live: not claimed
+    later = Clock(utcnow() + timedelta(seconds=61))
     second = ClaimedWorkRunner(factory, survivor, Run("node-b"), clock=later)
     assert await second.run_once() == 1
     assert survivor.placed == [sid] and _get(factory, sid).end_reason == "answered by node-b"
