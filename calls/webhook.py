@@ -1,11 +1,19 @@
 """The outbound webhook: events from the outbox POSTed to the county's SMS gateway / chat bot.
 
 Every `poll_s` (the interval job `webhooks.deliver`) the sender claims due undelivered events
-(storage.webhooks.claim_due: a lease, one sender per event) and POSTs each event's stored JSON
-body to `url` with `Content-Type: application/json` and `X-Linkcall-Signature:
-sha256=<hex HMAC-SHA256 of the body with the secret>`. A 2xx answer marks it delivered; any
+(storage.webhooks.claim_due: the claimed tables' lease helper, one sender per event) and POSTs
+them one after the other, oldest due first: each event's stored JSON body to `url` with
+`Content-Type: application/json` and `X-Linkcall-Signature: sha256=<hex HMAC-SHA256 of the
+body with the secret>`. A 2xx answer marks it delivered; any
 other answer, a connection error or the per-attempt `timeout_s` schedules it again after
 `retry_s × backoff^(attempts)` (at most `max_delay_s`). Events are kept until delivered.
+
+A batch can take longer than its lease (a slow receiver: `batch × timeout_s`): the leases of the
+events not sent yet are renewed every `lease_s / 3`; when one was lost (another node took it)
+the batch stops there, so no event is sent by two nodes at once or out of its order.
+
+Why not the claimed-work runner of the call jobs (calls/claimed_work.py): it runs one task per
+row, concurrently, in free call slots; the outbox is sent in order over one HTTP client.
 """
 
 from __future__ import annotations
@@ -75,25 +83,41 @@ class WebhookSender:
         self.settings = settings
         self.clock = clock
         self.transport = transport
+        self.lease = timedelta(seconds=settings.lease_s)
 
     async def tick(self) -> int:
-        """Send every due event once; returns how many were delivered."""
+        """Send every due event once, in order; returns how many were delivered."""
         events = await asyncio.to_thread(self._claim)
         if not events:
             return 0
         delivered = 0
+        renew_at = self.clock() + self.lease / 3
         async with httpx.AsyncClient(
             timeout=self.settings.timeout_s, transport=self.transport
         ) as client:
-            for event in events:
+            for i, event in enumerate(events):
+                if self.clock() >= renew_at:
+                    rest = [e.id for e in events[i:]]
+                    if await asyncio.to_thread(self._renew, rest) < len(rest):
+                        log.warning("webhook batch stopped: a lease was lost (%d not sent)",
+                                    len(rest))  # fmt: skip
+                        break
+                    renew_at = self.clock() + self.lease / 3
                 delivered += await self._send(client, event)
         return delivered
 
     def _claim(self) -> list[repo.OutboxEvent]:
         with session_scope(self.session_factory) as session:
             return repo.claim_due(
-                session, node=self.settings.node, now=self.clock(),
-                lease=timedelta(seconds=self.settings.lease_s), limit=self.settings.batch,
+                session, node=self.settings.node, now=self.clock(), lease=self.lease,
+                limit=self.settings.batch,
+            )  # fmt: skip
+
+    def _renew(self, event_ids: list[str]) -> int:
+        with session_scope(self.session_factory) as session:
+            return repo.renew(
+                session, node=self.settings.node, event_ids=event_ids,
+                until=self.clock() + self.lease,
             )  # fmt: skip
 
     async def _send(self, client: httpx.AsyncClient, event: repo.OutboxEvent) -> int:
@@ -126,7 +150,10 @@ class WebhookSender:
                 repo.mark_delivered(session, event.id, now=now)
             else:
                 delay = retry_delay(event.attempts + 1, self.settings)
-                repo.mark_failed(session, event.id, error=error, next_attempt_at=now + delay)
+                repo.mark_failed(
+                    session, event.id, node=self.settings.node, error=error,
+                    next_attempt_at=now + delay,
+                )  # fmt: skip
 
 
 class WebhookComponent:

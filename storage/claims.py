@@ -1,8 +1,9 @@
 """Claiming rows with a lease: the one claim/lease helper of the repositories whose rows are
-placed as calls (surveys, roster reminders, planned duty checks; the webhook outbox uses the lock).
+placed as calls (surveys, roster reminders, planned duty checks) or sent (the webhook outbox).
 
 Every such table has a `status` with a waiting state (due from a time column) and a `calling`
-state, and the lease of the process calling a row now: `claimed_by`, `claimed_until`.
+state (`sending` for the outbox), and the lease of the process working on a row now:
+`claimed_by`, `claimed_until`.
 
     waiting ──claim (due)──▶ calling ──release──▶ waiting again | a final state
     calling ──lease expired (the claiming process died)──▶ claimed again by another process
@@ -65,7 +66,7 @@ class LeaseTable(Generic[RowT]):
     names a row in NotFound; with `log` (the repository's logger) an expired lease claimed
     again is logged as a warning naming the row `log_name`; `number_column`, when set, is the
     number called (one call per number at a time); `lock_column` is the column SQLite's
-    locking no-op write touches.
+    locking no-op write touches; `order_columns` order rows due at the same time (before `id`).
     """
 
     model: type[RowT]
@@ -78,6 +79,7 @@ class LeaseTable(Generic[RowT]):
     number_column: str | None = None
     log: logging.Logger | None = None
     log_name: str = ""
+    order_columns: tuple[str, ...] = ()
 
     def _col(self, name: str) -> Any:
         return class_mapper(self.model).c[name]
@@ -114,9 +116,8 @@ class LeaseTable(Generic[RowT]):
             number = self._col(self.number_column)
             busy = select(number).where(status == self.calling, until_col > now)
             stmt = stmt.where(number.not_in(busy))
-        stmt = (
-            stmt.order_by(due_col, self._col("id")).limit(limit).with_for_update(skip_locked=True)
-        )
+        order = (due_col, *(self._col(n) for n in self.order_columns), self._col("id"))
+        stmt = stmt.order_by(*order).limit(limit).with_for_update(skip_locked=True)
         until = now + lease
         claimed: list[RowT] = []
         numbers: set[str] = set()

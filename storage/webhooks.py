@@ -2,8 +2,12 @@
 them, claimed with a lease by the sender, kept until the receiver accepted them.
 
 `body` is serialised once (compact JSON, keys sorted, UTF-8) and sent unchanged on every
-attempt, so the signature of a retry equals the first one's. Claims are serialised like the
-surveys' (storage/claims.py) so two nodes never send one event at the same time.
+attempt, so the signature of a retry equals the first one's. Events are claimed by the lease
+helper of the claimed tables (storage/claims.py `OUTBOX`, as the surveys are), so two nodes
+never send one event at the same time:
+
+    pending ──claim (due)──▶ sending ──▶ pending (retry at `next_attempt_at`) | delivered
+    sending ──lease expired (the sender died or stalled)──▶ claimed again by another node
 """
 
 from __future__ import annotations
@@ -14,16 +18,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.base import new_id
-from storage.claims import serialise_claims
-from storage.models.reminders import WebhookOutbox
+from storage.claims import LeaseTable
+from storage.models.reminders import OutboxStatus, WebhookOutbox
 
 log = logging.getLogger(__name__)
 
 CLAIM_LOCK_KEY = 0x6C63_7768  # "lcwh"
+OUTBOX = LeaseTable(
+    WebhookOutbox, CLAIM_LOCK_KEY, "attempts", waiting=OutboxStatus.PENDING,
+    calling=OutboxStatus.SENDING, due_column="next_attempt_at", kind="webhook event", log=log,
+    log_name="webhook event", order_columns=("created_at",),
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,51 +98,44 @@ def enqueue(
 def claim_due(
     session: Session, *, node: str, now: datetime, lease: timedelta, limit: int
 ) -> list[OutboxEvent]:
-    """Claim up to `limit` undelivered events due now for `node` until `now + lease`."""
-    if limit <= 0:
-        return []
-    serialise_claims(session, CLAIM_LOCK_KEY, WebhookOutbox.__table__, "attempts")  # type: ignore[arg-type]
-    free = or_(WebhookOutbox.claimed_until.is_(None), WebhookOutbox.claimed_until <= now)
-    stmt = (
-        select(WebhookOutbox)
-        .where(
-            and_(WebhookOutbox.delivered_at.is_(None), WebhookOutbox.next_attempt_at <= now), free
-        )
-        .order_by(WebhookOutbox.next_attempt_at, WebhookOutbox.created_at, WebhookOutbox.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    out = []
-    for row in session.scalars(stmt):
-        row.claimed_by = node
-        row.claimed_until = now + lease
-        out.append(_event(row))
-    session.flush()
-    return out
+    """Claim up to `limit` undelivered events due now for `node` until `now + lease`, oldest
+    due first. Use a fresh session: the claim lock must be its first statement."""
+    return [_event(r) for r in OUTBOX.claim_due(session, node=node, now=now, lease=lease,
+                                                limit=limit)]  # fmt: skip
+
+
+def renew(session: Session, *, node: str, event_ids: list[str], until: datetime) -> int:
+    """Extend this node's leases on events it is still sending; returns how many it holds."""
+    return OUTBOX.renew(session, node=node, ids=event_ids, until=until)
 
 
 def mark_delivered(session: Session, event_id: str, *, now: datetime) -> None:
-    """The receiver accepted the event: never sent again."""
-    session.execute(
-        update(WebhookOutbox)
-        .where(WebhookOutbox.id == event_id)
-        .values(
-            delivered_at=now, attempts=WebhookOutbox.attempts + 1, claimed_by=None,
-            claimed_until=None, last_error=None,
-        )
-    )  # fmt: skip
+    """The receiver accepted the event: never sent again (also when the lease was lost: the
+    receiver has it)."""
+    row = OUTBOX.locked(session, event_id)
+    if row.status is OutboxStatus.DELIVERED:
+        return
+    OUTBOX.release(row, OutboxStatus.DELIVERED)
+    row.delivered_at, row.attempts, row.last_error = now, row.attempts + 1, None
+    session.flush()
 
 
-def mark_failed(session: Session, event_id: str, *, error: str, next_attempt_at: datetime) -> None:
-    """The attempt failed: count it, keep the reason, send again at `next_attempt_at`."""
-    session.execute(
-        update(WebhookOutbox)
-        .where(WebhookOutbox.id == event_id, WebhookOutbox.delivered_at.is_(None))
-        .values(
-            attempts=WebhookOutbox.attempts + 1, last_error=error[:200],
-            next_attempt_at=next_attempt_at, claimed_by=None, claimed_until=None,
-        )
-    )  # fmt: skip
+def mark_failed(
+    session: Session, event_id: str, *, node: str, error: str, next_attempt_at: datetime
+) -> None:
+    """The attempt failed: count it, keep the reason, send again at `next_attempt_at`. A
+    delivered event stays delivered; one whose lease `node` lost is left to its new sender."""
+    row = OUTBOX.locked(session, event_id)
+    if row.status is OutboxStatus.DELIVERED:
+        return
+    row.attempts, row.last_error = row.attempts + 1, error[:200]
+    if OUTBOX.owned(row, node):
+        OUTBOX.release(row, OutboxStatus.PENDING)
+        row.next_attempt_at = next_attempt_at
+    else:
+        log.warning("webhook event %s: attempt failed after the lease of %s was lost",
+                    event_id, node)  # fmt: skip
+    session.flush()
 
 
 def list_events(
@@ -144,5 +146,5 @@ def list_events(
     if event is not None:
         stmt = stmt.where(WebhookOutbox.event == event)
     if undelivered_only:
-        stmt = stmt.where(WebhookOutbox.delivered_at.is_(None))
+        stmt = stmt.where(WebhookOutbox.status != OutboxStatus.DELIVERED)
     return [_event(r) for r in session.scalars(stmt)]

@@ -10,6 +10,7 @@ survey (storage/models/surveys.py) `status` is the durable truth and `claimed_by
 A webhook event is kept in the outbox until the receiver accepted it (`delivered_at`); a
 planned duty check is a 查岗 the schedule placed at `due_at`, claimed when due:
 
+    pending ──claim──▶ sending ──▶ pending (retry) | delivered
     planned ──claim──▶ calling ──▶ done | failed;   planned ──too late──▶ missed
 """
 
@@ -96,6 +97,14 @@ class RosterReminderAttempt(Base):
     ended_at: Mapped[datetime]
 
 
+class OutboxStatus(enum.StrEnum):
+    """Where a webhook event stands; `delivered` is final."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+
+
 class WebhookOutbox(Base):
     """One event for the county's SMS gateway / chat bot, kept until delivered.
 
@@ -105,13 +114,14 @@ class WebhookOutbox(Base):
 
     __tablename__ = "webhook_outbox"
     __table_args__ = (
-        Index("ix_webhook_outbox_delivered_at_next_attempt_at", "delivered_at", "next_attempt_at"),
+        Index("ix_webhook_outbox_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     event: Mapped[str] = mapped_column(String(40))
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
     body: Mapped[str] = mapped_column(Text)
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.PENDING)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
