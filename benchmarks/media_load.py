@@ -7,9 +7,13 @@ For each N, two processes run side by side (one per core on a 2-core machine):
   of three legs, each recorded by the real recordings.RecordingWriter (flushed once a second
   in a worker thread), or a pyVoIP 1.6.8 bridge (three RTPClients per call plus a mixing
   thread per call: what a user would otherwise build) with the same recorder;
-- the phones: 3N RTP streams (a different tone per party) sent on absolute 20 ms deadlines
-  from one epoll loop, receiving what the bridge sends back with kernel receive timestamps
-  (SO_TIMESTAMPNS), so the phones' own scheduling does not blur the figures.
+- the phones: 3N RTP streams (a different tone per party) sent on absolute 20 ms deadlines,
+  receiving what the bridge sends back with kernel receive timestamps (SO_TIMESTAMPNS), so the
+  phones' own scheduling does not blur the figures. By default (`--phones batched`,
+  benchmarks/rtp_phones.py) the streams share a few sockets and each tick is one sendmmsg and
+  a few recvmmsg per socket, for ~15-20 % of a core at 400 calls; `--phones per-stream` is the
+  older loop with a socket and two Python system calls per stream per tick (50-65 % of a core
+  at 300-400 calls, which on a 2-core machine took the CPU the bridge under test needed).
 
 Per N it prints: packets expected (by time) and received, loss (RFC 3550, by sequence), the
 bridge's send gaps as seen on arrival (mean, p99, max, share over 30 ms), interarrival jitter
@@ -374,7 +378,17 @@ class _Stream:
         self.jitter = 0.0
 
 
-def _phones(calls: int, warmup: float, seconds: float) -> None:
+def _phones(calls: int, warmup: float, seconds: float, mode: str) -> None:
+    if mode == "batched":
+        from benchmarks import rtp_phones
+
+        def recv_targets() -> list[int]:
+            targets = _recv()
+            _recv()  # "go"
+            return targets
+
+        _send(rtp_phones.run(3 * calls, warmup, seconds, TONES, _send, recv_targets))
+        return
     n = 3 * calls
     socks = []
     for _ in range(n):
@@ -513,12 +527,18 @@ def _read(proc: subprocess.Popen[str], timeout: float) -> Any:
 
 
 def run_one(
-    impl: str, calls: int, warmup: float, seconds: float, tap: str, nice: int = 0
+    impl: str,
+    calls: int,
+    warmup: float,
+    seconds: float,
+    tap: str,
+    nice: int = 0,
+    phones_mode: str = "batched",
 ) -> dict[str, Any]:
     """One measurement: a bridge and the phones for `calls` three-way calls."""
     spec = [str(calls), str(warmup), str(seconds)]
     bridge = _spawn("_bridge", impl, *spec, tap, nice=nice)
-    phones = _spawn("_phones", *spec, nice=nice)
+    phones = _spawn("_phones", *spec, phones_mode, nice=nice)
     try:
         bridge_ports = _read(bridge, 60)
         phone_ports = _read(phones, 60)
@@ -602,6 +622,13 @@ def main() -> None:
         help="linkcall's engine in N worker processes (LINKCALL_MEDIA_WORKERS; 1: in process)",
     )
     parser.add_argument(
+        "--phones",
+        choices=("batched", "per-stream"),
+        default="batched",
+        help="the phones: a few sockets with sendmmsg/recvmmsg (benchmarks/rtp_phones.py), "
+        "or one socket and one system call per packet per stream (as before 2026-12-06)",
+    )
+    parser.add_argument(
         "--nice", type=int, default=0, help="run both processes at this niceness (root: < 0)"
     )
     args = parser.parse_args()
@@ -613,7 +640,7 @@ def main() -> None:
     plan = [(ours, c) for c in args.calls.split(",") if c]
     plan += [("pyvoip", c) for c in args.baseline.split(",") if c]
     for impl, calls in plan:
-        row = run_one(impl, int(calls), args.warmup, args.seconds, args.tap, args.nice)
+        row = run_one(impl, int(calls), args.warmup, args.seconds, args.tap, args.nice, args.phones)
         rows.append(row)
         print(_row(row), flush=True)
     if args.json:
@@ -640,6 +667,6 @@ if __name__ == "__main__":
         else:
             _pyvoip_bridge(int(calls), float(warmup), float(seconds), tap)
     elif len(sys.argv) > 1 and sys.argv[1] == "_phones":
-        _phones(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+        _phones(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     else:
         main()
