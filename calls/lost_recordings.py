@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from calls.records import recording_finished
+from calls.recording_rows import recording_finished
 from recordings import info as layout
 from recordings import recover_directory
 from recordings.errors import RecordingError

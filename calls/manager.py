@@ -30,6 +30,7 @@ from calls import log_context, lost_recordings
 from calls import records as call_store
 from calls.component import Health
 from calls.hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks, Publish
+from calls.interrupted_calls import OrphanLeg
 from calls.media_workers.surface import Media
 from calls.prompts import PromptError, ensure_prompts
 from calls.records import CallRecords
@@ -168,9 +169,7 @@ class CallManager:
             self._prompt_problem = f"prompts unavailable: {exc}"
             log.error("IVR %s", self._prompt_problem)
 
-    async def _recover(
-        self, orphans: list[call_store.OrphanLeg], calls: list[ResumableCall]
-    ) -> None:
+    async def _recover(self, orphans: list[OrphanLeg], calls: list[ResumableCall]) -> None:
         """After a crash, at once: hang up (or cancel) what is not carried on, and carry on the
         calls that can be (each bounded by its re-INVITEs' deadline)."""
         timeout = self.settings.recover_timeout_s
@@ -184,11 +183,11 @@ class CallManager:
 
         await asyncio.gather(self.end_orphans(orphans), *(resume(rc) for rc in calls))
 
-    async def end_orphans(self, orphans: list[call_store.OrphanLeg]) -> None:
+    async def end_orphans(self, orphans: list[OrphanLeg]) -> None:
         """BYE every party a crashed process left in a call (at once, concurrently; each BYE is
         bounded by its transaction's Timer F) and record what came back on the leg."""
 
-        async def one(orphan: call_store.OrphanLeg) -> None:
+        async def one(orphan: OrphanLeg) -> None:
             try:
                 result = await self.ua.end_orphan(orphan.dialog)
             except Exception as exc:  # one failed BYE must not stop the others

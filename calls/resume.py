@@ -1,10 +1,11 @@
 """Call recovery after a crash (issue 18, decision D15): the restarted process carries its
 interrupted three-way calls on instead of hanging them up (`LINKCALL_RECOVER_CALLS`).
 
-At start-up, before the crashed calls are ended (`records.mark_interrupted`), `claim_resumable`
-picks this node's bridges that were connected with at least two parties in a stored SIP dialog.
-Their first recording segment is sealed (crash recovery of the files already did it) and the
-call keeps `gap_started_at`, the end of that audio. Then, for each such call, `resume_call`:
+At start-up, before the crashed calls are ended (`calls.interrupted_calls.mark_interrupted`),
+`claim_resumable` picks this node's bridges that were connected with at least two parties in a
+stored SIP dialog. Their first recording segment is sealed (crash recovery of the files already
+did it) and the call keeps `gap_started_at`, the end of that audio. Then, for each such call,
+`resume_call`:
 
 1. opens a fresh RTP endpoint per party and re-INVITEs its dialog onto it, all parties at
    once, each bounded by `timeout` (telephony/sip/resume.py);
@@ -34,7 +35,9 @@ from callflows.bridge import BridgeFlow
 from callflows.bridge_party import ExistingLeg
 from callflows.events import Role
 from calls.hooks import BridgeHooks, Publish
-from calls.records import CallRecords, OrphanLeg, apply_info, sealed_after_crash
+from calls.interrupted_calls import OrphanLeg
+from calls.recording_rows import apply_info, sealed_after_crash
+from calls.records import CallRecords
 from recordings import RecordingInfo
 from recordings.errors import RecordingError
 from storage.base import utcnow

@@ -7,6 +7,9 @@ flow returns are executed in order before the next event is taken. The runner ow
 timer, endpoint and recording it starts and releases them all when the flow is over, also when
 it is cancelled (service shutdown) or a command fails.
 
+Its parts: what it keeps and does per leg (calls/runner_legs.py), and its media side:
+conferences, prompts and the recording (calls/runner_media.py).
+
 See docs/callflows.md ("The runner contract").
 """
 
@@ -16,30 +19,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from callflows import commands as c
 from callflows.errors import EventError
-from callflows.events import (
-    DigitsSent,
-    DtmfReceived,
-    Event,
-    LegAnswered,
-    LegEnded,
-    LegRinging,
-    PlaybackFinished,
-    TimerFired,
-)
+from callflows.events import DigitsSent, Event, LegAnswered, LegEnded, PlaybackFinished, TimerFired
 from calls import log_context
-from calls.media_workers.remote import RemoteConference, RemoteRecording
-from calls.media_workers.surface import Media, MediaConference, MediaEndpoint
+from calls.media_workers.surface import Media, MediaEndpoint
 from calls.runner_hooks import NullHooks, RunnerHooks
-from recordings import RecordingFlusher, RecordingWriter
+from calls.runner_legs import LegBinding, LegWatch, hangup, release, send_digits, silent_legs
+from calls.runner_media import FlowMedia
+from recordings import RecordingFlusher
 from recordings.errors import RecordingError
+from storage.base import utcnow
 from telephony.media.errors import MediaError
-from telephony.media.playback import PlaybackOutcome
 from telephony.privacy import mask_number
 from telephony.sip import leg as sipleg
 from telephony.sip.errors import SipError
@@ -50,30 +45,6 @@ log = logging.getLogger(__name__)
 DIAL_MARGIN_S = 5.0  # the UA's own ring timeout backs up the flow's ring timer
 SETTLE_S = 10.0  # after the flow finished: how long to wait for the legs' final echoes
 MEDIA_CHECK_S = 1.0  # how often answered legs are checked for incoming RTP
-DIGIT_MS = 160  # one extension digit on the wire (RFC 4733 event or INFO Duration)
-DIGIT_GAP_S = 0.12  # between two extension digits
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class _Binding:
-    """What one flow leg is on the wire."""
-
-    leg_id: str
-    role: str
-    sip: sipleg.Leg | None = None
-    endpoint: MediaEndpoint | None = None
-    conference: MediaConference | None = None
-    ended: bool = False
-    released: bool = False
-    answered: bool = False
-    peer_held: bool = False  # the peer put us on hold (sendonly/inactive): silence is expected
-    last_rx: int = 0
-    last_rx_at: float = 0.0
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -81,13 +52,6 @@ class _Replace:
     """A queued hand-over to another flow."""
 
     make: Callable[[c.Flow], c.Flow]
-
-
-@dataclass
-class _Recording:
-    recording_id: str
-    writer: RecordingWriter | RemoteRecording  # in process, or in the call's media worker
-    conference: MediaConference
 
 
 class FlowRunner:
@@ -106,16 +70,17 @@ class FlowRunner:
         flusher: RecordingFlusher | None = None,
         record_solo: bool = False,
         media_timeout_s: float | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.flow = flow
         self.ua = ua
         self.media = media
         self.hooks: RunnerHooks = hooks or NullHooks()
-        self.prompts = dict(prompts or {})
-        self.recordings_root = recordings_root
         self.recording_id = recording_id or flow.flow_id
-        self.flusher = flusher
+        self.mixing = FlowMedia(
+            media, self.hooks, lambda: self.flow.flow_id, prompts=prompts,
+            recordings_root=recordings_root, recording_id=self.recording_id, flusher=flusher,
+        )  # fmt: skip
         self.record_solo = record_solo  # a one-leg flow (IVR): record the leg once answered
         # a leg whose peer vanished without a BYE (no RTP for this long) is ended "media_timeout"
         self.media_timeout_s = media_timeout_s
@@ -123,32 +88,31 @@ class FlowRunner:
         self._queue: asyncio.Queue[tuple[Event | _Replace, asyncio.Future[None] | None]] = (
             asyncio.Queue()
         )
-        self._legs: dict[str, _Binding] = {}
+        self._legs: dict[str, LegBinding] = {}
+        self.watch = LegWatch(ua, self.hooks, self._put, answered=self._answered,
+                              end_leg=self._end_leg)  # fmt: skip
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._conferences: dict[str, MediaConference] = {}
-        self._recording: _Recording | None = None
-        self._stopped_prompts: set[int] = set()
         self._done = asyncio.Event()
 
     # -- public --
     def adopt(self, leg_id: str, role: str, sip: sipleg.Leg) -> None:
         """Hand the runner an existing SIP leg (an inbound call) under the flow's leg id."""
-        binding = self._legs.setdefault(leg_id, _Binding(leg_id, role))
+        binding = self._legs.setdefault(leg_id, LegBinding(leg_id, role))
         binding.sip = sip
         self.hooks.on_leg(leg_id, role, sip.call_id)
-        binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{leg_id}"))
+        self._watch_leg(binding, sip)
 
     def adopt_answered(
         self, leg_id: str, role: str, sip: sipleg.Leg, endpoint: MediaEndpoint
     ) -> None:
         """Hand the runner a SIP leg already answered on `endpoint` (a call carried on after a
         crash: the leg's dialog was re-INVITEd onto this endpoint)."""
-        binding = self._legs.setdefault(leg_id, _Binding(leg_id, role))
+        binding = self._legs.setdefault(leg_id, LegBinding(leg_id, role))
         binding.sip, binding.endpoint = sip, endpoint
         self._watch_digits(binding)
         self.hooks.on_leg(leg_id, role, sip.call_id)
-        self._mark_answered(binding)
-        binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{leg_id}"))
+        self.watch.mark_answered(binding)
+        self._watch_leg(binding, sip)
 
     async def request(self, event: Event, timeout: float = 10.0) -> None:
         """Feed an API request; the flow's EventError (if any) is raised here."""
@@ -268,21 +232,23 @@ class FlowRunner:
             case c.Answer(leg_id=leg_id):
                 await self._answer(leg_id)
             case c.Reject(leg_id=leg_id, sip_status=status):
-                sip = self._sip(leg_id)
-                if sip is not None and not sip.ended:
-                    await sip.reject(status)
+                binding = self._legs.get(leg_id)
+                if binding is not None and binding.sip is not None and not binding.sip.ended:
+                    await binding.sip.reject(status)
             case c.CancelDial(leg_id=leg_id) | c.Hangup(leg_id=leg_id):
                 # CANCEL/BYE complete in the background: their end comes back as LegEnded,
                 # and a peer slow to confirm must not hold up the flow's next commands.
                 binding = self._legs.get(leg_id)
                 if binding is not None and binding.sip is not None and not binding.sip.ended:
-                    binding.tasks.append(self._spawn(self._hangup(binding.sip), f"hangup-{leg_id}"))
+                    self._hangup_in_background(binding, binding.sip)
             case c.Join(leg_id=leg_id, conference_id=conf_id):
                 self._join(leg_id, conf_id)
             case c.Mute(leg_id=leg_id) | c.Unmute(leg_id=leg_id):
-                self._mix_op(leg_id, lambda conf, ep: conf.mute(ep, isinstance(cmd, c.Mute)))
+                mute = isinstance(cmd, c.Mute)
+                self.mixing.mix(self._legs.get(leg_id), leg_id, lambda f, e: f.mute(e, mute))
             case c.Hold(leg_id=leg_id) | c.Unhold(leg_id=leg_id):
-                self._mix_op(leg_id, lambda conf, ep: conf.hold(ep, isinstance(cmd, c.Hold)))
+                hold = isinstance(cmd, c.Hold)
+                self.mixing.mix(self._legs.get(leg_id), leg_id, lambda f, e: f.hold(e, hold))
             case c.Play():
                 self._play(cmd)
             case c.SendDigits(leg_id=leg_id, digits=digits):
@@ -290,10 +256,7 @@ class FlowRunner:
                 task = self._spawn(self._send_digits(binding, digits), f"ext-{leg_id}")
                 binding.tasks.append(task)
             case c.StopPlayback(leg_id=leg_id):
-                binding = self._legs.get(leg_id)
-                if binding is not None and binding.endpoint is not None:
-                    self._stopped_prompts.add(id(binding.endpoint))
-                    binding.endpoint.stop_playback()
+                self.mixing.stop_playback(self._legs.get(leg_id))
             case c.StartTimer(timer_id=tid, seconds=secs):
                 self._cancel_timer(tid)
                 loop = asyncio.get_running_loop()
@@ -301,9 +264,9 @@ class FlowRunner:
             case c.CancelTimer(timer_id=tid):
                 self._cancel_timer(tid)
             case c.StartRecording(conference_id=conf_id):
-                self._start_recording(conf_id)
+                self.mixing.start_recording(conf_id)
             case c.StopRecording():
-                await self._stop_recording()
+                await self.mixing.stop_recording()
             case c.Save(snapshot=snapshot):
                 self.hooks.on_save(snapshot)
             case c.Notify():
@@ -311,7 +274,7 @@ class FlowRunner:
 
     async def _dial(self, cmd: c.Dial) -> None:
         # a dispatcher seat rung for an inbound call is the dispatcher's track in recordings
-        binding = _Binding(cmd.leg_id, "dispatcher" if cmd.role == "seat" else cmd.role)
+        binding = LegBinding(cmd.leg_id, "dispatcher" if cmd.role == "seat" else cmd.role)
         self._legs[cmd.leg_id] = binding
         binding.endpoint = await self.media.open_endpoint(f"{self.flow.flow_id}:{cmd.leg_id}")
         self._watch_digits(binding)
@@ -325,7 +288,7 @@ class FlowRunner:
             "flow %s: dialling %s as %s", self.flow.flow_id, mask_number(cmd.number), cmd.leg_id
         )
         self.hooks.on_leg(cmd.leg_id, cmd.role, sip.call_id)
-        binding.tasks.append(self._spawn(self._watch_leg(binding, sip), f"leg-{cmd.leg_id}"))
+        self._watch_leg(binding, sip)
 
     async def _answer(self, leg_id: str) -> None:
         binding = self._legs[leg_id]
@@ -337,81 +300,26 @@ class FlowRunner:
         await binding.sip.answer((self.media.host, binding.endpoint.local_port))
         if binding.sip.media is not None:
             binding.endpoint.configure(binding.sip.media)
-        self._mark_answered(binding)
+        self.watch.mark_answered(binding)
 
-    async def _send_digits(self, binding: _Binding, digits: str) -> None:
-        """Key in an extension: RFC 4733 when the peer agreed to telephone-event, SIP INFO
-        otherwise; then `DigitsSent` (ok False when a digit could not be sent)."""
-        sip, endpoint = binding.sip, binding.endpoint
-        ok = True
-        try:
-            if sip is None or endpoint is None or sip.media is None:
-                raise ValueError(f"leg {binding.leg_id} is not answered")
-            rfc4733 = sip.media.dtmf_payload_type is not None
-            for i, digit in enumerate(digits):
-                if i:
-                    await asyncio.sleep(DIGIT_GAP_S)
-                if rfc4733:
-                    await endpoint.send_dtmf(digit, DIGIT_MS)
-                else:
-                    async with asyncio.timeout(10.0):
-                        await sip.send_info_dtmf(digit)
-            how = "RFC 4733" if rfc4733 else "SIP INFO"
-            log.info("flow %s: extension sent on %s by %s", self.flow.flow_id, binding.leg_id, how)
-        except (SipError, MediaError, ValueError, TimeoutError) as exc:
-            log.warning(
-                "flow %s: extension on %s failed: %s", self.flow.flow_id, binding.leg_id, exc
-            )
-            ok = False
+    async def _send_digits(self, binding: LegBinding, digits: str) -> None:
+        """Key in an extension, then `DigitsSent` (ok False when a digit could not be sent)."""
+        ok = await send_digits(binding, digits, self.flow.flow_id)
         self._put(DigitsSent(binding.leg_id, ok))
 
-    async def _hangup(self, sip: sipleg.Leg) -> None:
-        try:
-            await sip.hangup()
-        except SipError as exc:
-            log.warning("flow %s: hangup of %s failed: %s", self.flow.flow_id, sip.call_id[:8], exc)
+    def _hangup_in_background(self, binding: LegBinding, sip: sipleg.Leg) -> None:
+        task = self._spawn(hangup(sip, self.flow.flow_id), f"hangup-{binding.leg_id}")
+        binding.tasks.append(task)
 
     def _join(self, leg_id: str, conf_id: str) -> None:
-        binding = self._legs[leg_id]
-        if binding.endpoint is None or binding.conference is not None:
-            return
-        conf = self._conferences.get(conf_id)
-        if conf is None:
-            conf = self.media.create_conference(f"{self.flow.flow_id}:{conf_id}")
-            self._conferences[conf_id] = conf
-        previous = conf.roles.get(binding.role)
-        if previous is not None:  # a replaced unit whose BYE is still on its way: its track
-            conf.remove(previous)  # goes on with the new unit of the same role
-            for other in self._legs.values():
-                if other.endpoint is previous:
-                    other.conference = None
-        conf.add(binding.endpoint, binding.role)
-        binding.conference = conf
-
-    def _mix_op(self, leg_id: str, op: Callable[[MediaConference, MediaEndpoint], None]) -> None:
-        binding = self._legs.get(leg_id)
-        if binding is None or binding.conference is None or binding.endpoint is None:
-            log.warning("flow %s: %s is not in a conference", self.flow.flow_id, leg_id)
-            return
-        op(binding.conference, binding.endpoint)
+        self.mixing.join(self._legs[leg_id], conf_id, list(self._legs.values()))
 
     def _play(self, cmd: c.Play) -> None:
         binding = self._legs.get(cmd.leg_id)
-        if binding is None or binding.endpoint is None:
-            raise ValueError(f"leg {cmd.leg_id} has no media to play to")
-        path = self.prompts.get(cmd.prompt_key)
-        if path is None:
-            raise ValueError(f"no prompt file for {cmd.prompt_key!r}")
-        endpoint = binding.endpoint
-        self._stopped_prompts.discard(id(endpoint))
-        handle = endpoint.play(path, interrupt_on_dtmf=cmd.interruptible)
-
-        async def finished() -> None:
-            outcome = await handle
-            if outcome is PlaybackOutcome.COMPLETED and id(endpoint) not in self._stopped_prompts:
-                self._put(PlaybackFinished(cmd.leg_id, cmd.prompt_key))
-
-        binding.tasks.append(self._spawn(finished(), f"play-{cmd.leg_id}"))
+        done = PlaybackFinished(cmd.leg_id, cmd.prompt_key)
+        waiting = self.mixing.play(binding, cmd, lambda: self._put(done))
+        assert binding is not None  # play raised otherwise
+        binding.tasks.append(self._spawn(waiting, f"play-{cmd.leg_id}"))
 
     def _fire(self, timer_id: str) -> None:
         self._timers.pop(timer_id, None)
@@ -422,119 +330,26 @@ class FlowRunner:
         if handle is not None:
             handle.cancel()
 
-    def _start_recording(self, conf_id: str) -> None:
-        if self._recording is not None or self.recordings_root is None:
-            return
-        conf = self._conferences.get(conf_id)
-        if conf is None:
-            conf = self.media.create_conference(f"{self.flow.flow_id}:{conf_id}")
-            self._conferences[conf_id] = conf
-        writer: RecordingWriter | RemoteRecording
-        if isinstance(conf, RemoteConference):  # the recorder runs beside the call's media
-            writer = conf.record(self.recordings_root, self.recording_id)
-        else:
-            writer = RecordingWriter(self.recordings_root, self.recording_id)
-            conf.add_tap(writer)
-            if self.flusher is not None:
-                self.flusher.add(writer)
-        self._recording = _Recording(self.recording_id, writer, conf)
-        self.hooks.on_recording_started(self.recording_id, writer.directory)
-
-    async def _stop_recording(self) -> None:
-        rec, self._recording = self._recording, None
-        if rec is None:
-            return
-        if isinstance(rec.writer, RemoteRecording):
-            try:
-                info, remote_error = await rec.writer.finish()
-            except (RecordingError, MediaError) as exc:
-                log.error("recording %s could not be finalised: %s", rec.recording_id, exc)
-                self.hooks.on_recording_finished(rec.recording_id, None, str(exc))
-                return
-            self.hooks.on_recording_finished(rec.recording_id, info, remote_error)
-            return
-        rec.conference.remove_tap(rec.writer)
-        if self.flusher is not None:
-            self.flusher.remove(rec.writer)
-        try:
-            info = await asyncio.to_thread(rec.writer.finalise)
-        except RecordingError as exc:
-            log.error("recording %s could not be finalised: %s", rec.recording_id, exc)
-            self.hooks.on_recording_finished(rec.recording_id, None, str(exc))
-            return
-        error = str(rec.writer.error) if rec.writer.error is not None else None
-        self.hooks.on_recording_finished(rec.recording_id, info, error)
-
     # -- watchers --
     def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
 
-    def _sip(self, leg_id: str) -> sipleg.Leg | None:
-        binding = self._legs.get(leg_id)
-        return binding.sip if binding is not None else None
+    def _watch_digits(self, binding: LegBinding) -> None:
+        binding.tasks.append(self._spawn(self.watch.digits(binding), f"dtmf-{binding.leg_id}"))
 
-    def _watch_digits(self, binding: _Binding) -> None:
-        endpoint = binding.endpoint
-        assert endpoint is not None
+    def _watch_leg(self, binding: LegBinding, sip: sipleg.Leg) -> None:
+        binding.tasks.append(self._spawn(self.watch.leg(binding, sip), f"leg-{binding.leg_id}"))
 
-        async def digits() -> None:
-            async for d in endpoint.digits:
-                self._put(DtmfReceived(binding.leg_id, d.digit))
-            if endpoint.lost:  # its media worker died: the leg cannot go on
-                self._end_leg(binding, "media_lost")
-
-        binding.tasks.append(self._spawn(digits(), f"dtmf-{binding.leg_id}"))
-
-    async def _watch_leg(self, binding: _Binding, sip: sipleg.Leg) -> None:
-        log_context.leg.set(binding.leg_id)
-        async for ev in sip:
-            match ev:
-                case sipleg.Ringing():
-                    self._put(LegRinging(binding.leg_id))
-                    pending = self.ua.pending_state(sip)
-                    if pending is not None:  # a crash now leaves a phone ringing: CANCEL it
-                        self.hooks.on_dialog(binding.leg_id, binding.role, pending)
-                case sipleg.Answered(media=media):
-                    if media is not None and binding.endpoint is not None:
-                        binding.endpoint.configure(media)
-                    self._mark_answered(binding)
-                    if self.record_solo and binding.conference is None:
-                        self._join(binding.leg_id, "solo")
-                        try:
-                            self._start_recording("solo")
-                        except RecordingError as exc:
-                            log.error(
-                                "flow %s: recording failed to start: %s", self.flow.flow_id, exc
-                            )
-                            self.hooks.on_recording_finished(self.recording_id, None, str(exc))
-                    self._put(LegAnswered(binding.leg_id))
-                case sipleg.MediaChanged(media=media, held=held):
-                    self._report_dialog(binding)  # a re-INVITE may refresh the target
-                    binding.peer_held = held
-                    binding.last_rx_at = asyncio.get_running_loop().time()
-                    if binding.endpoint is not None:
-                        binding.endpoint.configure(media)
-                case sipleg.Dtmf(digit=digit):
-                    if binding.endpoint is not None:
-                        binding.endpoint.inject_dtmf(digit)
-                case sipleg.Ended(reason=reason, sip_status=status):
-                    if not binding.answered and sip.direction == "outbound":
-                        self.hooks.on_dialog(binding.leg_id, binding.role, {})  # nothing to CANCEL
-                    binding.ended = True
-                    await self._release(binding)
-                    self._put(LegEnded(binding.leg_id, reason.value, status))
-                    return
-
-    def _mark_answered(self, binding: _Binding) -> None:
-        binding.answered = True
-        binding.last_rx_at = asyncio.get_running_loop().time()
-        self._report_dialog(binding)
-
-    def _report_dialog(self, binding: _Binding) -> None:
-        """Hand the leg's dialog to the hooks (persisted so a crash leaves no orphan)."""
-        sip = binding.sip
-        if sip is not None and sip.dialog is not None:
-            self.hooks.on_dialog(binding.leg_id, binding.role, sip.dialog.to_state())
+    def _answered(self, binding: LegBinding) -> None:
+        """A leg was answered: a one-leg flow (IVR) records it; then the flow learns of it."""
+        if self.record_solo and binding.conference is None:
+            self._join(binding.leg_id, "solo")
+            try:
+                self.mixing.start_recording("solo")
+            except RecordingError as exc:
+                log.error("flow %s: recording failed to start: %s", self.flow.flow_id, exc)
+                self.hooks.on_recording_finished(self.recording_id, None, str(exc))
+        self._put(LegAnswered(binding.leg_id))
 
     async def _watch_media(self) -> None:
         """End answered legs that stopped sending RTP (a phone gone without a BYE)."""
@@ -543,40 +358,19 @@ class FlowRunner:
         while True:
             await asyncio.sleep(MEDIA_CHECK_S)
             now = loop.time()
-            for b in list(self._legs.values()):
-                if not b.answered or b.ended or b.peer_held or b.endpoint is None or b.sip is None:
-                    continue
-                received = b.endpoint.stats.packets_received
-                if received != b.last_rx:
-                    b.last_rx, b.last_rx_at = received, now
-                elif now - b.last_rx_at >= self.media_timeout_s:
-                    log.warning(
-                        "flow %s: no RTP from %s for %.0f s: ending it",
-                        self.flow.flow_id,
-                        b.leg_id,
-                        now - b.last_rx_at,
-                    )
-                    self._end_leg(b, "media_timeout")
+            for b in silent_legs(list(self._legs.values()), now, self.media_timeout_s):
+                log.warning("flow %s: no RTP from %s for %.0f s: ending it",
+                            self.flow.flow_id, b.leg_id, now - b.last_rx_at)  # fmt: skip
+                self._end_leg(b, "media_timeout")
 
-    def _end_leg(self, b: _Binding, reason: str) -> None:
+    def _end_leg(self, b: LegBinding, reason: str) -> None:
         """End a leg from the media side (the flow learns `reason`; BYE/CANCEL follows)."""
         if b.ended:
             return
         b.ended = True
         self._put(LegEnded(b.leg_id, reason, None))
         if b.sip is not None and not b.sip.ended:
-            b.tasks.append(self._spawn(self._hangup(b.sip), f"hangup-{b.leg_id}"))
-
-    async def _release(self, binding: _Binding) -> None:
-        """Take an ended leg out of its conference and close its media (once)."""
-        if binding.released:
-            return
-        binding.released = True
-        if binding.conference is not None and binding.endpoint is not None:
-            binding.conference.remove(binding.endpoint)
-            binding.conference = None
-        if binding.endpoint is not None:
-            await binding.endpoint.close()
+            self._hangup_in_background(b, b.sip)
 
     async def _cleanup(self) -> None:
         for tid in list(self._timers):
@@ -586,7 +380,7 @@ class FlowRunner:
                 with contextlib.suppress(SipError, TimeoutError):
                     async with asyncio.timeout(5.0):
                         await binding.sip.hangup()
-        await self._stop_recording()
+        await self.mixing.stop_recording()
         current = asyncio.current_task()
         for binding in self._legs.values():
             for task in binding.tasks:
@@ -596,4 +390,4 @@ class FlowRunner:
                 if task is not current:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            await self._release(binding)
+            await release(binding)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
 from api.app import create_app
-from calls.records import apply_info
+from calls.recording_rows import apply_info
 from recordings import RecordingWriter
 from storage.engine import session_scope
 from storage.models.auth import Role

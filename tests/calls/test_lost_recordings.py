@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from calls import lost_recordings
-from calls.records import NewCall, insert_call, mark_interrupted, recording_started
+from calls.interrupted_calls import mark_interrupted
+from calls.recording_rows import recording_started
+from calls.records import NewCall, insert_call
 from recordings.info import MANIFEST_FILE, read_manifest
 from recordings.recovery import recover, unfinalised
 from recordings.writer import RecordingWriter

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from calls.records import recording_finished, recording_started
+from calls.recording_rows import recording_finished, recording_started
 from recordings import RecordingWriter
 from storage.base import new_id, utcnow
 from storage.engine import session_scope
