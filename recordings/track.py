@@ -17,6 +17,7 @@ from pathlib import Path
 from recordings import wavfile
 
 _ZEROS = memoryview(bytes(wavfile.BYTES_PER_SECOND))
+BUFFER_BYTES = 56 * wavfile.FRAME_BYTES  # 1.12 s: a flush every second empties it first
 
 
 class Gap(int):
@@ -34,14 +35,21 @@ def _rest(seg: Segment, done: int) -> Segment:
 
 
 class TrackFile:
-    """One track: `buf`/`sealed` belong to write(), `backlog` and the file to flush()."""
+    """One track: `buf`/`sealed` belong to write(), `backlog` and the file to flush().
 
-    __slots__ = ("backlog", "buf", "fd", "path", "role", "sealed", "silenced", "written")
+    `buf` is allocated once, `BUFFER_BYTES` long, and reused: the writer copies each tick's
+    frame into it at its fill position (the same for every track of a writer) and copies out
+    what it holds when it flushes or the buffer is full. A bytearray grown by appends instead
+    is reallocated and copied whole about every other tick (issue 17).
+    """
+
+    __slots__ = ("backlog", "buf", "fd", "path", "role", "sealed", "silenced", "view", "written")
 
     def __init__(self, role: str, path: Path, leading_silence_bytes: int) -> None:
         self.role = role
         self.path = path
-        self.buf = bytearray()
+        self.buf = bytearray(BUFFER_BYTES)
+        self.view = memoryview(self.buf)  # frames are stored through it: no temporary copy
         self.sealed: list[Segment] = [leading_silence_bytes] if leading_silence_bytes else []
         self.backlog: deque[Segment] = deque()
         self.fd: int | None = None

@@ -3,7 +3,7 @@
 Two sides, two threads of control:
 
 - `write(mixed, tracks)` is called by the media engine every 20 ms (the hot path). It only
-  appends to in-memory buffers under a short lock: no syscall, no allocation beyond the append.
+  copies the frames into preallocated buffers under a short lock: no syscall, no allocation.
 - `flush()` is called by the writer's owner from a background task at least once per second
   (directly, or through `asyncio.to_thread` so the event loop never waits on the disk). It moves
   the buffers to disk with positional raw writes and then rewrites the two size fields of each
@@ -25,7 +25,8 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from recordings.errors import (
     RecordingWriteError,
 )
 from recordings.info import RecordingInfo
-from recordings.track import Gap, TrackFile
+from recordings.track import BUFFER_BYTES, Gap, TrackFile
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,15 @@ _SILENCE = bytes(FRAME)
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """The party tracks in the order of a conference's roles tuple (see `write_frames`)."""
+
+    roles: tuple[str, ...]
+    tracks: tuple[TrackFile, ...]
+    absent: tuple[TrackFile, ...]  # known roles not in `roles`: silence for them
 
 
 class WriterState(enum.Enum):
@@ -101,7 +111,9 @@ class RecordingWriter:
         self._mixed = TrackFile(layout.MIXED, self.directory / "mixed.wav", 0)
         self._parties: dict[str, TrackFile] = {}
         self._all: list[TrackFile] = [self._mixed]
+        self._order: _Order | None = None  # write_frames' tracks for its last roles tuple
         self._ticks = 0
+        self._fill = 0  # bytes of every track's `buf` holding audio not yet taken
         self._held_ticks = 0  # ticks in memory, not yet on disk
         self._gap_ticks = 0  # ticks dropped in the current gap, not yet sealed as silence
         self._lost_ticks = 0  # all ticks ever dropped because the memory bound was reached
@@ -141,17 +153,70 @@ class RecordingWriter:
             if self._gap_ticks:
                 self._seal_gap()
             self._held_ticks += 1
-            self._mixed.buf += mixed if len(mixed) == FRAME else self._fit(mixed)
+            pos = self._fill
+            if pos == BUFFER_BYTES:
+                self._seal_buffers()
+                pos = 0
+            end = self._fill = pos + FRAME
+            self._mixed.view[pos:end] = mixed if len(mixed) == FRAME else self._fit(mixed)
             found = 0
             for role, track in parties.items():
                 frame = tracks.get(role)
                 if frame is None:
-                    track.buf += _SILENCE
+                    track.view[pos:end] = _SILENCE
                     continue
                 found += 1
-                track.buf += frame if len(frame) == FRAME else self._fit(frame)
+                track.view[pos:end] = frame if len(frame) == FRAME else self._fit(frame)
             if found < len(tracks):
-                self._add_roles(tracks)
+                self._add_roles(tracks, pos)
+
+    def write_frames(self, mixed: bytes, roles: tuple[str, ...], frames: Sequence[bytes]) -> None:
+        """`write(mixed, dict(zip(roles, frames)))` without the mapping (the conference's tap
+        API, telephony.media.OrderedFrameTap): `roles` is the same tuple every tick until the
+        legs change, so the tracks it names are looked up once per tuple, not per tick. A new
+        tuple goes through `write` once (role checks, new tracks), then takes this path."""
+        order = self._order
+        if order is None or order.roles is not roles:
+            self.write(mixed, dict(zip(roles, frames, strict=True)))
+            self._order = self._order_of(roles)
+            return
+        with self._lock:
+            if self._closed:
+                self._write_after_close()
+                return
+            self._ticks += 1
+            if self._held_ticks >= self._max_held_ticks:
+                self._gap_ticks += 1
+                return
+            if self._gap_ticks:
+                self._seal_gap()
+            self._held_ticks += 1
+            pos = self._fill
+            if pos == BUFFER_BYTES:
+                self._seal_buffers()
+                pos = 0
+            end = self._fill = pos + FRAME
+            try:  # a view takes exactly FRAME bytes, else ValueError
+                self._mixed.view[pos:end] = mixed
+                for track, frame in zip(order.tracks, frames):  # noqa: B905 (checked with roles)
+                    track.view[pos:end] = frame
+            except ValueError:  # a frame of another length: this tick again, padded or cut
+                self._mixed.view[pos:end] = mixed if len(mixed) == FRAME else self._fit(mixed)
+                for track, frame in zip(order.tracks, frames):  # noqa: B905
+                    track.view[pos:end] = frame if len(frame) == FRAME else self._fit(frame)
+            for track in order.absent:
+                track.view[pos:end] = _SILENCE
+
+    def _order_of(self, roles: tuple[str, ...]) -> _Order | None:
+        """The tracks of `roles` in order, and the known tracks not among them (silent)."""
+        parties = self._parties
+        if len(set(roles)) != len(roles) or not all(role in parties for role in roles):
+            return None  # a role still without a track (a gap dropped its tick): `write` again
+        return _Order(
+            roles,
+            tuple(parties[role] for role in roles),
+            tuple(track for role, track in parties.items() if role not in roles),
+        )
 
     def _fit(self, frame: bytes) -> bytes:
         self._misfits += 1
@@ -159,15 +224,18 @@ class RecordingWriter:
             log.warning("recording %s: frame of %d bytes padded/cut", self.recording_id, len(frame))
         return frame[:FRAME].ljust(FRAME, b"\0")
 
-    def _add_roles(self, tracks: Mapping[str, bytes]) -> None:
-        """New roles in this tick (already checked): a track each, silent up to this tick."""
+    def _add_roles(self, tracks: Mapping[str, bytes], pos: int) -> None:
+        """New roles in this tick (already checked): a track each, silent up to this tick. The
+        silence before `pos` is in the new (zeroed) buffer, the rest is a count in `sealed`."""
         for role, frame in tracks.items():
             if role in self._parties:
                 continue
-            track = TrackFile(role, self.directory / f"{role}.wav", (self._ticks - 1) * FRAME)
-            track.buf += frame if len(frame) == FRAME else self._fit(frame)
+            leading = (self._ticks - 1) * FRAME - pos
+            track = TrackFile(role, self.directory / f"{role}.wav", leading)
+            track.view[pos : pos + FRAME] = frame if len(frame) == FRAME else self._fit(frame)
             self._parties[role] = track
             self._all.append(track)
+            self._order = None  # its absent tracks changed
             log.info(
                 "recording %s: track %s joins at %.2f s",
                 self.recording_id,
@@ -178,13 +246,19 @@ class RecordingWriter:
     def _seal_gap(self) -> None:
         """Close a gap of dropped ticks: silence in every track, after what was buffered."""
         silence = self._gap_ticks * FRAME
+        self._seal_buffers()
         for track in self._all:
-            if track.buf:
-                track.sealed.append(track.buf)
-                track.buf = bytearray()
             track.sealed.append(Gap(silence))
         self._lost_ticks += self._gap_ticks
         self._gap_ticks = 0
+
+    def _seal_buffers(self) -> None:
+        """Copy what the buffers hold to `sealed` (the buffers are reused)."""
+        fill = self._fill
+        if fill:
+            for track in self._all:
+                track.sealed.append(track.buf[:fill])
+            self._fill = 0
 
     def _write_after_close(self) -> None:
         self._late_writes += 1
@@ -224,13 +298,14 @@ class RecordingWriter:
     def _take(self) -> tuple[list[TrackFile], int]:
         """Move every buffer to its track's backlog; return the tracks and the ticks held."""
         with self._lock:
+            fill = self._fill
             for track in self._all:
                 if track.sealed:
                     track.backlog.extend(track.sealed)
                     track.sealed.clear()
-                if track.buf:
-                    track.backlog.append(track.buf)
-                    track.buf = bytearray()
+                if fill:
+                    track.backlog.append(track.buf[:fill])  # a copy: the buffer is reused
+            self._fill = 0
             return list(self._all), self._held_ticks
 
     def _flush_locked(self) -> None:

@@ -7,7 +7,7 @@ Public surface::
     conf = engine.create_conference(); conf.add(ep, "caller"); conf.add_tap(recorder)
 """
 
-from telephony.media.conference import Conference, FrameTap
+from telephony.media.conference import Conference, FrameTap, OrderedFrameTap
 from telephony.media.digits import DigitStream
 from telephony.media.endpoint import EndpointState, RtpEndpoint
 from telephony.media.engine import MediaEngine
@@ -30,6 +30,7 @@ __all__ = [
     "LegStats",
     "MediaEngine",
     "MediaError",
+    "OrderedFrameTap",
     "PacketError",
     "PlaybackHandle",
     "PlaybackOutcome",

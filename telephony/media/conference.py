@@ -9,9 +9,9 @@ hold music (or silence) and are heard by no one. Taps always get every leg's own
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from telephony.media.endpoint import EndpointState, RtpEndpoint
 from telephony.media.g711 import FRAME_BYTES, SILENCE_FRAME
@@ -27,6 +27,35 @@ class FrameTap(Protocol):
     each leg (keyed by role). It must be cheap and must not block (buffer, write elsewhere)."""
 
     def write(self, mixed: bytes, tracks: Mapping[str, bytes]) -> None: ...
+
+
+@runtime_checkable
+class OrderedFrameTap(Protocol):
+    """A FrameTap that also takes the legs' frames in role order, saving the conference a
+    mapping per tick: `roles` is the same tuple object every tick until legs join, leave, mute
+    or hold (a tap may key a cache on its identity) and `frames[i]` is the frame of `roles[i]`.
+    Like `write`, it must copy what it keeps (holding the tick's frames costs memory: issue 17)."""
+
+    def write(self, mixed: bytes, tracks: Mapping[str, bytes]) -> None: ...
+
+    def write_frames(
+        self, mixed: bytes, roles: tuple[str, ...], frames: Sequence[bytes]
+    ) -> None: ...
+
+
+Feed = Callable[[bytes, tuple[str, ...], Sequence[bytes]], None]
+
+
+def _feed_for(tap: FrameTap) -> Feed:
+    """How the tick hands `tap` its frames: in role order, or as a mapping built per tick."""
+    if isinstance(tap, OrderedFrameTap):
+        return tap.write_frames
+    write = tap.write
+
+    def feed(mixed: bytes, roles: tuple[str, ...], frames: Sequence[bytes]) -> None:
+        write(mixed, dict(zip(roles, frames, strict=False)))  # same length
+
+    return feed
 
 
 @dataclass(slots=True)
@@ -50,6 +79,7 @@ class _Plan:
     speakers: tuple[int, ...] | None  # indexes of the legs heard; None: every leg
     endpoints: tuple[RtpEndpoint, ...]
     roles: tuple[str, ...]
+    held: bool  # a leg is on hold (it hears music, not the conference)
 
 
 class Conference:
@@ -62,8 +92,8 @@ class Conference:
         self.error: Exception | None = None  # set when a tick failed: the mixing stopped
         self._ticker = ticker
         self._legs: dict[RtpEndpoint, _Leg] = {}
-        self._taps: list[FrameTap] = []
-        self._plan = _Plan((), (), (), ())
+        self._taps: list[tuple[FrameTap, Feed]] = []
+        self._plan = _Plan((), (), (), (), held=False)
 
     def __repr__(self) -> str:
         return f"<Conference {self.name} legs={len(self._legs)}>"
@@ -113,11 +143,14 @@ class Conference:
         self._replan()
 
     def add_tap(self, tap: FrameTap) -> None:
-        self._taps.append(tap)
+        """Feed `tap` every tick (in role order if it is an OrderedFrameTap)."""
+        self._taps.append((tap, _feed_for(tap)))
 
     def remove_tap(self, tap: FrameTap) -> None:
-        if tap in self._taps:
-            self._taps.remove(tap)
+        for entry in self._taps:
+            if entry[0] is tap:
+                self._taps.remove(entry)
+                return
 
     def _replan(self) -> None:
         legs = tuple(self._legs.values())
@@ -127,14 +160,18 @@ class Conference:
             speakers if len(speakers) < len(legs) else None,
             tuple(leg.endpoint for leg in legs),
             tuple(leg.role for leg in legs),
+            held=any(leg.held for leg in legs),
         )
 
     def tick(self, index: int, now: float) -> None:
         plan = self._plan
-        frames = [ep.pull() for ep in plan.endpoints]
+        frames = []
+        for ep in plan.endpoints:  # a loop, not a comprehension: that is a call per tick (3.11)
+            frames.append(ep.pull())
+        taps = self._taps
         speakers = plan.speakers
         if speakers is None:  # everyone speaks: the usual case
-            if self._taps:
+            if taps:
                 mixed, heard = mix_and_minus(frames)
             else:
                 mixed, heard = SILENCE_FRAME, mix_minus(frames)  # no tap wants the mix
@@ -143,10 +180,19 @@ class Conference:
             minus = dict(zip(speakers, mix_minus(talk), strict=True))
             mixed = mix(talk)
             heard = [minus.get(i, mixed) for i in range(len(frames))]
-        for leg, out in zip(plan.legs, heard, strict=True):
-            leg.endpoint.push(self._music(leg) if leg.held else out, index)
-        if self._taps:
-            self._feed_taps(mixed, dict(zip(plan.roles, frames, strict=False)))  # same length
+        if not plan.held:  # the usual case; the lengths are equal (zip's strict= costs per tick)
+            for ep, out in zip(plan.endpoints, heard):  # noqa: B905
+                ep.push(out, index)
+        else:
+            for leg, out in zip(plan.legs, heard, strict=True):
+                leg.endpoint.push(self._music(leg) if leg.held else out, index)
+        if taps:
+            roles = plan.roles
+            for entry in taps:
+                try:
+                    entry[1](mixed, roles, frames)
+                except Exception:
+                    self._detach_tap(entry)
 
     def tick_failed(self, error: Exception) -> None:
         self.error = error
@@ -159,11 +205,9 @@ class Conference:
         leg.music_pos = pos + FRAME_BYTES
         return music.pcm[pos : pos + FRAME_BYTES]
 
-    def _feed_taps(self, mixed: bytes, tracks: Mapping[str, bytes]) -> None:
-        for tap in self._taps:
-            try:
-                tap.write(mixed, tracks)
-            except Exception:
-                log.exception("%s: recording tap %r failed; detached", self.name, tap)
-                self._taps.remove(tap)
-                self.failed_taps.append(tap)
+    def _detach_tap(self, entry: tuple[FrameTap, Feed]) -> None:
+        """A tap raised: log it, stop feeding it, keep it in `failed_taps`."""
+        tap = entry[0]
+        log.exception("%s: recording tap %r failed; detached", self.name, tap)
+        self._taps.remove(entry)
+        self.failed_taps.append(tap)

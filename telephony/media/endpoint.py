@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from telephony.media import g711
 from telephony.media.digits import DigitStream
 from telephony.media.dtmf import DigitMerger, EventReceiver, EventSender, TelephoneEvent
 from telephony.media.errors import EndpointClosed, PacketError
-from telephony.media.g711 import audioop
+from telephony.media.g711 import FRAME_SAMPLES, audioop
 from telephony.media.inband import InbandDetector
 from telephony.media.jitter import JitterBuffer
 from telephony.media.mixer import mix
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 ulaw2lin, alaw2lin = audioop.ulaw2lin, audioop.alaw2lin
 
 MAX_DATAGRAM = 2048
+_G711_PACKET_SIZE = HEADER_SIZE + FRAME_SAMPLES  # 20 ms, one octet per sample
+_unpack_g711_packet = struct.Struct(f"!BBHII{FRAME_SAMPLES}s").unpack  # exactly that long
+_G711_PT_OCTETS = frozenset((0, 8, 0x80, 0x88))  # PCMU, PCMA, with or without the marker
+_pack_header = HEADER.pack
 RTCP_INTERVAL_TICKS = 250  # 5 s (RFC 3550 6.2 minimum)
 DTMF_VOLUME = 10
 
@@ -115,6 +120,7 @@ class RtpEndpoint:
         self._counters = LegStats()
         self._rtcp = RtcpSession(rtcp_sock, label, self._loop.time)
         self._rtcp_phase = random.randrange(RTCP_INTERVAL_TICKS)
+        self._rtcp_due = 0  # no tick index before this one has a report due
         self._poller = poller
         poller.register(rtp_sock.fileno(), self._on_rtp_readable)
         self._loop.add_reader(rtcp_sock.fileno(), self._on_rtcp_readable)
@@ -285,12 +291,31 @@ class RtpEndpoint:
         return pt == self._payload_type or (self._dtmf_pt is not None and pt == self._dtmf_pt)
 
     def _on_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """One datagram from `addr`. The usual packet (20 ms of G.711 with a plain header, from
+        the current source) is handled here; everything else by `_on_packet`, which gives the
+        same result for the usual packet too (tested), only with more steps."""
         if not self._receive:
             return
         if addr != self._remote and not self._accept_source(addr, data):
             return
         self._latched = True  # media flows from the peer: no other source can latch now
-        if len(data) > HEADER_SIZE and data[0] == 0x80:  # fast path: no CSRC, extension, padding
+        if len(data) == _G711_PACKET_SIZE:  # fast path: 20 ms of G.711, no CSRC/extension/padding
+            first, second, seq16, timestamp, ssrc, payload = _unpack_g711_packet(data)
+            if first == 0x80 and second in _G711_PT_OCTETS and ssrc == self._rx_ssrc:
+                seq = self._rx.update(seq16, timestamp, now)  # type: ignore[union-attr]
+                if seq is None:
+                    return
+                pcm = alaw2lin(payload, 2) if second & 0x7F else ulaw2lin(payload, 2)  # 320 bytes
+                if self._jitter.push(seq, pcm) and self._inband is not None:
+                    found = self._inband.feed(pcm, now)
+                    if found is not None:
+                        self._deliver(found)
+                return
+        self._on_packet(data, now)
+
+    def _on_packet(self, data: bytes, now: float) -> None:
+        """Any RTP packet from the peer (the general path of `_on_datagram`)."""
+        if len(data) > HEADER_SIZE and data[0] == 0x80:  # no CSRC, extension, padding
             _, second, seq16, timestamp, ssrc = HEADER.unpack_from(data)
             payload = data[HEADER_SIZE:]
             if 200 <= second <= 204:
@@ -386,21 +411,26 @@ class RtpEndpoint:
         if not self._send:
             return
         tx = self._tx
-        timestamp = tx.ts_base + index * g711.FRAME_SAMPLES
+        timestamp = tx.ts_base + index * FRAME_SAMPLES
         if tx.dtmf:
             self._push_dtmf(timestamp)
         else:  # the audio packet, inline: this runs for every leg every 20 ms
-            payload = self._lin2law(pcm, 2)
-            packet = HEADER.pack(0x80, self._payload_type, tx.seq, timestamp & 0xFFFFFFFF, tx.ssrc)
-            tx.seq = (tx.seq + 1) & 0xFFFF
+            lin2law = self._lin2law
+            payload = lin2law(pcm, 2)
+            seq = tx.seq
+            tx.seq = seq + 1 if seq != 0xFFFF else 0
             try:
-                self._sock.sendto(packet + payload, self._remote)  # type: ignore[arg-type]
+                self._sock.sendto(
+                    _pack_header(0x80, self._payload_type, seq, timestamp & 0xFFFFFFFF, tx.ssrc)
+                    + payload,
+                    self._remote,  # type: ignore[arg-type]
+                )
                 tx.packets += 1
                 tx.octets += len(payload)
             except OSError as exc:
                 self._send_failed(exc)
-        if (index + self._rtcp_phase) % RTCP_INTERVAL_TICKS == 0:
-            self._send_rtcp(timestamp)
+        if index >= self._rtcp_due:
+            self._rtcp_tick(index, timestamp)
 
     def tick(self, index: int, now: float) -> None:
         """Driven alone (in no conference): receive, and send prompts or silence."""
@@ -443,6 +473,15 @@ class RtpEndpoint:
         self._tx.errors += 1
         if self._tx.errors == 1:
             log.warning("leg %s: RTP send failed: %s", self.label, exc)
+
+    def _rtcp_tick(self, index: int, timestamp: int) -> None:
+        """A report every RTCP_INTERVAL_TICKS, at the ticks where `index + phase` is a multiple
+        of it; `_rtcp_due` is the next such index after this one (tick indexes only grow), so
+        the ticks in between cost one comparison."""
+        phase = self._rtcp_phase
+        if (index + phase) % RTCP_INTERVAL_TICKS == 0:
+            self._send_rtcp(timestamp)
+        self._rtcp_due = index + 1 + (-(index + 1 + phase)) % RTCP_INTERVAL_TICKS
 
     def _send_rtcp(self, timestamp: int) -> None:
         if self._remote_rtcp is not None:

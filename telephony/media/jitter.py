@@ -36,6 +36,19 @@ class JitterCounters:
 class JitterBuffer:
     """Reorders up to `capacity` frames; plays after `prefill` frames are queued."""
 
+    __slots__ = (
+        "_frames",
+        "_last",
+        "_low_water",
+        "_misses",
+        "_next",
+        "_played_up_to",
+        "_ticks_in_window",
+        "capacity",
+        "counters",
+        "prefill",
+    )
+
     def __init__(self, prefill: int = 2, capacity: int = 10) -> None:
         if not 1 <= prefill < capacity:
             raise ValueError(f"need 1 <= prefill < capacity, got {prefill}, {capacity}")
@@ -62,40 +75,50 @@ class JitterBuffer:
 
     def push(self, seq: int, frame: bytes) -> bool:
         """Queue the frame with extended sequence `seq`; False if it came too late or twice."""
-        nxt = self._next if self._next is not None else self._played_up_to
-        if nxt is not None and seq < nxt:
-            if nxt - seq < RESTART_DISTANCE:
-                self.counters.late += 1
-                return False
-            self.reset()  # far behind: the sender restarted its sequence (RFC 3550 A.1)
-        elif self._next is not None and seq - self._next >= 2 * self.capacity:
-            self._frames.clear()  # a jump far ahead: resynchronise
-            self._next = None
-        if seq in self._frames:
+        frames = self._frames
+        nxt = self._next
+        if nxt is not None and seq >= nxt:  # the usual case: playing, and it is not late
+            if seq - nxt >= 2 * self.capacity:
+                frames.clear()  # a jump far ahead: resynchronise
+                self._next = None
+        else:
+            behind = nxt if nxt is not None else self._played_up_to
+            if behind is not None and seq < behind:
+                if behind - seq < RESTART_DISTANCE:
+                    self.counters.late += 1
+                    return False
+                self.reset()  # far behind: the sender restarted its sequence (RFC 3550 A.1)
+        if seq in frames:
             self.counters.duplicates += 1
             return False
-        self._frames[seq] = frame
-        while len(self._frames) > self.capacity:
-            oldest = min(self._frames)
-            del self._frames[oldest]
+        frames[seq] = frame
+        if len(frames) > self.capacity:
+            self._overflow()
+        return True
+
+    def _overflow(self) -> None:
+        frames = self._frames
+        while len(frames) > self.capacity:
+            oldest = min(frames)
+            del frames[oldest]
             self.counters.overflow_dropped += 1
             if self._next is not None and oldest >= self._next:
                 self._next = oldest + 1
-        return True
 
     def pop(self) -> bytes:
         """The frame to play this tick: the next packet, a concealment frame or silence."""
-        if self._next is None:
-            if len(self._frames) < self.prefill:
-                return self._conceal(counted=False)
-            self._next = min(self._frames)
-            self._misses = 0
+        frames = self._frames
         seq = self._next
+        if seq is None:
+            if len(frames) < self.prefill:
+                return self._conceal(counted=False)
+            seq = min(frames)
+            self._misses = 0
         self._next = seq + 1
-        frame = self._frames.pop(seq, None)
+        frame = frames.pop(seq, None)
         if frame is None:
-            if not self._frames and self._misses >= REBUFFER_AFTER_MISSES:
-                self._played_up_to = self._next
+            if not frames and self._misses >= REBUFFER_AFTER_MISSES:
+                self._played_up_to = seq + 1
                 self._next = None
                 self.counters.rebuffers += 1
                 return self._conceal(counted=False)
@@ -103,11 +126,11 @@ class JitterBuffer:
         self._misses = 0
         self._last = frame
         self.counters.played += 1
-        queued = len(self._frames)
-        if queued < self._low_water:
-            self._low_water = queued
-        self._ticks_in_window += 1
-        if self._ticks_in_window >= TRIM_WINDOW:
+        if len(frames) < self._low_water:
+            self._low_water = len(frames)
+        ticks = self._ticks_in_window + 1
+        self._ticks_in_window = ticks
+        if ticks >= TRIM_WINDOW:
             self._trim()
         return frame
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from math import floor
 
 from telephony.media.errors import PacketError
 
@@ -130,6 +131,21 @@ class ReceptionStats:
     Times are in seconds; `clock_rate` converts them to RTP timestamp units.
     """
 
+    __slots__ = (
+        "_expected_prior",
+        "_jitter",
+        "_last_transit",
+        "_received_prior",
+        "_started",
+        "bad_seq",
+        "base_seq",
+        "clock_rate",
+        "cycles",
+        "duplicates_or_reordered",
+        "max_seq",
+        "received",
+    )
+
     def __init__(self, clock_rate: int = 8000) -> None:
         self.clock_rate = clock_rate
         self._started = False
@@ -155,46 +171,60 @@ class ReceptionStats:
         self._last_transit = None
 
     def update(self, seq: int, timestamp: int | None = None, arrival: float = 0.0) -> int | None:
-        """Count one packet; `timestamp=None` skips the jitter estimate (e.g. DTMF events)."""
+        """Count one packet; `timestamp=None` skips the jitter estimate (e.g. DTMF events).
+
+        This runs for every packet, so the usual case comes first and avoids the modulo
+        arithmetic of A.1 and A.8 where it cannot change the result: a packet a little ahead
+        of the highest sequence number so far, without a wrap (anything else, including the
+        first packet, is `_update_unusual`), and a transit-time difference within ±2^31
+        (else it is taken modulo 2^32 and centred, as in A.8). `_last_transit` is kept
+        unreduced: differences modulo 2^32 are the same. The arrival time in timestamp units
+        is `floor`ed, which is `int()` for the loop's clock (never negative) at a fraction of
+        the cost of a type call.
+        """
+        delta = seq - self.max_seq
+        if 0 <= delta < MAX_DROPOUT and self._started:
+            self.max_seq = seq
+            ext = self.cycles + seq
+        else:
+            unusual = self._update_unusual(seq)
+            if unusual is None:
+                return None
+            ext = unusual
+        self.received += 1
+        if timestamp is not None:  # A.8, inline
+            transit = floor(arrival * self.clock_rate) - timestamp
+            last = self._last_transit
+            self._last_transit = transit
+            if last is not None:
+                d = abs(transit - last)
+                if d >= 0x80000000:  # timestamps wrapped: the difference modulo 2^32, centred
+                    d = abs(((transit - last + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
+                jitter = self._jitter
+                self._jitter = jitter + (d - jitter) / 16.0
+        return ext
+
+    def _update_unusual(self, seq: int) -> int | None:
+        """The first packet, a wrap, a big jump (a restart once confirmed), or a late or
+        duplicate packet (A.1)."""
         if not self._started:
             self._started = True
             self._init_seq(seq)
-            self.received = 1
-            self._jitter_update(timestamp, arrival)
             return seq
         udelta = (seq - self.max_seq) % SEQ_MOD
-        if udelta < MAX_DROPOUT:
+        if udelta < MAX_DROPOUT:  # in order, with a gap: here the sequence number wrapped
             if seq < self.max_seq:
-                self.cycles += SEQ_MOD  # wrapped (A.1)
+                self.cycles += SEQ_MOD
             self.max_seq = seq
-            ext = self.cycles + seq
-        elif udelta <= SEQ_MOD - MAX_MISORDER:
+            return self.cycles + seq
+        if udelta <= SEQ_MOD - MAX_MISORDER:
             if seq != self.bad_seq:
                 self.bad_seq = (seq + 1) % SEQ_MOD
                 return None
             self._init_seq(seq)  # two sequential packets: the source restarted
-            ext = seq
-        else:
-            self.duplicates_or_reordered += 1
-            ext = self.cycles + seq if seq <= self.max_seq else self.cycles - SEQ_MOD + seq
-        self.received += 1
-        if timestamp is not None:  # RFC 3550 A.8, inline: this runs for every packet
-            transit = (int(arrival * self.clock_rate) - timestamp) % TS_MOD
-            last = self._last_transit
-            if last is not None:
-                d = (transit - last + TS_MOD // 2) % TS_MOD - TS_MOD // 2
-                self._jitter += (abs(d) - self._jitter) / 16.0
-            self._last_transit = transit
-        return ext
-
-    def _jitter_update(self, timestamp: int | None, arrival: float) -> None:
-        if timestamp is None:
-            return
-        transit = (int(arrival * self.clock_rate) - timestamp) % TS_MOD
-        if self._last_transit is not None:
-            d = (transit - self._last_transit + TS_MOD // 2) % TS_MOD - TS_MOD // 2
-            self._jitter += (abs(d) - self._jitter) / 16.0
-        self._last_transit = transit
+            return seq
+        self.duplicates_or_reordered += 1
+        return self.cycles + seq if seq <= self.max_seq else self.cycles - SEQ_MOD + seq
 
     @property
     def extended_max_seq(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pytest
@@ -152,3 +152,49 @@ async def test_a_failing_tick_is_recorded_on_the_conference(
     assert isinstance(conf.error, RuntimeError)
     assert engine.ticker.stats.failures == 1  # once: the conference is no longer driven
     assert other in engine.ticker  # everything else still is
+
+
+class OrderedListTap(ListTap):
+    """A test recorder taking the frames in role order (`OrderedFrameTap`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.role_tuples: list[tuple[str, ...]] = []
+
+    def write_frames(self, mixed: bytes, roles: tuple[str, ...], frames: Sequence[bytes]) -> None:
+        self.role_tuples.append(roles)
+        self.write(mixed, dict(zip(roles, frames, strict=True)))
+
+
+async def test_taps_in_role_order_get_the_frames_a_mapping_tap_gets(engine: MediaEngine) -> None:
+    conf = engine.create_conference("two-taps")
+    by_map, in_order = ListTap(), OrderedListTap()
+    conf.add_tap(by_map)
+    conf.add_tap(in_order)
+    peers = []
+    for role in ("caller", "seat"):
+        peer = PacedPeer(role, tone_pcm(TONES[role]))
+        peer.bind()
+        ep = await engine.open_endpoint(role)
+        ep.configure(peer.media_for(ep.local_port))
+        conf.add(ep, role)
+        peer.start(("127.0.0.1", ep.local_port))
+        peers.append(peer)
+    await asyncio.sleep(0.3)
+    conf.mute(ep)  # the seat: still recorded, its own track
+    await asyncio.sleep(0.3)
+    conf.remove_tap(in_order)
+    await asyncio.sleep(0.1)
+    for peer in peers:
+        await peer.stop()
+    ticks = len(in_order.mixed)
+    assert ticks >= 20 and len(by_map.mixed) > ticks  # removed: fed no more
+    assert in_order.mixed == by_map.mixed[:ticks]
+    for role in ("caller", "seat"):
+        n = len(in_order.tracks[role])
+        assert n >= 10 and in_order.tracks[role] == by_map.tracks[role][:n]
+        track = b"".join(in_order.tracks[role][-10:])
+        other = TONES["seat" if role == "caller" else "caller"]
+        assert level_db(track, TONES[role]) - level_db(track, other) >= 30.0  # its own voice
+    assert len(in_order.role_tuples) == ticks  # fed in role order, every tick
+    assert len({id(r) for r in in_order.role_tuples}) <= 4  # one tuple per plan, not per tick

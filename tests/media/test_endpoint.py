@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import socket
@@ -13,12 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from telephony.media import EndpointClosed, MediaEngine, PlaybackOutcome, Prompt, RtpEndpoint
+from telephony.media import (
+    EndpointClosed,
+    LegStats,
+    MediaEngine,
+    PlaybackOutcome,
+    Prompt,
+    RtpEndpoint,
+)
 from telephony.media.dtmf import TelephoneEvent
+from telephony.media.g711 import audioop
 from telephony.media.inband import dtmf_tone
 from telephony.media.rtcp import ReceiverReport, SenderReport, parse_compound
-from telephony.media.rtp import pack_header
-from telephony.types import Codec, Direction, DtmfDigit
+from telephony.media.rtp import RtpPacket, pack_header
+from telephony.types import Codec, Direction, DtmfDigit, NegotiatedMedia
 from tests.media.rtp_peer import DTMF_PT, PacedPeer, level_db, tone_pcm
 
 
@@ -292,3 +301,81 @@ async def test_garbage_from_the_peer_is_counted_and_the_call_goes_on(engine: Med
     assert stats.packets_received >= 20
     assert level_db(peer.audio(skip_s=0.1), 700) < -40  # still no echo, still talking
     assert len(peer.received) >= 20
+
+
+@pytest.mark.parametrize("codec", [Codec.PCMU, Codec.PCMA])
+async def test_plain_20_ms_packets_are_received_as_any_other_rtp(
+    engine: MediaEngine, codec: Codec
+) -> None:
+    """The receive path's shortcut for plain 20 ms G.711 packets (no CSRC, the usual case)
+    gives exactly what the general parser gives for the same stream carried with a CSRC:
+    the frames heard, loss, jitter, late and duplicate packets, an SSRC change."""
+    tone = tone_pcm(900)
+    law = audioop.lin2ulaw if codec is Codec.PCMU else audioop.lin2alaw
+    order = [*range(8), 9, 8, 8, 10, 14, 12, 13, 15, *range(16, 30)]  # reorder, dup, loss
+    peer = ("127.0.0.1", 9)
+    heard: dict[bool, tuple[list[bytes], LegStats]] = {}
+    for with_csrc in (False, True):
+        ep = await engine.open_endpoint(f"csrc-{with_csrc}")
+        engine.ticker.discard(ep)  # pulled by hand below, one frame per packet
+        ep.configure(
+            NegotiatedMedia("127.0.0.1", ep.local_port, *peer, codec, DTMF_PT, Direction.SENDRECV)
+        )
+        frames = []
+        for k, seq in enumerate(order):
+            ssrc = 7 if seq < 20 else 8  # a new source (confirmed by its second packet)
+            pkt = RtpPacket(
+                codec.payload_type,
+                (65530 + seq) % 65536,  # wraps
+                (2**32 - 800 + seq * 160) % 2**32,  # wraps
+                ssrc,
+                law(tone[(seq % 40) * 320 : (seq % 40 + 1) * 320], 2),
+                marker=seq == 0,
+                csrc=(99,) if with_csrc else (),
+            )
+            ep._on_datagram(bytes(pkt), peer, 100.0 + k * 0.02 + (0.003 if k % 3 else 0.0))
+            frames.append(ep.pull())
+        heard[with_csrc] = (frames, replace(ep.stats, packets_sent=0))
+        await ep.close()
+    assert heard[False] == heard[True]
+    frames, stats = heard[False]
+    assert sum(f != bytes(320) for f in frames) >= 20
+    assert stats.ssrc_changes == 1 and stats.jitter_ms > 0
+
+
+async def test_sender_reports_follow_the_tick_index_also_across_skipped_ticks(
+    engine: MediaEngine,
+) -> None:
+    """One SR every 250 ticks (5 s) at the leg's random phase, at the same ticks whatever the
+    ticker skipped while the loop was blocked (RTP timestamps jump with the index)."""
+    peer_rtp, peer_rtcp = (
+        socket.socket(type=socket.SOCK_DGRAM),
+        socket.socket(type=socket.SOCK_DGRAM),
+    )
+    peer_rtp.bind(("127.0.0.1", 0))
+    peer_rtcp.bind(("127.0.0.1", peer_rtp.getsockname()[1] + 1))
+    peer_rtcp.settimeout(0)
+    ep = await engine.open_endpoint("reporting")
+    engine.ticker.discard(ep)  # driven by hand: tick indexes with gaps
+    ep.configure(
+        NegotiatedMedia(
+            "127.0.0.1", ep.local_port, "127.0.0.1", peer_rtp.getsockname()[1], Codec.PCMU, None
+        )
+    )
+    indexes = [i for i in range(3000) if not 300 <= i < 910 and not 1500 <= i < 1501]
+    try:
+        for i in indexes:
+            ep.push(bytes(320), i)
+        await asyncio.sleep(0.1)
+        reports = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                reports.append(parse_compound(peer_rtcp.recv(2048))[0])
+    finally:
+        peer_rtp.close()
+        peer_rtcp.close()
+        await ep.close()
+    phase, base = ep._rtcp_phase, ep._tx.ts_base
+    sent_at = [((r.rtp_timestamp - base) % 2**32) // 160 for r in reports]  # type: ignore[attr-defined]
+    assert sent_at == [i for i in indexes if (i + phase) % 250 == 0]
+    assert len(sent_at) >= 9

@@ -148,3 +148,83 @@ def test_fraction_lost_per_interval() -> None:
     for s in range(99, 200):
         rx.update(s)
     assert rx.fraction_lost() == 0
+
+
+class _Rfc3550Source:
+    """RFC 3550 A.1 (update_seq, without probation) and A.8 (jitter), written as the RFC's C:
+    the reference `ReceptionStats`, whose hot path takes shortcuts, must agree with."""
+
+    def __init__(self, seq: int) -> None:
+        self.late = 0
+        self.jitter = 0.0
+        self.init_seq(seq)
+
+    def init_seq(self, seq: int) -> None:
+        self.base_seq = self.max_seq = seq
+        self.bad_seq = 65536 + 1
+        self.cycles = self.received = 0
+        self.transit: int | None = None  # a restarted source: its transit starts afresh
+
+    def update(self, seq: int, ts: int | None, arrival: float) -> int | None:
+        udelta = (seq - self.max_seq) % 65536
+        if udelta < 3000:
+            if seq < self.max_seq:
+                self.cycles += 65536
+            self.max_seq = seq
+            ext = self.cycles + seq
+        elif udelta <= 65536 - 100:
+            if seq != self.bad_seq:
+                self.bad_seq = (seq + 1) % 65536
+                return None
+            self.init_seq(seq)
+            ext = seq
+        else:
+            self.late += 1
+            ext = self.cycles + seq if seq <= self.max_seq else self.cycles - 65536 + seq
+        self.received += 1
+        if ts is not None:
+            transit = (int(arrival * 8000) - ts) % 2**32
+            if self.transit is not None:
+                d = (transit - self.transit + 2**31) % 2**32 - 2**31
+                self.jitter += (abs(d) - self.jitter) / 16.0
+            self.transit = transit
+        return ext
+
+
+_STEPS = st.one_of(
+    st.just(1),  # in order: most packets
+    st.integers(2, 40),  # loss
+    st.integers(-30, 0),  # late, duplicate
+    st.integers(2900, 3100),  # at MAX_DROPOUT
+    st.integers(20000, 65535),  # a jump (accepted if the next follows), or very late
+)
+
+
+@given(
+    start=st.integers(0, 65535),
+    ts0=st.integers(0, 2**32 - 1),
+    steps=st.lists(
+        st.tuples(_STEPS, st.integers(-5000, 2**32), st.floats(0.0, 0.5), st.booleans()),
+        max_size=60,
+    ),
+)
+def test_reception_stats_agree_with_rfc_3550_appendix_a(
+    start: int, ts0: int, steps: list[tuple[int, int, float, bool]]
+) -> None:
+    """Sequence wraps, jumps, restarts, late and duplicate packets, timestamp wraps and jumps of
+    any size, DTMF packets without a timestamp: the same numbers as the RFC's algorithm."""
+    rx, ref = ReceptionStats(), _Rfc3550Source(start)
+    assert rx.update(start, ts0, 1000.0) == start
+    ref.received, ref.transit = 1, (int(1000.0 * 8000) - ts0) % 2**32
+    seq, ts, arrival = start, ts0, 1000.0
+    for step, ts_step, wait, has_ts in steps:
+        seq, ts, arrival = (seq + step) % 65536, (ts + ts_step) % 2**32, arrival + wait
+        stamp = ts if has_ts else None
+        assert rx.update(seq, stamp, arrival) == ref.update(seq, stamp, arrival)
+        assert (rx.received, rx.extended_max_seq, rx.base_seq) == (
+            ref.received,
+            ref.cycles + ref.max_seq,
+            ref.base_seq,
+        )
+        assert rx.duplicates_or_reordered == ref.late
+        assert rx.jitter_ms == ref.jitter * 1000.0 / 8000  # exactly: the same float operations

@@ -169,3 +169,32 @@ def test_starting_a_recording_does_not_fsync_and_the_first_flush_makes_its_marke
     writer.flush()
     assert {str(started), str(writer.directory), str(writer.directory.parent)} <= set(synced)
     writer.finalise()
+
+
+def test_frames_in_role_order_record_the_same_files_over_long_flush_intervals(
+    tmp_path: Path,
+) -> None:
+    """`write_frames` (the conference's tap API) and `write` give byte-identical tracks, also
+    when parties join and leave and the flushes come late (the writer's buffers fill up)."""
+    by_map = RecordingWriter(tmp_path, "by-map", clock=FakeClock())
+    in_order = RecordingWriter(tmp_path, "in-order", clock=FakeClock())
+    everyone = tuple(TONES)
+    two = everyone[:2]
+    for tick in range(400):
+        roles = two if 60 <= tick < 200 else everyone  # the unit joins at 0, leaves, returns
+        frames = [tone_frame(TONES[role], tick) for role in roles]
+        mixed = mix(*frames)
+        if tick in (30, 31):  # frames of other lengths are padded or cut, in either API
+            frames[tick - 30] = frames[tick - 30][:100] if tick == 30 else frames[1] + b"\1" * 80
+            mixed = mixed + b"\1" * 2 if tick == 31 else mixed
+        by_map.write(mixed, dict(zip(roles, frames, strict=True)))
+        in_order.write_frames(mixed, roles, frames)
+        if tick in (57, 250):  # 1.2 s, then 3.9 s without a flush
+            by_map.flush()
+            in_order.flush()
+    a, b = by_map.finalise(), in_order.finalise()
+    assert sorted(a.tracks) == sorted(b.tracks) == ["caller", "dispatcher", "mixed", "unit"]
+    for role in a.tracks:
+        assert a.tracks[role].path.read_bytes() == b.tracks[role].path.read_bytes(), role
+    unit = read_wav(b.tracks["unit"].path)
+    assert rms(unit[60 * 160 : 200 * 160]) == 0 and rms(unit[200 * 160 :]) > 1000
