@@ -1,0 +1,45 @@
+"""The service stops while a callback survey call is up on a real phone (baresip via
+Kamailio): the phone's call is ended, and the survey stores why its attempt ended
+(`interrupted (shutdown)`), is pending again and holds no lease, so any node calls the
+number again at the retry time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from calls.claimed_work import INTERRUPTED
+from storage.engine import make_engine, make_session_factory
+from storage.models.surveys import Survey, SurveyStatus
+from tests.surveys_lab.conftest import SurveyLab
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_stopping_the_service_ends_the_survey_call_and_stores_it_interrupted(
+    phone_lab: SurveyLab,
+) -> None:
+    phone = phone_lab.phone("2008", tone_hz=500.0)  # answers, never presses a key
+    since = phone.event_count()
+    sid = phone_lab.create_survey("2008")
+    phone.wait_established(20, since)
+    url = phone_lab.live.app.state.service.settings.resolved_database_url  # type: ignore[attr-defined]
+
+    began = time.monotonic()
+    phone_lab.live.stop()
+    stopped_s = time.monotonic() - began
+    phone.wait_event("CALL_CLOSED", 10, since)  # the phone is not left in the call
+
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as s:
+            survey = s.scalars(select(Survey).where(Survey.id == sid)).one()
+            attempts = [(a.outcome, a.sip_reason) for a in survey.attempt_rows]
+            row = (survey.status, survey.claimed_by, survey.claimed_until)
+    finally:
+        engine.dispose()
+    assert attempts == [("failed", INTERRUPTED)]
+    assert row == (SurveyStatus.PENDING, None, None)
+    assert stopped_s < 30, stopped_s
