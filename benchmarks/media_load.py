@@ -122,6 +122,7 @@ class _Window:
 
     def __init__(self) -> None:
         self.cpu0 = _cpu_s()
+        self.system0 = os.times().system
         self.wall0 = time.monotonic()
         self.rss: list[int] = [_rss_kb()]
 
@@ -133,6 +134,7 @@ class _Window:
         rss = _rss_kb()
         return {
             "cpu_pct": 100.0 * (_cpu_s() - self.cpu0) / wall,
+            "cpu_system_pct": 100.0 * (os.times().system - self.system0) / wall,
             "rss_kb": rss,
             "rss_per_call_kb": (rss - idle_rss) / max(1, calls),
             "rss_growth_kb": rss - self.rss[0],
