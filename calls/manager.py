@@ -403,6 +403,8 @@ class CallManager:
         """Place one IVR call to `number` (already policy-checked) and wait for its result.
 
         `make_flow(call_id)` builds the flow; the call is stored and recorded like any other.
+        Cancelled while waiting (shutdown, the caller's deadline), it ends the call (BYE or
+        CANCEL, within `STOP_TIMEOUT_S`) before it raises: no IVR goes on unattended.
         """
         if self._prompt_problem is not None:
             raise RuntimeError(self._prompt_problem)
@@ -418,7 +420,12 @@ class CallManager:
         flow = make_flow(call_id)
         hooks = IvrHooks(self.records, self.publish, call_id, kind, stats=self.stats)
         task = self._start_runner(call_id, flow, hooks, solo=True)
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+            raise
         await self.flushed()
         result = hooks.result or flow.result()
         return call_id, result

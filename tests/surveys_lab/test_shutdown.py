@@ -1,16 +1,19 @@
 """The service stops while a callback survey call is up on a real phone (baresip via
 Kamailio): the phone's call is ended, and the survey stores why its attempt ended
 (`interrupted (shutdown)`), is pending again and holds no lease, so any node calls the
-number again at the retry time."""
+number again at the retry time. A survey caller whose wait is cancelled (shutdown, a
+deadline) hangs the phone up at once instead of leaving the IVR running."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from sqlalchemy import select
 
 from calls.claimed_work import INTERRUPTED
+from calls.survey_caller import TelephonySurveyCaller
 from storage.engine import make_engine, make_session_factory
 from storage.models.surveys import Survey, SurveyStatus
 from tests.surveys_lab.conftest import SurveyLab
@@ -43,3 +46,17 @@ def test_stopping_the_service_ends_the_survey_call_and_stores_it_interrupted(
     assert attempts == [("failed", INTERRUPTED)]
     assert row == (SurveyStatus.PENDING, None, None)
     assert stopped_s < 30, stopped_s
+
+
+def test_a_cancelled_survey_caller_hangs_the_phone_up_at_once(phone_lab: SurveyLab) -> None:
+    phone = phone_lab.phone("2008", tone_hz=500.0)  # answers, never presses a key
+    service = phone_lab.live.app.state.service  # type: ignore[attr-defined]
+    caller = TelephonySurveyCaller(service.calls, service.session_factory)
+    ivr = service.settings.survey_ivr()  # the prompt, then 3 x 8 s waiting for a key
+    since = phone.event_count()
+    waiting = asyncio.run_coroutine_threadsafe(caller.call("s1", "2008", ivr), service.loop)
+    phone.wait_established(20, since)
+    began = time.monotonic()
+    waiting.cancel()  # cancels the caller's task on the service's loop
+    phone.wait_event("CALL_CLOSED", 5, since)  # not after the IVR has run out of repeats
+    assert time.monotonic() - began < 5
