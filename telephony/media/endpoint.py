@@ -44,8 +44,14 @@ ulaw2lin, alaw2lin = audioop.ulaw2lin, audioop.alaw2lin
 MAX_DATAGRAM = 2048
 _G711_PACKET_SIZE = HEADER_SIZE + FRAME_SAMPLES  # 20 ms, one octet per sample
 _unpack_g711_packet = struct.Struct(f"!BBHII{FRAME_SAMPLES}s").unpack  # exactly that long
-_G711_PT_OCTETS = frozenset((0, 8, 0x80, 0x88))  # PCMU, PCMA, with or without the marker
+_G711_DECODERS = {  # the second octet: PCMU or PCMA, with or without the marker
+    0: ulaw2lin,
+    0x80: ulaw2lin,
+    8: alaw2lin,
+    0x88: alaw2lin,
+}
 _pack_header = HEADER.pack
+_pack_g711_packet = struct.Struct(f"!BBHII{FRAME_SAMPLES}s").pack
 RTCP_INTERVAL_TICKS = 250  # 5 s (RFC 3550 6.2 minimum)
 DTMF_VOLUME = 10
 
@@ -301,11 +307,12 @@ class RtpEndpoint:
         self._latched = True  # media flows from the peer: no other source can latch now
         if len(data) == _G711_PACKET_SIZE:  # fast path: 20 ms of G.711, no CSRC/extension/padding
             first, second, seq16, timestamp, ssrc, payload = _unpack_g711_packet(data)
-            if first == 0x80 and second in _G711_PT_OCTETS and ssrc == self._rx_ssrc:
+            decode = _G711_DECODERS.get(second)
+            if first == 0x80 and decode is not None and ssrc == self._rx_ssrc:
                 seq = self._rx.update(seq16, timestamp, now)  # type: ignore[union-attr]
                 if seq is None:
                     return
-                pcm = alaw2lin(payload, 2) if second & 0x7F else ulaw2lin(payload, 2)  # 320 bytes
+                pcm = decode(payload, 2)  # 320 bytes
                 if self._jitter.push(seq, pcm) and self._inband is not None:
                     found = self._inband.feed(pcm, now)
                     if found is not None:
@@ -419,14 +426,20 @@ class RtpEndpoint:
             payload = lin2law(pcm, 2)
             seq = tx.seq
             tx.seq = seq + 1 if seq != 0xFFFF else 0
-            try:
-                self._sock.sendto(
-                    _pack_header(0x80, self._payload_type, seq, timestamp & 0xFFFFFFFF, tx.ssrc)
-                    + payload,
-                    self._remote,  # type: ignore[arg-type]
+            size = len(payload)
+            if size == FRAME_SAMPLES:  # 20 ms of G.711: header and payload in one call
+                packet = _pack_g711_packet(
+                    0x80, self._payload_type, seq, timestamp & 0xFFFFFFFF, tx.ssrc, payload
                 )
+            else:
+                packet = (
+                    _pack_header(0x80, self._payload_type, seq, timestamp & 0xFFFFFFFF, tx.ssrc)
+                    + payload
+                )
+            try:
+                self._sock.sendto(packet, self._remote)  # type: ignore[arg-type]
                 tx.packets += 1
-                tx.octets += len(payload)
+                tx.octets += size
             except OSError as exc:
                 self._send_failed(exc)
         if index >= self._rtcp_due:

@@ -37,6 +37,7 @@ class JitterBuffer:
     """Reorders up to `capacity` frames; plays after `prefill` frames are queued."""
 
     __slots__ = (
+        "_far_ahead",
         "_frames",
         "_last",
         "_low_water",
@@ -54,6 +55,7 @@ class JitterBuffer:
             raise ValueError(f"need 1 <= prefill < capacity, got {prefill}, {capacity}")
         self.prefill = prefill
         self.capacity = capacity
+        self._far_ahead = 2 * capacity  # a packet this far ahead of the next to play: resync
         self.counters = JitterCounters()
         self._frames: dict[int, bytes] = {}
         self._next: int | None = None  # next sequence to play; None while (re)buffering
@@ -78,7 +80,7 @@ class JitterBuffer:
         frames = self._frames
         nxt = self._next
         if nxt is not None and seq >= nxt:  # the usual case: playing, and it is not late
-            if seq - nxt >= 2 * self.capacity:
+            if seq - nxt >= self._far_ahead:
                 frames.clear()  # a jump far ahead: resynchronise
                 self._next = None
         else:

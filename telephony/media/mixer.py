@@ -75,11 +75,12 @@ def mix_and_minus(frames: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
     if len(frames) != 3:
         return mix(frames), mix_minus(frames)
     a, b, c = frames
-    ab = audioop.add(a, b, SAMPLE_WIDTH)
-    minus = [audioop.add(b, c, SAMPLE_WIDTH), audioop.add(a, c, SAMPLE_WIDTH), ab]
-    if audioop.max(ab, SAMPLE_WIDTH) >= 32767:  # the partial sum touched the rails
+    add, width = audioop.add, SAMPLE_WIDTH  # locals: this runs for every call every tick
+    ab = add(a, b, width)
+    minus = [add(b, c, width), add(a, c, width), ab]
+    if audioop.max(ab, width) >= 32767:  # the partial sum touched the rails
         return _mix_wide(frames), minus
-    return audioop.add(ab, c, SAMPLE_WIDTH), minus
+    return add(ab, c, width), minus
 
 
 def scale(frame: bytes, gain: float) -> bytes:

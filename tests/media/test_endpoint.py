@@ -379,3 +379,34 @@ async def test_sender_reports_follow_the_tick_index_also_across_skipped_ticks(
     sent_at = [((r.rtp_timestamp - base) % 2**32) // 160 for r in reports]  # type: ignore[attr-defined]
     assert sent_at == [i for i in indexes if (i + phase) % 250 == 0]
     assert len(sent_at) >= 9
+
+
+async def test_packets_sent_carry_the_tick_in_sequence_and_timestamp(engine: MediaEngine) -> None:
+    """What the peer receives for each tick: the encoded frame, a sequence number one up
+    (wrapping), the timestamp of the tick index (wrapping), one SSRC; also for a short frame."""
+    peer = socket.socket(type=socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(1.0)
+    ep = await engine.open_endpoint("sender")
+    engine.ticker.discard(ep)  # pushed by hand
+    ep.configure(
+        NegotiatedMedia(
+            "127.0.0.1", ep.local_port, "127.0.0.1", peer.getsockname()[1], Codec.PCMA, None
+        )
+    )
+    base = 2**32 - 160_333
+    ep._tx.seq, ep._tx.ts_base = 65534, base  # both wrap within the first ticks
+    tone = tone_pcm(700)
+    frames = [tone[i * 320 : (i + 1) * 320] for i in range(6)] + [tone[:200]]
+    try:
+        for i, pcm in enumerate(frames):
+            ep.push(pcm, 1000 + i)
+        got = [RtpPacket.parse(peer.recv(2048)) for _ in frames]
+    finally:
+        peer.close()
+        await ep.close()
+    assert [p.sequence_number for p in got] == [65534, 65535, 0, 1, 2, 3, 4]
+    assert [p.timestamp for p in got] == [(base + (1000 + i) * 160) % 2**32 for i in range(7)]
+    assert [p.payload for p in got] == [audioop.lin2alaw(pcm, 2) for pcm in frames]
+    assert {(p.payload_type, p.ssrc, p.marker) for p in got} == {(8, ep._tx.ssrc, False)}
+    assert ep.stats.packets_sent == 7
