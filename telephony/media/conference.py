@@ -147,10 +147,7 @@ class Conference:
         self._taps.append((tap, _feed_for(tap)))
 
     def remove_tap(self, tap: FrameTap) -> None:
-        for entry in self._taps:
-            if entry[0] is tap:
-                self._taps.remove(entry)
-                return
+        self._taps = [e for e in self._taps if e[0] is not tap]  # never mutated while ticking
 
     def _replan(self) -> None:
         legs = tuple(self._legs.values())
@@ -209,5 +206,7 @@ class Conference:
         """A tap raised: log it, stop feeding it, keep it in `failed_taps`."""
         tap = entry[0]
         log.exception("%s: recording tap %r failed; detached", self.name, tap)
-        self._taps.remove(entry)
+        # a new list: the tick is iterating over the old one, and the taps after this one must
+        # still get this tick's frames (their recordings would be a frame short)
+        self._taps = [e for e in self._taps if e is not entry]
         self.failed_taps.append(tap)

@@ -136,6 +136,29 @@ async def test_a_failing_tap_is_detached_and_the_call_goes_on(engine: MediaEngin
     assert len(good.mixed) >= 15 and conf.error is None
 
 
+class FailsLater(ListTap):
+    """Records four ticks, then its disk fails."""
+
+    def write(self, mixed: bytes, tracks: Mapping[str, bytes]) -> None:
+        if len(self.mixed) == 4:
+            raise OSError("disk gone")
+        super().write(mixed, tracks)
+
+
+async def test_a_tap_failing_mid_call_costs_the_other_taps_no_tick(engine: MediaEngine) -> None:
+    conf = engine.create_conference("t")
+    before, failing, after = ListTap(), FailsLater(), ListTap()
+    for tap in (before, failing, after):
+        conf.add_tap(tap)
+    ep = await engine.open_endpoint("caller")
+    conf.add(ep, "caller")
+    await asyncio.sleep(0.3)
+    assert conf.failed_taps == [failing] and len(failing.mixed) == 4
+    # the tap after the failing one got every tick the one before it got (the recording of
+    # the other taps is not a frame short where the failing tap was detached)
+    assert len(after.mixed) == len(before.mixed) >= 10
+
+
 async def test_a_failing_tick_is_recorded_on_the_conference(
     engine: MediaEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
