@@ -186,6 +186,7 @@ async def _linkcall_bridge(calls: int, warmup: float, seconds: float, tap: str) 
     await asyncio.sleep(warmup)
     window = _Window()
     stats0 = engine.ticker.stats.ticks, engine.ticker.stats.skipped
+    lag0 = list(engine.ticker.lag.counts)
     for _ in range(int(seconds)):
         await asyncio.sleep(1.0)
         window.sample()
@@ -198,6 +199,7 @@ async def _linkcall_bridge(calls: int, warmup: float, seconds: float, tap: str) 
         "tick_work_ms_mean": ts.work_ms_mean,
         "tick_work_ms_max": ts.work_ms_max,
         "ticks_skipped": ts.skipped - stats0[1],
+        "tick_lag_counts": [b - a for a, b in zip(lag0, engine.ticker.lag.counts, strict=True)],
         "engine_lost": sum(s.packets_lost for s in legs),
         "engine_concealed": sum(s.concealed for s in legs),
         "send_errors": sum(s.send_errors for s in legs),
@@ -252,6 +254,7 @@ async def _linkcall_workers_bridge(calls: int, warmup: float, seconds: float, wo
     cpu0, wall0, rss0 = cpu(), time.monotonic(), rss()
     own0 = _cpu_s()
     skipped0 = engine.ticker.stats.skipped
+    lag0 = list(engine.ticker.lag.counts)
     await asyncio.sleep(seconds)
     wall = time.monotonic() - wall0
     used = cpu() - cpu0
@@ -267,6 +270,7 @@ async def _linkcall_workers_bridge(calls: int, warmup: float, seconds: float, wo
             "threads": 0,
             "cpu_us_per_call_tick": 1e6 * used / max(1, (wall / TICK) * calls),
             "ticks_skipped": engine.ticker.stats.skipped - skipped0,
+            "tick_lag_counts": [b - a for a, b in zip(lag0, engine.ticker.lag.counts, strict=True)],
             "engine_lost": sum(s.packets_lost for s in legs),
             "send_errors": sum(s.send_errors for s in legs),
             "workers": workers,
