@@ -46,10 +46,14 @@ def test_a_resumed_call_shows_the_gap_and_both_segments(
     ui.login(live_api.tokens["dispatcher"])
     page.wait_for_selector("#whoami:has-text('调度员')")
     page.click(".tabs button[data-view='calls']")
-    card = page.wait_for_selector(f"#calls article.call[data-call='{call_id}']")
-    note = card.wait_for_selector("[data-resumed]")
-    assert "服务重启后已恢复通话" in note.inner_text() and "3.4" in note.inner_text()
-    buttons = card.query_selector_all("button[data-segment]")
-    assert [b.inner_text() for b in buttons] == ["播放录音（第1段）", "播放录音（第2段）"]
+    # locators, not element handles: the list may be drawn again (a refresh, an event) between
+    # two steps, and a handle to the old card is then detached from the page
+    card = page.locator(f"#calls article.call[data-call='{call_id}']")
+    note = card.locator("[data-resumed]")
+    note.wait_for()
+    text = note.inner_text()
+    assert "服务重启后已恢复通话" in text and "3.4" in text
+    buttons = card.locator("button[data-segment]")
+    assert buttons.all_inner_texts() == ["播放录音（第1段）", "播放录音（第2段）"]
     with page.expect_request(lambda r: f"/api/v1/recordings/{call_id}-2/audio" in r.url):
-        buttons[1].click()
+        buttons.nth(1).click()
