@@ -53,4 +53,4 @@ async def get_session(service: ServiceDep) -> AsyncIterator[Session]:
                 await to_thread.run_sync(partial(finish_session, session, ok=done))
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

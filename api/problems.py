@@ -113,6 +113,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # the server closes the connection after an unhandled error: say so, so that a client
+        # does not send its next request on it (and see a reset instead of an answer)
         return problem_response(
-            request, 500, detail="internal error; it has been logged", kind="internal"
-        )
+            request, 500, detail="internal error; it has been logged", kind="internal",
+            headers={"Connection": "close"},
+        )  # fmt: skip

@@ -25,6 +25,7 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from api.settings import Settings
 
@@ -114,7 +115,7 @@ def run_demo(settings: Settings, *, seconds: float = 0) -> int:
             )
             env = _service_env(settings, workdir, lab.kamailio.udp_port, lab.users[SERVICE_USER])
             _seed(env)
-            return _with_service(env, workdir, lab, seconds)
+            return _with_service(env, workdir, lab, seconds, settings.zone)
     except DemoError as exc:
         _say(f"演示失败 / demo failed: {exc}")
         return 1
@@ -169,7 +170,9 @@ def _seed(env: dict[str, str]) -> None:
     _say(f"[2] 联动单位 / units: {summary}")
 
 
-def _with_service(env: dict[str, str], workdir: Path, lab: Any, seconds: float) -> int:
+def _with_service(
+    env: dict[str, str], workdir: Path, lab: Any, seconds: float, zone: ZoneInfo
+) -> int:
     admin = _cli(env, "tokens", "create", "--role", "admin", "--name", "demo admin")
     dispatcher = _cli(env, "tokens", "create", "--role", "dispatcher", "--name", "调度台 1")
     supervisor = _cli(env, "tokens", "create", "--role", "supervisor", "--name", "督导员 1")
@@ -204,7 +207,7 @@ def _with_service(env: dict[str, str], workdir: Path, lab: Any, seconds: float) 
         _say_console(base, tokens)
         # the unit's duty officer confirms every bridged call by pressing 1 (确认接听)
         lab.phones["2003"].press_on_answer("1", delay_s=1.0)
-        _demo_bridge(Api(base, admin), Api(base, dispatcher), Path(env["LINKCALL_DATA_DIR"]))
+        _demo_bridge(Api(base, admin), Api(base, dispatcher), Path(env["LINKCALL_DATA_DIR"]), zone)
         if seconds > 0:
             _say(f"服务继续运行 {seconds:.0f} 秒 / the service keeps running for {seconds:.0f} s …")
             time.sleep(seconds)
@@ -238,9 +241,18 @@ def _ready(base: str, proc: subprocess.Popen[bytes], token: str) -> tuple[bool, 
     return status == 200, body
 
 
-def _demo_bridge(admin: Api, desk: Api, data_dir: Path) -> None:
-    iso = datetime.now().astimezone().isocalendar()
-    week = f"{iso.year}-W{iso.week:02d}"
+def demo_week(now: datetime, zone: ZoneInfo) -> str:
+    """The duty week the service dials from at `now`: the week in the center's zone
+    (LINKCALL_TIMEZONE), not in this machine's, which may already or still be another week."""
+    from registry.duty import week_of
+
+    return week_of(now, zone)
+
+
+def _demo_bridge(admin: Api, desk: Api, data_dir: Path, zone: ZoneInfo) -> None:
+    from storage.base import utcnow
+
+    week = demo_week(utcnow(), zone)
     status, body = admin.call(
         "PUT",
         f"/api/v1/units/{DEMO_UNIT}/rosters/{week}",
@@ -258,6 +270,11 @@ def _demo_bridge(admin: Api, desk: Api, data_dir: Path) -> None:
         f"[4] 三方通话 / three-way call: 单位 {DEMO_UNIT} 值班电话 / duty phone "
         f"{first.get('display', '?')} ({first.get('name', '?')})"
     )
+    if first.get("number") != DEMO_PHONES[2][0]:
+        raise DemoError(
+            f"the unit's dial list ({dial.get('week', '?') if status == 200 else status}) does "
+            f"not start with the lab phone {DEMO_PHONES[2][0]} of the roster just saved for {week}"
+        )
     status, bridge = desk.call(
         "POST",
         "/api/v1/bridges",
@@ -299,8 +316,17 @@ def _demo_bridge(admin: Api, desk: Api, data_dir: Path) -> None:
 def _bridge_state(api: Api, bid: str, state: str) -> tuple[bool, Any]:
     status, body = api.call("GET", f"/api/v1/bridges/{bid}")
     if status == 200 and body["state"] == "failed":
-        raise DemoError(f"bridge failed: {body['end_reason']}")
+        raise DemoError(f"bridge failed: {body['end_reason']}{_attempts(body)}")
     return status == 200 and body["state"] == state, body
+
+
+def _attempts(body: dict[str, Any]) -> str:
+    """Each leg's dial attempts, one line each: what a person needs to see why a call failed."""
+    return "".join(
+        f"\n        {leg['role']:<10} {leg['state']:<12} "
+        f"{[(a['number'], a['result']) for a in leg.get('attempts', [])]}"
+        for leg in body.get("legs", [])
+    )
 
 
 def _all_connected(api: Api, bid: str) -> tuple[bool, Any]:

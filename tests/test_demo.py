@@ -90,3 +90,20 @@ def test_demo_places_a_recorded_three_way_call_and_stops_everything(tmp_path: Pa
     # nothing left running from the demo's working directory
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in ps
+
+
+def test_the_demo_rosters_the_week_the_service_dials_from_in_the_centers_zone() -> None:
+    """The demo saves its roster (unit L01 on the lab phone 2003) for the week the service dials
+    from. That week is the center's (Asia/Shanghai by default): on a Sunday evening in UTC it is
+    already next Monday there. The machine's own week (as the demo once used) dialled the
+    seeded roster's made-up number and failed the demo call every Sunday 16:00-24:00 UTC."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from lab.demo import demo_week
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    sunday_evening_utc = datetime(2026, 12, 6, 16, 30, tzinfo=UTC)
+    assert sunday_evening_utc.isocalendar().week == 49  # the machine's week (UTC)
+    assert demo_week(sunday_evening_utc, shanghai) == "2026-W50"
+    assert demo_week(datetime(2026, 12, 6, 15, 30, tzinfo=UTC), shanghai) == "2026-W49"

@@ -4,9 +4,11 @@ the free-disk watch, through the running app on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -82,6 +84,19 @@ def _get(h: ApiHarness, path: str, role: str = "supervisor", **kw: object) -> ob
 def _audit(h: ApiHarness, rec_id: str) -> list[tuple[str, str]]:
     entries = _get(h, "/api/v1/audit", params={"resource_id": rec_id})
     return [(e["action"], e["actor"]) for e in entries]  # type: ignore[attr-defined]
+
+
+def _events(h: ApiHarness, prefix: str) -> list[Any]:
+    """The service's events of a kind, once the first has arrived: events go through the shared
+    event stream (stored, then delivered by its writer thread), so they show up a moment after
+    the code that published them returned."""
+    bus = h.app.state.service.events  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while True:
+        found = [e for e in bus.since(0) if e.type.startswith(prefix)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def _run_daily(h: ApiHarness) -> None:
@@ -174,8 +189,7 @@ def test_daily_verification_flags_an_altered_track_in_health_metrics_and_status(
     assert "linkcall_recording_verify_failed 1.0" in text
     status = _get(h, "/api/v1/ops/status", role="dispatcher")
     assert [b["recording_id"] for b in status["verification"]["bad"]] == [rec_id]  # type: ignore[index]
-    events = h.app.state.service.events.since(0)  # type: ignore[attr-defined]
-    assert [e.data["bad"] for e in events if e.type == "recording.problems"] == [[rec_id]]
+    assert [e.data["bad"] for e in _events(h, "recording.problems")] == [[rec_id]]
     _run_daily(h)  # the same problem found again is not counted again
     text = generate_latest(h.app.state.service.metrics.registry).decode()  # type: ignore[attr-defined]
     assert 'linkcall_recording_problems_total{kind="hash_mismatch"} 1.0' in text
@@ -195,5 +209,4 @@ def test_low_disk_degrades_readiness_and_is_recorded(app_on: ApiHarness) -> None
     assert 'linkcall_recording_problems_total{kind="disk_low"} 1.0' in text
     entries = _get(h, "/api/v1/audit", params={"resource_type": "disk"})
     assert [e["action"] for e in entries] == ["disk.low"]  # type: ignore[attr-defined]
-    events = h.app.state.service.events.since(0)  # type: ignore[attr-defined]
-    assert [e.type for e in events if e.type.startswith("disk.")] == ["disk.low"]
+    assert [e.type for e in _events(h, "disk.")] == ["disk.low"]
