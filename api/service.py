@@ -70,6 +70,8 @@ class Service:
     async def stop(self) -> None:
         """Stop started components in reverse order; one failing does not stop the others."""
         self.events.close()
+        if self.calls is not None:  # calls cut from now on (a survey's, say) end `shutdown`
+            self.calls.begin_stop()
         while self.started:
             component = self.started.pop()
             try:

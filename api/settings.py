@@ -158,7 +158,8 @@ class Settings(BaseSettings):
     )
     recover_calls: bool = Field(
         default=True,
-        description="after a crash, re-INVITE the parties and carry the calls on (else BYE them)",
+        description="after a crash or a planned stop (SIGTERM), the next start re-INVITEs the"
+        " parties of the connected three-way calls and carries them on (else BYE them)",
     )
     recover_timeout_s: float = Field(
         default=4.0, gt=0, le=30, description="each recovery re-INVITE's deadline"

@@ -42,6 +42,7 @@ from calls.resume import (
     resume_call,
 )
 from calls.runner import FlowRunner
+from calls.shutdown import CANCELLED, SHUTDOWN, carried_over, end_cut_call, note_handed_over
 from calls.stats import CallStats
 from recordings import RecordingFlusher, RecordingWriter, recover
 from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
@@ -131,6 +132,8 @@ class CallManager:
         self.prompts: dict[str, Path] = {}
         self._inbound_task: asyncio.Task[None] | None = None
         self._prompt_problem: str | None = None
+        self._stopping = False
+        self._handed_over: set[str] = set()
 
     # -- component --
     async def start(self) -> None:
@@ -203,6 +206,10 @@ class CallManager:
 
         await asyncio.gather(*(one(o) for o in orphans))
 
+    def begin_stop(self) -> None:
+        """The service is stopping: a call cut from now on is stored ended `shutdown`."""
+        self._stopping = True
+
     async def stop(self) -> None:
         if self._orphan_task is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -211,6 +218,16 @@ class CallManager:
             self._inbound_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._inbound_task
+        self._stopping = True
+        if self.settings.recover_calls:  # calls/shutdown.py: the next start carries them on
+            now = utcnow()
+            for call_id in carried_over(self.runners):
+                self.runners[call_id].hand_over()
+                self._handed_over.add(call_id)
+                self.records.queue_write(note_handed_over, call_id, now, what="handed over")
+            if self._handed_over:
+                log.warning("stopping: %d call(s) left to the next start of node %s",
+                            len(self._handed_over), self.node)  # fmt: skip
         for task in self._tasks.values():
             task.cancel()
         if self._tasks:
@@ -318,6 +335,12 @@ class CallManager:
         log_context.call_id.set(call_id)  # this task's context: its records carry the call
         try:
             await runner.run()
+        except asyncio.CancelledError:
+            if call_id not in self._handed_over and not runner.flow.finished:
+                reason = SHUTDOWN if self._stopping else CANCELLED
+                self.records.queue_write(partial(end_cut_call, reason=reason), call_id, utcnow(),
+                                         what=f"ended ({reason})")  # fmt: skip
+            raise
         except Exception:
             log.exception("call %s: runner failed", call_id)
         finally:

@@ -117,7 +117,11 @@ def claim_resumable(
                 segment.state = RecordingState.FAILED
                 segment.error = "no audio found after the crash"
             call.interrupted = True
-            call.gap_started_at = info.ended_at if info is not None else now
+            if info is not None:
+                call.gap_started_at = info.ended_at
+            elif not (segment is not None and segment.state is RecordingState.FINALISED
+                      and call.gap_started_at is not None):  # fmt: skip
+                call.gap_started_at = now  # else: handed over at a planned stop (its time)
             for leg in call.legs:
                 if leg in live:
                     leg.recovery = "reinvite pending"

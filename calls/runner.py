@@ -93,6 +93,7 @@ class FlowRunner:
                               end_leg=self._end_leg)  # fmt: skip
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._done = asyncio.Event()
+        self._handing_over = False
 
     # -- public --
     def adopt(self, leg_id: str, role: str, sip: sipleg.Leg) -> None:
@@ -372,10 +373,20 @@ class FlowRunner:
         if b.sip is not None and not b.sip.ended:
             self._hangup_in_background(b, b.sip)
 
+    def hand_over(self) -> None:
+        """At a planned stop: when this runner is cancelled, leave its answered parties in their
+        SIP dialogs for the next process to carry on (no BYE); a leg still ringing is cancelled
+        as usual. The recording is sealed as at any end."""
+        self._handing_over = True
+
     async def _cleanup(self) -> None:
         for tid in list(self._timers):
             self._cancel_timer(tid)
         for binding in self._legs.values():
+            if binding.sip is not None and self._handing_over and binding.answered:
+                if not binding.sip.ended:
+                    self.ua.hand_over(binding.sip)
+                continue
             if binding.sip is not None and not binding.sip.ended:
                 with contextlib.suppress(SipError, TimeoutError):
                     async with asyncio.timeout(5.0):

@@ -195,6 +195,13 @@ class UserAgent:
         await self.endpoint.stop()
         self._started = False
 
+    def hand_over(self, leg: Leg) -> None:
+        """Leave `leg`'s dialog to the next process of this node (a planned restart): `stop` sends
+        it no BYE and this UA answers nothing more for it. The dialog is the one stored with
+        the call; the next process re-INVITEs it (calls/resume.py)."""
+        self.calls.pop(leg.call_id, None)
+        logger.info("leg %s handed over to the next process", leg.call_id[:8])
+
     async def abort(self) -> None:
         """Close everything at once, telling no peer (no BYE, no unregister): a deliberate crash."""
         await self._cancel_tasks()

@@ -1,0 +1,64 @@
+"""What a stopping service does with the calls it carries (decision D18).
+
+A planned stop (SIGTERM: an upgrade, `systemctl restart`, `docker stop`) with
+LINKCALL_RECOVER_CALLS on hands every connected bridge of two or more parties to the next
+process of this node: no BYE, the recording segment sealed, the call row left `connected`
+with its legs' dialogs, so the next start carries the call on by re-INVITE exactly as after a
+crash (calls/resume.py). Every other call the stop cuts (a bridge still dialling, a callback
+survey, a reminder, a ringing inbound call, or every call with recovery off) gets BYE/CANCEL
+and its row is ended at once with the reason `shutdown`, instead of staying open until the next
+start marks it `interrupted`. A call cancelled for another reason (its caller's deadline) ends
+`cancelled`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from calls.hooks import BridgeHooks
+from calls.runner import FlowRunner
+from storage.models.call_records import Call, CallState
+
+SHUTDOWN = "shutdown"
+CANCELLED = "cancelled"
+_ACTIVE_LEG_STATES = ("connected", "confirming", "dialing", "waiting")
+
+
+def carried_over(runners: Mapping[str, FlowRunner]) -> list[str]:
+    """The calls a planned stop hands to the next process: bridges still running with two or
+    more parties connected (fewer could not go on after a restart anyway)."""
+    return [
+        call_id
+        for call_id, runner in runners.items()
+        if isinstance(runner.hooks, BridgeHooks)
+        and not runner.finished
+        and not runner.flow.finished
+        and len(runner.connected_roles()) >= 2
+    ]
+
+
+def note_handed_over(session: Session, call_id: str, at: datetime) -> None:
+    """The parties' silence starts now (the next start re-INVITEs them and keeps this)."""
+    call = session.get(Call, call_id)
+    if call is not None and call.state is CallState.CONNECTED:
+        call.gap_started_at = at
+
+
+def end_cut_call(session: Session, call_id: str, at: datetime, reason: str) -> None:
+    """End a call the process stopped running (`shutdown`, `cancelled`), with every leg still
+    open; a call already ended is left as it is."""
+    call = session.get(Call, call_id)
+    if call is None or call.state not in (CallState.DIALING, CallState.CONNECTED):
+        return
+    call.ended_at = at
+    call.state = CallState.ENDED if call.connected_at else CallState.FAILED
+    call.end_reason = reason
+    call.interrupted = reason == SHUTDOWN
+    for leg in call.legs:
+        if leg.ended_at is None:
+            leg.ended_at, leg.end_reason = at, reason
+            if leg.state in _ACTIVE_LEG_STATES:
+                leg.state = "left"
