@@ -123,10 +123,12 @@ class SurveyProgress(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
-    """One finished survey call: its outcome and when it ended."""
+    """One finished survey call: its outcome and when it ended. `interrupted`: our own service
+    stopped during the call (not the person's doing): it does not use up an attempt."""
 
     outcome: CallOutcome
     ended_at: datetime
+    interrupted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +169,20 @@ def plan_next(
     if any(a.outcome is CallOutcome.ANSWER for a in history):
         return SurveyPlan(SurveyProgress.ANSWERED, None, "answered")
     last = history[-1]
-    if len(history) >= schedule.retry.max_attempts:
+    counted = sum(1 for a in history if not a.interrupted)
+    # calls our own stops cut are not the person's attempts, unless a node stops again and
+    # again (more of them than attempts allowed): then they count, so a survey still ends
+    over = len(history) - counted > schedule.retry.max_attempts
+    if last.interrupted and not over:
+        return SurveyPlan(
+            SurveyProgress.SCHEDULED,
+            schedule.hours.next_opening(max(_aware(now), last.ended_at)),
+            "retry:interrupted",
+        )
+    n = len(history) if over else counted
+    if n >= schedule.retry.max_attempts:
         return SurveyPlan(SurveyProgress.UNREACHED, None, f"last_attempt:{last.outcome.value}")
-    delay = retry_delay(last.outcome, len(history), schedule.retry)
+    delay = retry_delay(last.outcome, n, schedule.retry)
     if delay is None:
         return SurveyPlan(SurveyProgress.UNREACHED, None, f"not_retried:{last.outcome.value}")
     earliest = max(_aware(now), last.ended_at + delay)

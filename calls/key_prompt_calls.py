@@ -118,8 +118,9 @@ class KeyPromptWork(Generic[ItemT]):
         return failed_call(started, self.clock(), type(exc).__name__)
 
     def interrupted(self, item: ItemT, started: datetime) -> KeyPromptCallResult:
-        """The call was cancelled (shutdown): a failed attempt whose reason says so; the next
-        step is decided as for any failed attempt (a retry after its back-off, or final)."""
+        """The call was cancelled (shutdown): a failed attempt whose reason says so. It does not
+        use up an attempt: the number is called again as soon as the hours allow, by any node
+        (callflows.survey.plan_next)."""
         self.log.warning("%s %s: call interrupted by shutdown", self.label, item.id)
         return failed_call(started, self.clock(), INTERRUPTED)
 
@@ -134,5 +135,5 @@ class KeyPromptWork(Generic[ItemT]):
         if not owned:
             return None
         now = self.clock()
-        records = [AttemptRecord(CallOutcome(o), at) for o, at in history]
+        records = [AttemptRecord(CallOutcome(o), at, why == INTERRUPTED) for o, at, why in history]
         return plan_next(now, records, self.schedule), now

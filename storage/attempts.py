@@ -69,7 +69,8 @@ class AttemptedRow(LeasedRow, Protocol):
 
 
 RowT = TypeVar("RowT", bound=AttemptedRow)
-History = list[tuple[str, datetime]]
+History = list[tuple[str, datetime, str | None]]
+"""Each attempt's outcome, end and `sip_reason`, oldest first."""
 """Every attempt's (outcome, ended_at), oldest first."""
 
 
@@ -111,7 +112,7 @@ def record_attempt(
         table.log.warning(
             "%s %s: attempt stored after the lease of %s was lost", table.log_name, row_id, node
         )
-    return row, owned, [(a.outcome, a.ended_at) for a in row.attempt_rows]
+    return row, owned, [(a.outcome, a.ended_at, a.sip_reason) for a in row.attempt_rows]
 
 
 def settle(

@@ -169,7 +169,7 @@ def renew_lease(session: Session, *, node: str, reminder_id: str, until: datetim
 
 def record_attempt(
     session: Session, reminder_id: str, *, node: str, attempt_no: int, values: AttemptValues
-) -> tuple[bool, list[tuple[str, datetime]]]:
+) -> tuple[bool, list[tuple[str, datetime, str | None]]]:
     """Store one finished call. Returns (still ours, every attempt's (outcome, ended_at))."""
     _row, owned, history = _record_attempt(
         session, REMINDERS, RosterReminderAttempt, reminder_id, node=node,

@@ -199,7 +199,7 @@ def renew_leases(session: Session, *, node: str, survey_ids: list[str], until: d
 
 def record_attempt(
     session: Session, survey_id: str, *, node: str, attempt_no: int, values: AttemptValues
-) -> tuple[bool, list[tuple[str, datetime]]]:
+) -> tuple[bool, list[tuple[str, datetime, str | None]]]:
     """Store one finished call. Returns (still ours, every attempt's (outcome, ended_at)).
 
     "Still ours": the survey is calling under this node's lease; if not (the lease was lost),

@@ -117,3 +117,33 @@ def test_delay_is_capped() -> None:
 def test_no_history_calls_at_next_opening() -> None:
     plan = plan_next(sh(1, 6, 0), [], SurveySchedule())
     assert plan.status is SurveyProgress.SCHEDULED and plan.next_attempt_at == sh(1, 8, 30)
+
+
+def test_a_call_cut_by_our_own_stop_does_not_use_up_an_attempt() -> None:
+    """Two unanswered calls, then the service stopped during the third: the person is called
+    again as soon as the hours allow (before: the survey ended `unreached`), and the next real
+    attempt is the third."""
+    schedule = SurveySchedule(retry=RetryPolicy(max_attempts=3))
+    history = [
+        AttemptRecord(CallOutcome.NO_ANSWER, sh(1, 10, 0)),
+        AttemptRecord(CallOutcome.NO_ANSWER, sh(1, 10, 30)),
+        AttemptRecord(CallOutcome.FAILED, sh(1, 11, 0), interrupted=True),
+    ]
+    plan = plan_next(sh(1, 11, 0), history, schedule)
+    assert (plan.status, plan.next_attempt_at, plan.reason) == (
+        SurveyProgress.SCHEDULED, sh(1, 11, 0), "retry:interrupted"
+    )  # fmt: skip
+    late = [*history[:2], AttemptRecord(CallOutcome.FAILED, sh(1, 21, 5), interrupted=True)]
+    assert plan_next(sh(1, 21, 5), late, schedule).next_attempt_at == sh(2, 8, 30)
+    history.append(AttemptRecord(CallOutcome.NO_ANSWER, sh(1, 11, 5)))
+    plan = plan_next(sh(1, 11, 5), history, schedule)
+    assert plan.status is SurveyProgress.UNREACHED and plan.reason == "last_attempt:no_answer"
+    retry = plan_next(sh(1, 11, 5), [history[0], history[2], history[3]], schedule)
+    assert retry.next_attempt_at == sh(1, 12, 5)  # the second real attempt's back-off: 2 x 30 min
+
+
+def test_a_node_stopping_again_and_again_still_ends_the_survey() -> None:
+    schedule = SurveySchedule(retry=RetryPolicy(max_attempts=3))
+    cut = [AttemptRecord(CallOutcome.FAILED, sh(1, 10, i), interrupted=True) for i in range(4)]
+    plan = plan_next(sh(1, 10, 5), cut, schedule)
+    assert plan.status is SurveyProgress.UNREACHED and plan.reason == "last_attempt:failed"

@@ -130,7 +130,7 @@ def test_an_attempt_after_the_lease_was_lost_is_kept_but_changes_nothing(
         row, owned, history = record_attempt(
             s, SURVEYS, SurveyAttempt, sid, node="a", attempt_no=1, values=_values("no_answer")
         )
-        assert not owned and history == [("no_answer", NOW + timedelta(seconds=30))]
+        assert not owned and history == [("no_answer", NOW + timedelta(seconds=30), None)]
         assert (row.status, row.claimed_by, row.attempts) == (SurveyStatus.CALLING, "b", 1)
 
 
