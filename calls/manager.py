@@ -26,26 +26,19 @@ from callflows.destination import Destination, as_destination
 from callflows.events import AddUnit, Event, Role
 from callflows.inbound import InboundFlow, InboundSettings, InboundState
 from callflows.ivr import KeyPromptCall, KeyPromptResult
-from calls import log_context, lost_recordings
+from calls import log_context
 from calls import records as call_store
 from calls.component import Health
 from calls.hooks import BridgeHooks, CallHooks, InboundHooks, IvrHooks, Publish
-from calls.interrupted_calls import OrphanLeg
 from calls.media_workers.surface import Media
 from calls.prompts import PromptError, ensure_prompts
 from calls.records import CallRecords
-from calls.resume import (
-    Claimed,
-    ResumableCall,
-    claim_resumable,
-    end_unresumed,
-    resume_call,
-)
+from calls.restart import take_over_left_calls
 from calls.runner import FlowRunner
-from calls.shutdown import CANCELLED, SHUTDOWN, carried_over, end_cut_call, note_handed_over
+from calls.shutdown import CANCELLED, SHUTDOWN, end_cut_call, hand_over
 from calls.stats import CallStats
-from recordings import RecordingFlusher, RecordingWriter, recover
-from recordings.errors import RecordingError, RecordingWriteError, RecoveryError
+from recordings import RecordingFlusher, RecordingWriter
+from recordings.errors import RecordingError, RecordingWriteError
 from registry.numbers import DialPolicy
 from storage.base import utcnow
 from storage.models.call_records import Call, CallKind
@@ -138,73 +131,15 @@ class CallManager:
     # -- component --
     async def start(self) -> None:
         self.recordings_root.mkdir(parents=True, exist_ok=True)
-        try:
-            claim = partial(
-                lost_recordings.claim, self.records.factory, node=self.node, now=utcnow()
-            )
-            infos = await asyncio.to_thread(recover, self.recordings_root, claim=claim)
-        except RecoveryError as exc:
-            log.error("some recordings could not be recovered: %s", exc)
-            infos = list(exc.recovered)
-        now = utcnow()
-        claimed = Claimed([], [])
-        if self.settings.recover_calls:
-            claimed = await self.records.run(
-                claim_resumable, self.records.factory, self.node, infos, self.recordings_root, now
-            )
-        keep = [rc.call_id for rc in claimed.calls]
-        interrupted = await self.records.mark_interrupted_except(self.node, infos, now, keep)
-        self._recovered = interrupted.call_ids
-        if self._recovered:
-            log.warning(
-                "%d call(s) were interrupted by a restart and are marked so", len(self._recovered)
-            )
+        recovered, self._orphan_task = await take_over_left_calls(self)
+        self._recovered = recovered
         self.flusher.start()
-        orphans = interrupted.orphans + claimed.cancels
-        if orphans or claimed.calls:
-            self._orphan_task = asyncio.create_task(
-                self._recover(orphans, claimed.calls), name="orphaned-dialogs"
-            )
         self._inbound_task = asyncio.create_task(self._accept_inbound(), name="inbound-calls")
         try:
             self.prompts = await asyncio.to_thread(ensure_prompts, self.settings.data_dir)
         except PromptError as exc:
             self._prompt_problem = f"prompts unavailable: {exc}"
             log.error("IVR %s", self._prompt_problem)
-
-    async def _recover(self, orphans: list[OrphanLeg], calls: list[ResumableCall]) -> None:
-        """After a crash, at once: hang up (or cancel) what is not carried on, and carry on the
-        calls that can be (each bounded by its re-INVITEs' deadline)."""
-        timeout = self.settings.recover_timeout_s
-
-        async def resume(rc: ResumableCall) -> None:
-            try:
-                await resume_call(self, rc, timeout)
-            except Exception:  # never leave the call open in the records
-                log.exception("call %s: could not be carried on after the crash", rc.call_id)
-                end_unresumed(self.records, self.publish, rc.call_id)
-
-        await asyncio.gather(self.end_orphans(orphans), *(resume(rc) for rc in calls))
-
-    async def end_orphans(self, orphans: list[OrphanLeg]) -> None:
-        """BYE every party a crashed process left in a call (at once, concurrently; each BYE is
-        bounded by its transaction's Timer F) and record what came back on the leg."""
-
-        async def one(orphan: OrphanLeg) -> None:
-            try:
-                result = await self.ua.end_orphan(orphan.dialog)
-            except Exception as exc:  # one failed BYE must not stop the others
-                log.exception("call %s: BYE to the %s failed", orphan.call_id, orphan.role)
-                result = f"bye failed: {type(exc).__name__}"
-            log.warning("call %s: %s left in the call by a crash: %s",
-                        orphan.call_id, orphan.role, result)  # fmt: skip
-            self.records.queue_recovery(orphan.call_id, orphan.role, result)
-            self.publish(
-                "leg.recovered",
-                {"call_id": orphan.call_id, "role": orphan.role, "result": result},
-            )
-
-        await asyncio.gather(*(one(o) for o in orphans))
 
     def begin_stop(self) -> None:
         """The service is stopping: a call cut from now on is stored ended `shutdown`."""
@@ -219,15 +154,8 @@ class CallManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._inbound_task
         self._stopping = True
-        if self.settings.recover_calls:  # calls/shutdown.py: the next start carries them on
-            now = utcnow()
-            for call_id in carried_over(self.runners):
-                self.runners[call_id].hand_over()
-                self._handed_over.add(call_id)
-                self.records.queue_write(note_handed_over, call_id, now, what="handed over")
-            if self._handed_over:
-                log.warning("stopping: %d call(s) left to the next start of node %s",
-                            len(self._handed_over), self.node)  # fmt: skip
+        if self.settings.recover_calls:  # the next start carries them on (calls/shutdown.py)
+            self._handed_over = hand_over(self.runners, self.records, self.node)
         for task in self._tasks.values():
             task.cancel()
         if self._tasks:

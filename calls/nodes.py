@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from calls import lost_recordings
 from calls.component import Health
 from calls.manager import CallManager
+from calls.restart import end_orphans
 from storage import nodes as repo
 from storage.base import utcnow
 from storage.engine import session_scope
@@ -121,7 +122,7 @@ class NodeWatch:
                 {"call_id": call_id, "state": "ended", "end_reason": "node_lost", "node": node},
             )
         await asyncio.gather(
-            self.manager.end_orphans(interrupted.orphans),
+            end_orphans(self.manager, interrupted.orphans),
             self._seal_recordings(node, interrupted.call_ids, now),
         )
 

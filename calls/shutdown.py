@@ -13,14 +13,19 @@ start marks it `interrupted`. A call cancelled for another reason (its caller's 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from calls.hooks import BridgeHooks
+from calls.records import CallRecords
 from calls.runner import FlowRunner
+from storage.base import utcnow
 from storage.models.call_records import Call, CallState
+
+log = logging.getLogger(__name__)
 
 SHUTDOWN = "shutdown"
 CANCELLED = "cancelled"
@@ -38,6 +43,19 @@ def carried_over(runners: Mapping[str, FlowRunner]) -> list[str]:
         and not runner.flow.finished
         and len(runner.connected_roles()) >= 2
     ]
+
+
+def hand_over(runners: Mapping[str, FlowRunner], records: CallRecords, node: str) -> set[str]:
+    """At a planned stop, before the runners are cancelled: leave the parties of the calls
+    `carried_over` up, and note when their silence began. The calls handed over."""
+    now = utcnow()
+    handed = set(carried_over(runners))
+    for call_id in handed:
+        runners[call_id].hand_over()
+        records.queue_write(note_handed_over, call_id, now, what="handed over")
+    if handed:
+        log.warning("stopping: %d call(s) left to the next start of node %s", len(handed), node)
+    return handed
 
 
 def note_handed_over(session: Session, call_id: str, at: datetime) -> None:

@@ -106,7 +106,7 @@ async def test_stopping_cancels_a_survey_call_stores_it_interrupted_and_frees_th
         ("node-a", "failed", INTERRUPTED)
     ]
     assert (row.status, row.next_attempt_at) == (
-        SurveyStatus.PENDING, local(2026, 12, 1, 10, 10),  # a failed attempt's retry
+        SurveyStatus.PENDING, local(2026, 12, 1, 10, 0),  # due at once: not the person's attempt
     )  # fmt: skip
     assert _lease(factory, Survey, sid) == (None, None)
     _survey(factory, clock(), number="+8613900001111")
