@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from calls.recording_rows import apply_info, sealed_after_crash
 from recordings import RecordingInfo
 from storage.engine import session_scope
-from storage.models.call_records import Call, CallState, Recording, RecordingState
+from storage.models.call_records import Call, CallState, Leg, Recording, RecordingState
 from telephony.sip.orphans import PENDING_INVITE
 
 
@@ -35,6 +35,14 @@ class Interrupted:
 
     call_ids: list[str]
     orphans: list[OrphanLeg]
+
+
+def end_leg_row(leg: Leg, at: datetime, reason: str) -> None:
+    """End a leg row the process did not see end: when and why; a party that was in the call
+    (or being dialled or checked) has `left`."""
+    leg.ended_at, leg.end_reason = at, reason
+    if leg.state in ("connected", "confirming", "dialing", "waiting"):
+        leg.state = "left"
 
 
 def mark_interrupted(
@@ -82,9 +90,7 @@ def mark_interrupted(
                         orphans.append(OrphanLeg(call.id, leg.role, dict(leg.dialog)))
                         ringing = PENDING_INVITE in leg.dialog
                         leg.recovery = "cancel pending" if ringing else "bye pending"
-                    leg.ended_at, leg.end_reason = call.ended_at, reason
-                    if leg.state in ("connected", "confirming", "dialing", "waiting"):
-                        leg.state = "left"
+                    end_leg_row(leg, call.ended_at, reason)
             recording = segment
             if recording is not None and recording.state is RecordingState.RECORDING:
                 if reason == "node_lost":

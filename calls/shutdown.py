@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from calls.hooks import BridgeHooks
+from calls.interrupted_calls import end_leg_row
 from calls.records import CallRecords
 from calls.runner import FlowRunner
 from storage.base import utcnow
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN = "shutdown"
 CANCELLED = "cancelled"
-_ACTIVE_LEG_STATES = ("connected", "confirming", "dialing", "waiting")
 
 
 def carried_over(runners: Mapping[str, FlowRunner]) -> list[str]:
@@ -77,6 +77,4 @@ def end_cut_call(session: Session, call_id: str, at: datetime, reason: str) -> N
     call.interrupted = reason == SHUTDOWN
     for leg in call.legs:
         if leg.ended_at is None:
-            leg.ended_at, leg.end_reason = at, reason
-            if leg.state in _ACTIVE_LEG_STATES:
-                leg.state = "left"
+            end_leg_row(leg, at, reason)

@@ -58,12 +58,14 @@ def failing_commit() -> Iterator[None]:
     yield from _on_incident_commit(fail)
 
 
+def _desk(live: LiveService) -> httpx.Client:
+    return httpx.Client(base_url=live.base_url, headers=live.auth("dispatcher"), timeout=10)
+
+
 def test_what_a_201_named_is_found_by_the_next_request(
     live_api: LiveService, slow_commit: None
 ) -> None:
-    with httpx.Client(
-        base_url=live_api.base_url, headers=live_api.auth("dispatcher"), timeout=10
-    ) as http:
+    with _desk(live_api) as http:
         for _ in range(3):
             created = http.post("/api/v1/incidents", json=BODY)
             assert created.status_code == 201, created.text
@@ -75,9 +77,7 @@ def test_what_a_201_named_is_found_by_the_next_request(
 def test_a_commit_that_fails_is_an_error_to_the_client_and_nothing_half_stored(
     live_api: LiveService, failing_commit: None
 ) -> None:
-    with httpx.Client(
-        base_url=live_api.base_url, headers=live_api.auth("dispatcher"), timeout=10
-    ) as http:
+    with _desk(live_api) as http:
         created = http.post("/api/v1/incidents", json=BODY)
         assert created.status_code == 500, created.text
         assert "id" not in created.json()
