@@ -436,7 +436,7 @@
     }
     hideMsg($("#calls-msg"));
     const fresh = new Set(list.map((c) => c.id));
-    for (const id of [...calls.keys()]) if (!fresh.has(id)) calls.delete(id);
+    for (const id of [...calls.keys()]) if (!fresh.has(id)) { calls.delete(id); streamSaid.delete(id); }
     for (const c of list) upsertCall(c);
     renderCalls();
     // legs of the bridges on screen (active ones and the latest few ended ones)
@@ -444,19 +444,74 @@
     await Promise.all(wanted.map((c) => loadBridge(c.id)));
   }
 
+  // The event stream runs ahead of the stored call: the service publishes a change, then its
+  // writer thread stores it (docs/console.md). A read can come back older than what the stream
+  // already said; it is read again shortly (bounded), and shown meanwhile with the stream's word
+  // on each leg, so a connected leg never sits on screen as "dialing".
   const staleReads = new Map(); // id -> reads that came back older than the stream said
+  const streamSaid = new Map(); // id -> {state, legs: Map(role -> {state, muted, held, attempts})}
+  const rereads = new Map(); // id -> the timer of its next read (one at a time)
+  const STALE_RETRIES = 20, STALE_RETRY_MS = 250;
+
+  function said(id) {
+    let w = streamSaid.get(id);
+    if (!w) streamSaid.set(id, (w = { state: null, legs: new Map() }));
+    return w;
+  }
+
+  function noteStreamEvent(type, ev) {
+    if (type === "call.state" && ev.state && (ev.kind === "bridge" || ev.kind === "inbound")) {
+      said(ev.call_id).state = ev.state;
+    }
+    if (type === "leg.state" && ev.role) {
+      said(ev.call_id).legs.set(ev.role, { state: ev.state, muted: !!ev.muted, held: !!ev.held, attempts: ev.attempts || 0 });
+    }
+  }
+
+  function readIsBehind(id, b) {
+    const w = streamSaid.get(id);
+    if (!w) return false;
+    if (w.state && w.state !== b.state) return true;
+    for (const [role, s] of w.legs) {
+      const leg = b.legs.find((l) => l.role === role);
+      if (!leg) { if (s.state !== "absent") return true; continue; }
+      if (s.state !== leg.state || s.muted !== leg.muted || s.held !== leg.held) return true;
+      if (s.attempts > leg.attempts.length) return true;
+    }
+    return false;
+  }
+
+  function withStreamLegs(id, b) {
+    const w = streamSaid.get(id);
+    if (!w) return b;
+    const legs = b.legs.map((l) => {
+      const s = w.legs.get(l.role);
+      return s ? { ...l, state: s.state, muted: s.muted, held: s.held } : l;
+    });
+    return { ...b, legs };
+  }
+
   async function loadBridge(id) {
     try {
-      const b = await api("/api/v1/bridges/" + encodeURIComponent(id));
-      // The stream can run ahead of the stored call: a read that still says "active" after the
-      // stream said the call ended must not bring the leg controls back; read again shortly.
-      const known = calls.get(id);
-      if (known && (known.state === "ended" || known.state === "failed") && ACTIVE.has(b.state)) {
+      let b = await api("/api/v1/bridges/" + encodeURIComponent(id));
+      if (readIsBehind(id, b)) {
         const n = (staleReads.get(id) || 0) + 1;
         staleReads.set(id, n);
-        if (n <= 20) { setTimeout(() => loadBridge(id), 250); return; }
+        if (n <= STALE_RETRIES) {
+          if (!rereads.has(id)) {
+            rereads.set(id, setTimeout(() => { rereads.delete(id); loadBridge(id); }, STALE_RETRY_MS));
+          }
+          const known = calls.get(id);
+          if (known && (known.state === "ended" || known.state === "failed")) return; // no controls back
+          b = withStreamLegs(id, b);
+          bridges.set(id, b);
+          renderCall(id);
+          return;
+        }
       }
+      // the read agrees with the stream (or kept disagreeing for 5 s): the read is the truth now
       staleReads.delete(id);
+      streamSaid.delete(id);
       bridges.set(id, b);
       upsertCall(summaryOf(b));
       renderCall(id);
@@ -783,6 +838,7 @@
     document.dispatchEvent(new CustomEvent("linkcall:event", { detail: { type, data: ev } }));
     const id = ev.call_id;
     if (!id) return;
+    noteStreamEvent(type, ev);
     const known = calls.get(id);
     if (!known) { reloadListSoon(); return; }
     if (type === "call.state") {
