@@ -26,6 +26,9 @@ from storage.base import utcnow
 from storage.errors import NotFound
 from storage.models.call_records import Call, Recording, RecordingState
 
+TRACK_PATTERN = "^(mixed|caller|dispatcher|unit|unit2|unit3|callee|seat)$"
+"""A recording's tracks: the mix and one per role (a bridge's added units: unit2, unit3)."""
+
 router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
 
 
@@ -229,7 +232,7 @@ def get_audio(
     session: SessionDep,
     service: ServiceDep,
     principal: DispatcherDep,
-    track: Annotated[str, Query(pattern="^(mixed|caller|dispatcher|unit|callee|seat)$")] = "mixed",
+    track: Annotated[str, Query(pattern=TRACK_PATTERN)] = "mixed",
 ) -> Response:
     rec = _recording(session, recording_id)
     info = rec.tracks.get(track)

@@ -197,7 +197,7 @@ def test_an_extension_is_keyed_in_after_the_answer_in_order_then_confirmed(
 
 
 def test_four_parties_each_hear_the_three_others_and_unit2_has_its_track(
-    unit_lab: tuple[BridgeLab, BaresipPhone],
+    unit_lab: tuple[BridgeLab, BaresipPhone], tmp_path: Path
 ) -> None:
     lab, _ = unit_lab
     phones = {r: lab.phone(USERS[r], tone_hz=TONES[r]) for r in TONES}
@@ -219,6 +219,19 @@ def test_four_parties_each_hear_the_three_others_and_unit2_has_its_track(
         time.sleep(0.2)
         meta = lab.get(f"/api/v1/recordings/{body['recording_id']}").json()
     assert set(meta["tracks"]) == {"mixed", "caller", "dispatcher", "unit", "unit2"}, meta
+    # the added unit's own track downloads like the others (it was refused 422 before)
+    audio = lab.get(
+        f"/api/v1/recordings/{meta['id']}/audio", params={"track": "unit2"}, role="supervisor"
+    )
+    assert audio.status_code == 200, audio.text
+    assert audio.headers["content-type"] == "audio/wav"
+    wav = tmp_path / "unit2.wav"
+    wav.write_bytes(audio.content)
+    with wave.open(str(wav)) as w:
+        seconds = w.getnframes() / w.getframerate()
+    levels = tone_report(wav, TONES.values(), start=1.0, end=seconds - 0.5)
+    assert levels[TONES["unit2"]] > HEARD_MIN_DB, levels  # unit2's own voice ...
+    assert levels[TONES["unit"]] < SILENT_MAX_DB, levels  # ... and not the others'
 
 
 def test_replace_ends_the_first_unit_and_connects_the_second(
