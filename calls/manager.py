@@ -35,7 +35,7 @@ from calls.prompts import PromptError, ensure_prompts
 from calls.records import CallRecords
 from calls.restart import take_over_left_calls
 from calls.runner import FlowRunner
-from calls.shutdown import CANCELLED, SHUTDOWN, end_cut_call, hand_over
+from calls.shutdown import CANCELLED, SHUTDOWN, end_cut_call, end_legs_cut, hand_over
 from calls.stats import CallStats
 from recordings import RecordingFlusher, RecordingWriter
 from recordings.errors import RecordingError, RecordingWriteError
@@ -268,6 +268,10 @@ class CallManager:
                 reason = SHUTDOWN if self._stopping else CANCELLED
                 self.records.queue_write(partial(end_cut_call, reason=reason), call_id, utcnow(),
                                          what=f"ended ({reason})")  # fmt: skip
+            elif call_id in self._handed_over and runner.cut_at_hand_over:
+                cut = tuple(runner.cut_at_hand_over)
+                self.records.queue_write(partial(end_legs_cut, roles=cut), call_id, utcnow(),
+                                         what="legs cut at the stop")  # fmt: skip
             raise
         except Exception:
             log.exception("call %s: runner failed", call_id)

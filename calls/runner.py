@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 DIAL_MARGIN_S = 5.0  # the UA's own ring timeout backs up the flow's ring timer
 SETTLE_S = 10.0  # after the flow finished: how long to wait for the legs' final echoes
 MEDIA_CHECK_S = 1.0  # how often answered legs are checked for incoming RTP
+CANCEL_WAIT_S = 2.0  # at a hand-over: how long a ringing leg's CANCEL may take to end its INVITE
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class FlowRunner:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._done = asyncio.Event()
         self._handing_over = False
+        self.cut_at_hand_over: list[str] = []  # roles rung until the hand-over, then CANCELled
 
     # -- public --
     def adopt(self, leg_id: str, role: str, sip: sipleg.Leg) -> None:
@@ -391,6 +393,11 @@ class FlowRunner:
                 with contextlib.suppress(SipError, TimeoutError):
                     async with asyncio.timeout(5.0):
                         await binding.sip.hangup()
+                if self._handing_over and await binding.sip.wait_ended(CANCEL_WAIT_S):
+                    # the INVITE is over (CANCEL answered): nothing left for the next start to
+                    # CANCEL; the leg is stored ended at the stop (calls/shutdown.py)
+                    self.hooks.on_dialog(binding.leg_id, binding.role, {})
+                    self.cut_at_hand_over.append(binding.role)
         await self.mixing.stop_recording()
         current = asyncio.current_task()
         for binding in self._legs.values():

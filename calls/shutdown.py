@@ -4,7 +4,9 @@ A planned stop (SIGTERM: an upgrade, `systemctl restart`, `docker stop`) with
 LINKCALL_RECOVER_CALLS on hands every connected bridge of two or more parties to the next
 process of this node: no BYE, the recording segment sealed, the call row left `connected`
 with its legs' dialogs, so the next start carries the call on by re-INVITE exactly as after a
-crash (calls/resume.py). Every other call the stop cuts (a bridge still dialling, a callback
+crash (calls/resume.py). A party of such a call still ringing is CANCELled by the stop and, once
+its INVITE has ended, stored ended `shutdown` (a CANCEL not answered in time is left stored for
+the next start to send again). Every other call the stop cuts (a bridge still dialling, a callback
 survey, a reminder, a ringing inbound call, or every call with recovery off) gets BYE/CANCEL
 and its row is ended at once with the reason `shutdown`, instead of staying open until the next
 start marks it `interrupted`. A call cancelled for another reason (its caller's deadline) ends
@@ -63,6 +65,18 @@ def note_handed_over(session: Session, call_id: str, at: datetime) -> None:
     call = session.get(Call, call_id)
     if call is not None and call.state is CallState.CONNECTED:
         call.gap_started_at = at
+
+
+def end_legs_cut(session: Session, call_id: str, at: datetime, roles: tuple[str, ...]) -> None:
+    """A call handed over: the legs that were still ringing were CANCELled by the stop (their
+    INVITE ended), so they are stored ended `shutdown` now, with nothing left to CANCEL."""
+    call = session.get(Call, call_id)
+    if call is None:
+        return
+    for leg in call.legs:
+        if leg.role in roles and leg.ended_at is None:
+            end_leg_row(leg, at, SHUTDOWN)
+            leg.dialog = {}
 
 
 def end_cut_call(session: Session, call_id: str, at: datetime, reason: str) -> None:

@@ -126,3 +126,61 @@ def test_with_recovery_off_a_stop_hangs_up_and_stores_the_call_ended_at_once(
             }
     finally:
         engine.dispose()
+
+
+def test_a_unit_still_ringing_at_a_planned_stop_is_cancelled_and_stored_ended_by_the_stop(
+    lab_factory: Callable[..., Lab],  # noqa: F811
+    phone_factory: Callable[..., BaresipPhone],
+    tmp_path: Path,
+) -> None:
+    """Caller and dispatcher talk while the unit's phone rings: the stop CANCELs the ringing
+    INVITE and stores the unit's leg ended `shutdown` itself; the next start carries the two
+    on and sends nothing more to the unit (before, it sent the stored CANCEL again: 481)."""
+    lab = lab_factory("udp")
+    phones = _phones(lab, phone_factory, unit_answers=False)
+    bid = lab.start_bridge()
+
+    def two_up_unit_ringing(b: dict[str, object]) -> bool:
+        legs = {leg["role"]: leg for leg in b["legs"]}  # type: ignore[attr-defined]
+        return b["state"] == "connected" and legs["unit"]["state"] == "dialing"
+
+    lab.wait(bid, two_up_unit_ringing, 30, "caller and dispatcher not connected")
+    phones["unit"].wait_incoming(10)
+    time.sleep(1.5)  # the ringing INVITE's CANCEL is stored by the writer
+    marks = {r: p.event_count() for r, p in phones.items()}
+    _stop(lab)
+    stopped = datetime.now().astimezone()
+    phones["unit"].wait_event("CALL_CLOSED", 1.0, marks["unit"])  # CANCELled during the stop
+    for role in ("caller", "dispatcher"):
+        assert "CALL_CLOSED" not in [e.get("type") for e in phones[role].events[marks[role] :]]
+
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from storage.models.call_records import Call
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'linkcall.sqlite3'}")
+    try:  # what the stopped process stored, before any start
+        with Session(engine) as s:
+            call = s.scalars(select(Call).where(Call.id == bid)).one()
+            unit = next(leg for leg in call.legs if leg.role == "unit")
+            assert (call.state.value, unit.state, unit.end_reason) == (
+                "connected",
+                "left",
+                "shutdown",
+            ), (call.state, unit.state, unit.end_reason, unit.dialog)
+            assert not unit.dialog, unit.dialog  # no CANCEL left for the next start
+            assert unit.ended_at is not None and unit.ended_at <= stopped
+    finally:
+        engine.dispose()
+
+    mark = phones["unit"].event_count()
+    lab.service.start()
+    body = lab.wait(bid, lambda b: b["resumed_at"] is not None, 5.0, "not carried on in 5 s")
+    legs = {leg["role"]: leg for leg in body["legs"]}
+    assert legs["caller"]["recovery"] == legs["dispatcher"]["recovery"] == "reinvite 200", legs
+    assert legs["unit"]["recovery"] is None, legs["unit"]  # nothing sent to it again
+    assert legs["unit"]["end_reason"] == "shutdown", legs["unit"]
+    assert phones["unit"].event_count() == mark  # the unit's phone heard nothing more
+    ended = httpx.post(f"{lab.base}/api/v1/bridges/{bid}/end", headers=lab.auth, timeout=10)
+    assert ended.status_code == 200, ended.text
