@@ -77,7 +77,7 @@ class Unmute:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """Take the leg out of the mix both ways (re-INVITE sendonly/inactive)."""
+    """Take the leg out of the mix both ways (the conference only: no re-INVITE is sent)."""
 
     leg_id: str
 

@@ -3,7 +3,7 @@
 States and legal transitions (`INBOUND_TRANSITIONS`)::
 
     RINGING ──a seat answers──▶ CONNECTED ──either side hangs up / EndBridge──▶ ENDED
-    RINGING ──no seat in time──▶ [ANNOUNCING ──prompt done──▶] UNANSWERED
+    RINGING ──no seat in time──▶ [ANNOUNCING ──prompt done / prompt limit──▶] UNANSWERED
     RINGING ──caller gives up──▶ ENDED                 CONNECTED ──to_bridge()──▶ HANDED_OVER
 
 The caller's leg is ringing when the flow starts (the runner received the INVITE and sent
@@ -11,6 +11,8 @@ The caller's leg is ringing when the flow starts (the runner received the INVITE
 `call_id` and the recording starts; the other seats are cancelled. When no seat answers within
 `ring_deadline_s`, the configured `NoAnswerOutcome` applies: reject with a SIP status (default
 480), or answer, play a prompt and hang up; the call ends "unanswered" with the stored reason.
+The announcement is bounded by `NoAnswerOutcome.prompt_limit_s` (timer `announce`): a prompt
+whose end is never reported does not keep the caller's line open.
 To bring a unit in, the runner calls `to_bridge()` and routes further events to the returned
 `BridgeFlow` (same conference, recording kept running), then feeds it `AddUnit`.
 """
@@ -46,6 +48,8 @@ from callflows.events import (
 
 log = logging.getLogger(__name__)
 
+ANNOUNCE_TIMER = "announce"  # bounds the no-answer announcement
+
 
 class InboundState(enum.Enum):
     """Where an inbound call is."""
@@ -78,11 +82,17 @@ FINAL = frozenset({InboundState.UNANSWERED, InboundState.ENDED, InboundState.HAN
 
 @dataclass(frozen=True)
 class NoAnswerOutcome:
-    """What happens when no seat answers: reject with `sip_status`, or announce `prompt_key`."""
+    """What happens when no seat answers: reject with `sip_status`, or announce `prompt_key`
+    (for at most `prompt_limit_s`, then the caller is hung up all the same)."""
 
     reason: str = "no_dispatcher_answered"
     sip_status: int = 480
     prompt_key: str | None = None
+    prompt_limit_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.prompt_limit_s <= 0:
+            raise CallflowConfigError("the announcement's limit must be positive")
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,7 @@ class InboundFlow:
         self._check_leg(event.leg_id)
         if isinstance(event, PlaybackFinished):
             if self.state is InboundState.ANNOUNCING and event.leg_id == self.caller_leg_id:
-                return [c.Hangup(self.caller_leg_id), *self._set_state(InboundState.UNANSWERED)]
+                return self._announced(now)
             return []
         if event.leg_id == self.caller_leg_id:
             return self._caller_event(event, now)
@@ -201,10 +211,11 @@ class InboundFlow:
         if self.state is InboundState.RINGING:
             return self.seats.cancel(now) + self._end(InboundState.ENDED, "caller_abandoned", now)
         if self.state is InboundState.ANNOUNCING:
-            return self._end(InboundState.UNANSWERED, self.settings.no_answer.reason, now)
+            cmds: list[c.Command] = [c.CancelTimer(ANNOUNCE_TIMER)]
+            return cmds + self._end(InboundState.UNANSWERED, self.settings.no_answer.reason, now)
         seat = self.seats.answered_leg
-        cmds: list[c.Command] = [c.Hangup(seat)] if seat else []
-        return cmds + self._end(InboundState.ENDED, "caller_hung_up", now)
+        hangup: list[c.Command] = [c.Hangup(seat)] if seat else []
+        return hangup + self._end(InboundState.ENDED, "caller_hung_up", now)
 
     def _seat_answered(self, leg_id: str, now: datetime) -> list[c.Command]:
         if self.state is not InboundState.RINGING or not self.seats.is_ringing(leg_id):
@@ -229,6 +240,10 @@ class InboundFlow:
         return []
 
     def _on_timer(self, timer_id: str, now: datetime) -> list[c.Command]:
+        if self.state is InboundState.ANNOUNCING and timer_id == ANNOUNCE_TIMER:
+            log.warning("inbound %s: announcement not over in %.0f s, hanging up",
+                        self.call_id, self.settings.no_answer.prompt_limit_s)  # fmt: skip
+            return self._announced(now, timer_fired=True)
         if self.state is not InboundState.RINGING:
             return []
         cmds = self.seats.on_timer(timer_id, now)
@@ -241,9 +256,20 @@ class InboundFlow:
         if outcome.prompt_key is None:
             cmds: list[c.Command] = [c.Reject(self.caller_leg_id, outcome.sip_status)]
             return cmds + self._end(InboundState.UNANSWERED, outcome.reason, now)
-        cmds = [c.Answer(self.caller_leg_id), c.Play(self.caller_leg_id, outcome.prompt_key, False)]
+        cmds = [
+            c.Answer(self.caller_leg_id),
+            c.Play(self.caller_leg_id, outcome.prompt_key, False),
+            c.StartTimer(ANNOUNCE_TIMER, outcome.prompt_limit_s),
+        ]
         self.end_reason = outcome.reason
         return cmds + self._set_state(InboundState.ANNOUNCING)
+
+    def _announced(self, now: datetime, *, timer_fired: bool = False) -> list[c.Command]:
+        """The announcement is over (played, cut short by a request, or its limit passed):
+        hang the caller up; the call ends unanswered with the no-answer reason."""
+        cmds: list[c.Command] = [] if timer_fired else [c.CancelTimer(ANNOUNCE_TIMER)]
+        cmds.append(c.Hangup(self.caller_leg_id))
+        return cmds + self._end(InboundState.UNANSWERED, self.settings.no_answer.reason, now)
 
     def _end_by_request(self, now: datetime) -> list[c.Command]:
         if self.finished:
@@ -256,7 +282,7 @@ class InboundFlow:
             cmds += [c.Hangup(seat)] if seat else []
             return cmds + self._end(InboundState.ENDED, "ended_by_request", now)
         if self.state is InboundState.ANNOUNCING:
-            return [c.Hangup(self.caller_leg_id), *self._set_state(InboundState.UNANSWERED)]
+            return self._announced(now)
         cmds = [*self.seats.cancel(now), c.Reject(self.caller_leg_id, 480)]
         return cmds + self._end(InboundState.ENDED, "ended_by_request", now)
 

@@ -74,8 +74,40 @@ def test_nobody_answers_with_announcement() -> None:
     flow.handle(LegEnded("seat-1", "declined", 603), at(1))
     cmds = flow.handle(LegEnded("seat-2", "busy", 486), at(2))
     assert c.Answer("in-1") in cmds and c.Play("in-1", "inbound.busy", False) in cmds
-    assert flow.handle(PlaybackFinished("in-1", "inbound.busy"), at(8))[0] == c.Hangup("in-1")
-    assert flow.state is InboundState.UNANSWERED and flow.end_reason == "all_seats_busy"
+    cmds = flow.handle(PlaybackFinished("in-1", "inbound.busy"), at(8))
+    assert c.CancelTimer("announce") in cmds and c.Hangup("in-1") in cmds
+    snap = flow.snapshot()
+    assert snap.state is InboundState.UNANSWERED and snap.end_reason == "all_seats_busy"
+    assert snap.ended_at == at(8)  # the call's end is stored, not only its reason
+
+
+def test_announcement_whose_end_never_comes_is_cut_at_its_limit() -> None:
+    """A prompt whose end is never reported (and a caller who stays on the line) does not keep
+    the call open: after `prompt_limit_s` the caller is hung up, the call ends unanswered."""
+    outcome = NoAnswerOutcome(reason="all_seats_busy", prompt_key="inbound.busy",
+                              prompt_limit_s=45)  # fmt: skip
+    flow, _ = new_call(InboundSettings(ring_deadline_s=20, no_answer=outcome))
+    flow.handle(LegEnded("seat-1", "declined", 603), at(1))
+    cmds = flow.handle(LegEnded("seat-2", "busy", 486), at(2))
+    assert c.StartTimer("announce", 45) in cmds
+    assert flow.state is InboundState.ANNOUNCING
+    cmds = flow.handle(TimerFired("announce"), at(47))
+    assert c.Hangup("in-1") in cmds
+    snap = flow.snapshot()
+    assert snap.state is InboundState.UNANSWERED and snap.end_reason == "all_seats_busy"
+    assert snap.ended_at == at(47)
+    assert flow.handle(PlaybackFinished("in-1", "inbound.busy"), at(48)) == []  # late: ignored
+
+
+def test_caller_hanging_up_during_the_announcement_stops_its_limit() -> None:
+    outcome = NoAnswerOutcome(prompt_key="inbound.busy")
+    flow, _ = new_call(InboundSettings(ring_deadline_s=20, no_answer=outcome))
+    flow.handle(TimerFired("ring:seat-1"), at(20))
+    flow.handle(TimerFired("ring:seat-2"), at(20))
+    cmds = flow.handle(LegEnded("in-1", "normal_remote"), at(25))
+    assert c.CancelTimer("announce") in cmds
+    assert flow.state is InboundState.UNANSWERED and flow.ended_at == at(25)
+    assert flow.end_reason == "no_dispatcher_answered"
 
 
 def test_caller_gives_up_while_ringing_cancels_seats() -> None:
