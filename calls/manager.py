@@ -35,7 +35,14 @@ from calls.prompts import PromptError, ensure_prompts
 from calls.records import CallRecords
 from calls.restart import take_over_left_calls
 from calls.runner import FlowRunner
-from calls.shutdown import CANCELLED, SHUTDOWN, end_cut_call, end_legs_cut, hand_over
+from calls.shutdown import (
+    CANCELLED,
+    RUNNER_FAILED,
+    SHUTDOWN,
+    end_cut_call,
+    end_legs_cut,
+    hand_over,
+)
 from calls.stats import CallStats
 from recordings import RecordingFlusher, RecordingWriter
 from recordings.errors import RecordingError, RecordingWriteError
@@ -275,6 +282,9 @@ class CallManager:
             raise
         except Exception:
             log.exception("call %s: runner failed", call_id)
+            if not runner.flow.finished:  # else its row would stay open, with no reason
+                self.records.queue_write(partial(end_cut_call, reason=RUNNER_FAILED), call_id,
+                                         utcnow(), what=f"ended ({RUNNER_FAILED})")  # fmt: skip
         finally:
             self.runners.pop(call_id, None)
             self._tasks.pop(call_id, None)

@@ -10,7 +10,8 @@ the next start to send again). Every other call the stop cuts (a bridge still di
 survey, a reminder, a ringing inbound call, or every call with recovery off) gets BYE/CANCEL
 and its row is ended at once with the reason `shutdown`, instead of staying open until the next
 start marks it `interrupted`. A call cancelled for another reason (its caller's deadline) ends
-`cancelled`.
+`cancelled`; a call whose runner failed (an error nothing in the runner expected; its legs are
+hung up by the runner's cleanup) ends `runner_failed`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN = "shutdown"
 CANCELLED = "cancelled"
+RUNNER_FAILED = "runner_failed"
 
 
 def carried_over(runners: Mapping[str, FlowRunner]) -> list[str]:
@@ -80,8 +82,8 @@ def end_legs_cut(session: Session, call_id: str, at: datetime, roles: tuple[str,
 
 
 def end_cut_call(session: Session, call_id: str, at: datetime, reason: str) -> None:
-    """End a call the process stopped running (`shutdown`, `cancelled`), with every leg still
-    open; a call already ended is left as it is."""
+    """End a call the process stopped running (`shutdown`, `cancelled`, `runner_failed`), with
+    every leg still open; a call already ended is left as it is."""
     call = session.get(Call, call_id)
     if call is None or call.state not in (CallState.DIALING, CallState.CONNECTED):
         return
