@@ -30,6 +30,8 @@ from recordings import RecordingInfo
 from storage.engine import session_scope
 from storage.models.call_records import Call, CallKind, Leg
 
+RECOVERY_CHARS = 60  # legs.recovery is String(60)
+
 
 @dataclass(frozen=True, slots=True)
 class NewCall:
@@ -226,6 +228,7 @@ class CallRecords:
 
     def queue_recovery(self, call_id: str, role: str, result: str) -> None:
         rows = self.rows
+        result = result[:RECOVERY_CHARS]  # a longer reason must not fail the writer's batch
 
         def apply(s: Session) -> None:
             rows.set_recovery(s.connection(), call_id, role, result)

@@ -182,7 +182,16 @@ async def resume_call(manager: CallManager, rc: ResumableCall, timeout: float) -
     back: dict[str, tuple[SipLeg, MediaEndpoint, ResumableLeg]] = {}
 
     async def one(leg: ResumableLeg) -> None:
-        endpoint = await manager.media.open_endpoint(f"{rc.call_id}:{leg.role}:r")
+        try:
+            endpoint = await manager.media.open_endpoint(f"{rc.call_id}:{leg.role}:r")
+        except Exception as exc:  # no port, no media worker: the party cannot be carried on
+            log.exception("call %s: no media for the %s; hanging it up", rc.call_id, leg.role)
+            ended = await manager.ua.end_orphan(leg.dialog)  # never left in a dead call (D14)
+            result = f"no media ({type(exc).__name__}): {ended}"
+            manager.records.queue_recovery(rc.call_id, leg.role, result)
+            manager.publish("leg.recovered", {"call_id": rc.call_id, "role": leg.role,
+                                              "result": result})  # fmt: skip
+            return
         try:
             resumed = await manager.ua.resume_orphan(
                 leg.dialog,

@@ -285,3 +285,35 @@ def test_when_only_one_party_is_still_there_the_call_ends_and_that_party_is_hung
     recovery = {leg["role"]: leg["recovery"] for leg in body["legs"]}
     assert recovery["caller"] == "reinvite 200, then alone: bye", recovery
     assert recovery["dispatcher"] == recovery["unit"] == "reinvite 481", recovery
+
+
+def test_parties_that_get_no_media_after_a_crash_are_hung_up_not_left_in_silence(
+    lab_factory: Callable[..., Lab], phone_factory: Callable[..., BaresipPhone]
+) -> None:
+    """The next start has RTP ports for one party only (LINKCALL_RTP_PORTS one pair): the two
+    without media are sent BYE, and the one re-INVITEd is then alone, so it is hung up too;
+    the call ends `interrupted` and nobody is left in a dead call (D14). Before, the first
+    failure to open an endpoint aborted the call's recovery with the re-INVITEd party still
+    up and nothing left to end it."""
+    lab = lab_factory("udp")
+    phones = _phones(lab, phone_factory)
+    bid = lab.start_bridge()
+    lab.wait(bid, _all_connected, 30, "not connected")
+    time.sleep(1.5)
+    marks = {r: p.event_count() for r, p in phones.items()}
+    lab.service.kill()
+    lo = int(lab.env["LINKCALL_RTP_PORTS"].split("-")[0])
+    even = lo + lo % 2
+    lab.env["LINKCALL_RTP_PORTS"] = f"{even}-{even + 1}"  # one RTP/RTCP pair: one party
+
+    lab.service.start()
+    for role, phone in phones.items():
+        phone.wait_event("CALL_CLOSED", 10.0, marks[role])
+    body = lab.wait(bid, lambda b: b["state"] == "ended", 5.0, "not ended")
+    assert body["end_reason"] == "interrupted" and body["resumed_at"] is None, body
+    recovery = sorted(leg["recovery"] for leg in body["legs"])
+    assert recovery == [
+        "no media (PortRangeExhausted): bye 200",
+        "no media (PortRangeExhausted): bye 200",
+        "reinvite 200, then alone: bye",
+    ], recovery
