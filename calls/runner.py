@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 DIAL_MARGIN_S = 5.0  # the UA's own ring timeout backs up the flow's ring timer
 SETTLE_S = 10.0  # after the flow finished: how long to wait for the legs' final echoes
 MEDIA_CHECK_S = 1.0  # how often answered legs are checked for incoming RTP
+HANGUP_WAIT_S = 5.0  # as the runner ends: how long one leg's BYE/CANCEL may take to go out
 CANCEL_WAIT_S = 2.0  # at a hand-over: how long a ringing leg's CANCEL may take to end its INVITE
 
 
@@ -375,6 +376,17 @@ class FlowRunner:
         if b.sip is not None and not b.sip.ended:
             self._hangup_in_background(b, b.sip)
 
+    async def _end_at_cleanup(self, binding: LegBinding, sip: sipleg.Leg) -> None:
+        """BYE or CANCEL one leg as the runner ends (bounded: HANGUP_WAIT_S)."""
+        with contextlib.suppress(SipError, TimeoutError):
+            async with asyncio.timeout(HANGUP_WAIT_S):
+                await sip.hangup()
+        if self._handing_over and await sip.wait_ended(CANCEL_WAIT_S):
+            # the INVITE is over (CANCEL answered): nothing left for the next start to CANCEL;
+            # the leg is stored ended at the stop (calls/shutdown.py)
+            self.hooks.on_dialog(binding.leg_id, binding.role, {})
+            self.cut_at_hand_over.append(binding.role)
+
     def hand_over(self) -> None:
         """At a planned stop: when this runner is cancelled, leave its answered parties in their
         SIP dialogs for the next process to carry on (no BYE); a leg still ringing is cancelled
@@ -384,20 +396,15 @@ class FlowRunner:
     async def _cleanup(self) -> None:
         for tid in list(self._timers):
             self._cancel_timer(tid)
+        ending = []
         for binding in self._legs.values():
             if binding.sip is not None and self._handing_over and binding.answered:
                 if not binding.sip.ended:
                     self.ua.hand_over(binding.sip)
                 continue
             if binding.sip is not None and not binding.sip.ended:
-                with contextlib.suppress(SipError, TimeoutError):
-                    async with asyncio.timeout(5.0):
-                        await binding.sip.hangup()
-                if self._handing_over and await binding.sip.wait_ended(CANCEL_WAIT_S):
-                    # the INVITE is over (CANCEL answered): nothing left for the next start to
-                    # CANCEL; the leg is stored ended at the stop (calls/shutdown.py)
-                    self.hooks.on_dialog(binding.leg_id, binding.role, {})
-                    self.cut_at_hand_over.append(binding.role)
+                ending.append(self._end_at_cleanup(binding, binding.sip))
+        await asyncio.gather(*ending)  # at once: silent peers cost one bound, not one each
         await self.mixing.stop_recording()
         current = asyncio.current_task()
         for binding in self._legs.values():
