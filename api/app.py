@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.body_limit import BodyLimit
 from api.docs import install_docs
 from api.evidence import EvidenceKeeper
 from api.logs import install_access_log_masking
 from api.metrics import HttpTiming, Metrics
+from api.nul_guard import refuse_nul_characters
 from api.problems import install_problem_handlers
 from api.rate_limit import DialLimiter
 from api.routers import (
@@ -276,6 +277,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         docs_url=None,  # FastAPI's own pages load their assets from a CDN: see api/docs.py
         redoc_url=None,
         openapi_url="/openapi.json" if settings.api_docs else None,
+        dependencies=[Depends(refuse_nul_characters)],  # U+0000 anywhere: 422 (api/nul_guard.py)
     )
     app.state.service = svc
     app.state.dial_limiter = DialLimiter(settings.dial_rates)

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Annotated
 
 from anyio import CancelScope, to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from api.service import Service
@@ -54,3 +54,11 @@ async def get_session(service: ServiceDep) -> AsyncIterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+# The largest integers the databases hold: a bigint (SQLite's INTEGER, PostgreSQL's bigint; page
+# offsets) and PostgreSQL's integer (serial ids, e.g. the audit log's). An offset or an id bound
+# above them used to reach the database and fail there (500: SQLite's OverflowError, PostgreSQL's
+# "bigint/integer out of range"); as the `le` of those parameters they are refused 422.
+SQL_BIGINT_MAX = 2**63 - 1
+SQL_INTEGER_MAX = 2**31 - 1
+OffsetQuery = Annotated[int, Query(ge=0, le=SQL_BIGINT_MAX, description="rows to skip")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,6 +16,8 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from storage.models.call_records import Attempt, Call, CallKind, CallState, Leg
+
+_CALL_ID = re.compile(r"[0-9A-Za-z_-]{1,32}")  # what storage.base.new_id makes, and no more
 
 
 class BadCursor(ValueError):
@@ -46,6 +49,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, _, call_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+        if not _CALL_ID.fullmatch(call_id):  # a NUL in it failed PostgreSQL's query (500)
+            raise ValueError(f"not a call id: {call_id!r}")
         return datetime.fromisoformat(at), call_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise BadCursor(cursor) from exc

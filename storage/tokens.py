@@ -81,6 +81,14 @@ def verify_token(session: Session, secret: str) -> Principal | None:
     return Principal(token_id=row.id, name=row.name, role=row.role, unit_code=row.unit_code)
 
 
+def token_id_of(session: Session, secret: str) -> str:
+    """The id of the stored token whose secret this is (NotFound when none is)."""
+    token_id = session.scalar(select(ApiToken.id).where(ApiToken.secret_hash == _hash(secret)))
+    if token_id is None:
+        raise NotFound("token", secret.rsplit("_", 1)[0])
+    return token_id
+
+
 def revoke_token(session: Session, token_id: str) -> None:
     """Revoke a token by id; it stops working at once."""
     row = session.get(ApiToken, token_id)

@@ -10,11 +10,11 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 
 from api.auth import AdminDep, PrincipalDep, SupervisorDep
-from api.deps import ServiceDep, SessionDep
+from api.deps import SQL_INTEGER_MAX, ServiceDep, SessionDep
 from storage import audit
 from storage.base import utcnow
 from storage.models.auth import ApiToken, AuditEntry, Role
-from storage.tokens import create_token, list_tokens, revoke_token
+from storage.tokens import create_token, list_tokens, revoke_token, token_id_of
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -99,13 +99,16 @@ def post_token(
         )
     except ValueError as exc:
         raise Problem(422, "Invalid token request", str(exc), kind="validation") from exc
+    # the token's id, as token.revoke records it (its name, up to 200 characters, did not fit
+    # the 64 of resource_id: PostgreSQL refused the entry and the request failed 500)
     audit.record(
         session,
         principal,
         "token.create",
         "token",
-        body.name,
+        token_id_of(session, secret),
         detail={
+            "name": body.name,
             "role": body.role.value,
             "unit_code": body.unit_code,
             "expires_at": expires_at.isoformat() if expires_at else None,
@@ -146,7 +149,9 @@ def get_audit(
     ] = None,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: AwareDatetime | None = None,
-    before_id: Annotated[int | None, Query(ge=1, description="entries older than this id")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=SQL_INTEGER_MAX, description="entries older than this id")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from api.auth import DispatcherDep
-from api.deps import ServiceDep, SessionDep
+from api.deps import OffsetQuery, ServiceDep, SessionDep
 from api.problems import Problem
 from registry.numbers import NumberError, number_search
 from storage.call_history import BadCursor, CallFilter, search_calls
@@ -72,7 +72,7 @@ def list_calls(
     to: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=200, description="X-Next-Cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> list[CallSummary]:
     search = None
     if number is not None and number.strip():

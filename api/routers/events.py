@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import DispatcherDep
-from api.deps import ServiceDep
+from api.deps import SQL_BIGINT_MAX, ServiceDep
 from calls.event_bus import BusEvent
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -32,7 +32,11 @@ async def events(
     request: Request,
     service: ServiceDep,
     _principal: DispatcherDep,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
+    # bounded: an id past a bigint opened the stream and then failed the replay's query
+    # (PostgreSQL), so a resuming client silently missed what it asked for
+    last_event_id: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=SQL_BIGINT_MAX)
+    ] = None,
 ) -> StreamingResponse:
     # registered before the response starts; every event waiting is written in one go
     source = service.events.subscribe_batches(last_event_id)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from api.auth import DispatcherDep, PrincipalDep, ensure_unit_scope
-from api.deps import ServiceDep, SessionDep
+from api.deps import OffsetQuery, ServiceDep, SessionDep
 from api.problems import Problem
 from api.schemas.incidents import (
     AcceptIn,
@@ -123,7 +123,7 @@ def list_incidents(
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> list[IncidentOut]:
     if principal.role is Role.UNIT:
         if unit is not None:

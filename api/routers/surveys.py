@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from api.auth import DispatcherDep, SupervisorDep, take_dial_quota
-from api.deps import ServiceDep, SessionDep
+from api.deps import OffsetQuery, ServiceDep, SessionDep
 from api.problems import Problem
 from api.schemas.surveys import (
     GROUPS,
@@ -79,7 +79,7 @@ def list_surveys(
     to: AwareDatetime | None = None,
     incident_id: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> list[SurveyOut]:
     rows = repo.list_surveys(
         session, status=status, created_from=from_, created_to=to, incident_id=incident_id,
