@@ -127,3 +127,29 @@ def test_a_forged_call_cursor_holding_a_nul_is_refused_as_not_ours(app_on: ApiHa
         cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
         r = c.get("/api/v1/calls", params={"cursor": cursor}, headers=admin)
         assert "not a cursor this service gave out" in _invalid(r, "cursor")
+
+
+def test_a_range_the_audio_cannot_serve_is_a_problem_document_and_not_audited(
+    app_on: ApiHarness,
+) -> None:
+    """Starlette answered these itself in text/plain (400, or 416 with an empty body), past the
+    problem handlers, after the access had been audited as a download."""
+    from tests.recordings.seed_call import seed_recorded_call
+
+    settings = app_on.client.app.state.service.settings  # type: ignore[attr-defined]
+    _, rec_id = seed_recorded_call(app_on.session_factory, settings.recordings_dir)
+    c, sup = app_on.client, app_on.auth("supervisor")
+    url = f"/api/v1/recordings/{rec_id}/audio"
+    size = len(c.get(url, headers=sup).content)
+    for bad, status in (("bytes=5-2", 400), ("bytes=abc", 400), ("items=0-1", 400),
+                        (f"bytes={size}-", 416), (f"bytes={2**70}-", 416)):  # fmt: skip
+        r = c.get(url, headers={**sup, "Range": bad})
+        assert r.status_code == status, (bad, r.status_code, r.text)
+        assert r.headers["content-type"].startswith(PROBLEM), bad
+        assert r.json()["status"] == status and r.json()["detail"], bad
+        if status == 416:
+            assert r.headers["content-range"] == f"bytes */{size}"
+    ok = c.get(url, headers={**sup, "Range": "bytes=0-3"})
+    assert ok.status_code == 206 and ok.content == b"RIFF"
+    audited = c.get("/api/v1/audit", params={"action": "recording.audio"}, headers=sup).json()
+    assert [e["detail"]["range"] for e in audited] == ["bytes=0-3", None]  # the refused: none
