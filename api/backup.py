@@ -75,6 +75,15 @@ def backup(settings: Settings, dest: Path) -> BackupReport:
     started = time.monotonic()
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty: back up into a new directory")
+    try:
+        return _backup(settings, dest, started)
+    except OSError as exc:  # no room, no permission, not a directory: say so, not a traceback
+        raise BackupError(
+            f"backup failed, {dest} is incomplete (delete it before trying again): {exc}"
+        ) from exc
+
+
+def _backup(settings: Settings, dest: Path, started: float) -> BackupReport:
     dest.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url
     kind = backend(url)

@@ -5,20 +5,35 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
+import os
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from alembic.util import CommandError
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from api.cli_recordings import recordings_app
 from api.cli_units import units_app
 from api.logs import configure_logging
-from api.settings import Settings
-from storage import migrate
+from api.settings import CONFIG_FILE_ENV, ConfigFileMissing, Settings
+from storage import audit, migrate
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope
+from storage.errors import NotFound
 from storage.models.auth import Role
-from storage.tokens import create_token, list_tokens, parse_lifetime, revoke_token
+from storage.models.registry import Unit
+from storage.tokens import (
+    create_token,
+    list_tokens,
+    parse_lifetime,
+    revoke_token,
+    token_id_of,
+)
 
 app = typer.Typer(
     help="linkcall: SIP telephony for a county 110 command center.",
@@ -82,8 +97,17 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.resolved_database_url, revision)
-    typer.echo(f"database at {migrate.head_revision() if revision == 'head' else revision}")
+    try:
+        migrate.upgrade(settings.resolved_database_url, revision)
+    except CommandError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    # Alembic's upgrade never goes down: name the revision the database is at, not the one asked.
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        typer.echo(f"database at {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
 
 
 @db_app.command("current")
@@ -119,12 +143,29 @@ def tokens_create(
         lifetime = parse_lifetime(expires) if expires else settings.token_lifetime
         expires_at = utcnow() + lifetime if lifetime else None
         with session_scope(_session_factory(settings)) as session:
+            if unit and session.scalar(select(Unit.id).where(Unit.code == unit)) is None:
+                raise ValueError(
+                    f"no unit {unit!r}: add it first (linkcall units add / units import)"
+                )
             secret = create_token(
                 session,
                 name=name or f"{role.value}{'-' + unit if unit else ''}",
                 role=role,
                 unit_code=unit,
                 expires_at=expires_at,
+            )
+            audit.record(
+                session,
+                None,
+                "token.create",
+                "token",
+                token_id_of(session, secret),
+                detail={
+                    "role": role.value,
+                    "unit_code": unit,
+                    "expires_at": expires_at.isoformat() if expires_at else None,
+                },
+                client="cli",
             )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -156,8 +197,16 @@ def tokens_list() -> None:
 def tokens_revoke(token_id: str) -> None:
     """Revoke a token by id."""
     settings = _settings()
-    with session_scope(_session_factory(settings)) as session:
-        revoke_token(session, token_id)
+    try:
+        with session_scope(_session_factory(settings)) as session:
+            revoke_token(session, token_id)
+            audit.record(session, None, "token.revoke", "token", token_id, client="cli")
+    except NotFound as exc:
+        typer.echo(
+            f"error: no token with id {token_id!r} (`linkcall tokens list` shows the ids)",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
     typer.echo(f"revoked {token_id}")
 
 
@@ -233,6 +282,36 @@ def demo(
     raise typer.Exit(lab_demo.run_demo(settings, seconds=seconds))
 
 
+def _database_named() -> str:
+    """The configured database URL with its password hidden (or the setting's name)."""
+    try:
+        url = Settings().resolved_database_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # only to word an error message
+        return "LINKCALL_DATABASE_URL"
+
+
 def main() -> None:
-    """Entry point of the console script."""
-    app()
+    """Entry point of the console script. A setting that is wrong (environment or the
+    LINKCALL_CONFIG file) is an error naming it, exit 2; a database that cannot be reached
+    (server down, wrong URL, SQLite file not openable) one error line, exit 1; no traceback."""
+    try:
+        app()
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            name = f"LINKCALL_{err['loc'][0]}".upper() if err["loc"] else ""
+            where = f"{name}: " if name and name not in msg else ""
+            typer.echo(f"error: configuration: {where}{msg}", err=True)
+        raise SystemExit(2) from None
+    except ConfigFileMissing as exc:
+        typer.echo(f"error: configuration: {exc}", err=True)
+        raise SystemExit(2) from None
+    except tomllib.TOMLDecodeError as exc:
+        path = os.environ.get(CONFIG_FILE_ENV, "")
+        typer.echo(f"error: configuration: {path} is not valid TOML: {exc}", err=True)
+        raise SystemExit(2) from None
+    except OperationalError as exc:
+        reason = " ".join(str(exc.orig or exc).split())
+        typer.echo(f"error: database unavailable ({_database_named()}): {reason}", err=True)
+        raise SystemExit(1) from None

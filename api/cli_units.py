@@ -137,9 +137,19 @@ def parse_units_csv(text: str, settings: Settings) -> tuple[list[UnitInfo], list
 
 @units_app.command("import")
 def units_import(path: Path) -> None:
-    """Create or update units from a CSV file (all lines or none)."""
+    """Create or update units from a CSV file (UTF-8, or GB18030 as Excel saves it; all lines or
+    none)."""
     settings, factory = _factory()
-    units, errors = parse_units_csv(path.read_text(encoding="utf-8-sig"), settings)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        typer.echo(f"error: cannot read {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("gb18030", errors="replace")  # Excel's "CSV" on Chinese Windows
+    units, errors = parse_units_csv(text, settings)
     if errors:
         for e in errors:
             typer.echo(f"error: {e}", err=True)
@@ -174,5 +184,9 @@ def units_export(
     if path is None:
         typer.echo(buf.getvalue(), nl=False)
     else:
-        path.write_text(buf.getvalue(), encoding="utf-8-sig")
+        try:
+            path.write_text(buf.getvalue(), encoding="utf-8-sig")
+        except OSError as exc:
+            typer.echo(f"error: cannot write {path}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from exc
         typer.echo(f"wrote {path}")

@@ -31,6 +31,12 @@ from registry.numbers import DialPolicy
 from telephony.sip.config import DISPLAY_RE, NUMBER_RE
 
 CONFIG_FILE_ENV = "LINKCALL_CONFIG"
+
+
+class ConfigFileMissing(ValueError):
+    """LINKCALL_CONFIG names a file that does not exist."""
+
+
 REGISTRAR_EXTENSIONS = r"^[1-9][0-9]{2,5}$"
 
 
@@ -245,7 +251,9 @@ class Settings(BaseSettings):
         config_file = os.environ.get(CONFIG_FILE_ENV)
         if config_file:
             if not Path(config_file).is_file():
-                raise ValueError(f"{CONFIG_FILE_ENV} points to a missing file: {config_file}")
+                raise ConfigFileMissing(
+                    f"{CONFIG_FILE_ENV} points to a missing file: {config_file}"
+                )
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 

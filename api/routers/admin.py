@@ -14,6 +14,7 @@ from api.deps import SQL_INTEGER_MAX, ServiceDep, SessionDep
 from storage import audit
 from storage.base import utcnow
 from storage.models.auth import ApiToken, AuditEntry, Role
+from storage.models.registry import Unit
 from storage.tokens import create_token, list_tokens, revoke_token, token_id_of
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -89,6 +90,14 @@ def post_token(
         else service.settings.token_lifetime
     )
     expires_at = utcnow() + lifetime if lifetime else None
+    code = body.unit_code
+    if code and session.scalar(select(Unit.id).where(Unit.code == code)) is None:
+        # A token for a unit that is not on the duty list (a typo, a unit not added yet) would
+        # sign in to an empty view: refuse it as the CLI does.
+        err = {"field": "unit_code", "message": f"no unit {code!r}", "type": "unknown_unit"}
+        raise Problem(
+            422, "Invalid token request", f"no unit {code!r}", kind="validation", errors=[err]
+        )
     try:
         secret = create_token(
             session,

@@ -69,10 +69,13 @@ def test_an_admin_edits_and_deactivates_a_unit_which_keeps_its_history(api: Any)
 
 def test_tokens_are_listed_without_secrets_and_revoked_at_once(api: Any) -> None:
     admin = api.auth("admin")
-    r = api.client.post(
-        "/api/v1/tokens", json={"name": "值班员 U01", "role": "unit", "unit_code": "U01"},
-        headers=admin,
-    )  # fmt: skip
+    body = {"name": "值班员 U01", "role": "unit", "unit_code": "U01"}
+    unknown = api.client.post("/api/v1/tokens", json=body, headers=admin)
+    assert unknown.status_code == 422, unknown.text  # no unit U01 on the duty list yet
+    assert unknown.json()["errors"][0]["field"] == "unit_code"
+    unit = {"code": "U01", "name": "县供电公司", "kind": "linkage"}
+    assert api.client.post("/api/v1/units", json=unit, headers=admin).status_code == 201
+    r = api.client.post("/api/v1/tokens", json=body, headers=admin)
     assert r.status_code == 201
     secret = r.json()["token"]
     listed = api.client.get("/api/v1/tokens", headers=admin)
