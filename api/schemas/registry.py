@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from api.problems import Problem
 from registry.numbers import DialPolicy, NumberError
@@ -82,6 +82,17 @@ class ShiftIn(BaseModel):
     days: list[int] = Field(default_factory=list, description="ISO weekdays, 1 = Monday")
     start: time | None = Field(default=None, examples=["08:00"])
     end: time | None = Field(default=None, examples=["18:00"], description="<= start: overnight")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock(cls, v: time | None) -> time | None:
+        # a shift is a time of day in the county (LINKCALL_TIMEZONE); "09:00Z" was stored as
+        # 09:00, eight hours from what the sender meant, so an offset is refused, not dropped
+        if v is not None and v.tzinfo is not None:
+            raise ValueError(
+                "shift times are the county's local time of day: give them without an offset"
+            )
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -114,3 +114,26 @@ def test_a_switchboard_extension_is_carried_to_the_dialler(reg: Any) -> None:
     first, leader = dial.targets[0], dial.targets[1]
     assert (first.dial, first.extension) == ("+868334201234", "8001")
     assert (leader.dial, leader.extension) == ("+8613900000001", None)
+
+
+def test_a_shift_time_with_an_offset_is_refused_not_shifted(reg: Any) -> None:
+    """Shifts are the county's wall clock: "09:00Z" (17:00 in the county) used to be stored as
+    09:00. It is a 422 naming the field now, and the stored roster is unchanged."""
+    r = reg.client.put("/api/v1/units/U01/rosters/2026-W49", json=ROSTER, headers=reg.auth("unit"))
+    assert r.status_code == 201, r.text
+    for start in ("09:00:00Z", "08:00:00+08:00"):
+        staff = [dict(s) for s in ROSTER["staff"]]
+        staff[1] = {**staff[1], "shift": {"days": [1], "start": start, "end": "18:00"}}
+        bad = reg.client.put(
+            "/api/v1/units/U01/rosters/2026-W49",
+            json={**ROSTER, "staff": staff},
+            headers=reg.auth("unit"),
+        )
+        assert bad.status_code == 422, (start, bad.text)
+        assert bad.headers["content-type"].startswith("application/problem+json")
+        fields = [e["field"] for e in bad.json()["errors"]]
+        assert any(f.endswith("shift.start") for f in fields), fields
+        assert "without an offset" in bad.text
+    wednesday_10 = _dial(reg, "2026-12-02T10:00:00+08:00")
+    assert wednesday_10["roster_version"] == 1  # nothing stored
+    assert _who(wednesday_10)[0] == ("staff", "白班")
