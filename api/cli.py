@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from api.cli_recordings import recordings_app
 from api.cli_units import units_app
 from api.logs import configure_logging
-from api.settings import CONFIG_FILE_ENV, ConfigFileMissing, Settings
+from api.settings import CONFIG_FILE_ENV, ConfigFileMissing, Settings, unknown_settings
 from storage import audit, migrate
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope
@@ -51,6 +51,9 @@ app.add_typer(recordings_app, name="recordings")
 def _settings() -> Settings:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format, settings.node)
+    config = os.environ.get(CONFIG_FILE_ENV)
+    for problem in unknown_settings(os.environ, Path(config) if config else None):
+        logging.getLogger("api.settings").warning("%s: ignored", problem)
     return settings
 
 

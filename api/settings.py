@@ -6,9 +6,12 @@ contract (an acceptance check outside the project uses them).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
+import tomllib
+from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Self
@@ -31,6 +34,44 @@ from registry.numbers import DialPolicy
 from telephony.sip.config import DISPLAY_RE, NUMBER_RE
 
 CONFIG_FILE_ENV = "LINKCALL_CONFIG"
+
+
+ENV_PREFIX = "LINKCALL_"
+OTHER_VARIABLES = frozenset({
+    CONFIG_FILE_ENV,
+    "LINKCALL_HTTP_HOST", "LINKCALL_HTTP_PORT",  # the container's entrypoint (docker/)
+    "LINKCALL_IMAGE_TAG", "LINKCALL_PG_DB", "LINKCALL_PG_LISTEN", "LINKCALL_PG_PASSWORD",
+    "LINKCALL_PG_PORT", "LINKCALL_PG_USER",  # docker/compose.yaml's own
+})  # fmt: skip
+"""LINKCALL_* names that are not settings (and LINKCALL_TEST_*, the test suite's)."""
+
+
+def unknown_settings(environ: Mapping[str, str], config_file: Path | None = None) -> list[str]:
+    """What no setting will read: LINKCALL_* names in `environ` and keys of the TOML
+    `config_file`, each with the closest setting's name when there is one. A typo would
+    otherwise change nothing, silently (the settings ignore names they do not know)."""
+    fields = sorted(Settings.model_fields)
+    found: list[str] = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in OTHER_VARIABLES:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key in fields or name.startswith(ENV_PREFIX + "TEST_"):
+            continue
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""
+        found.append(f"environment variable {name} is not a setting{hint}")
+    if config_file is not None and config_file.is_file():
+        try:
+            keys = sorted(tomllib.loads(config_file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            keys = []  # reading the settings reports that, with the reason
+        for key in keys:
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                found.append(f"{config_file}: key {key!r} is not a setting{hint}")
+    return found
 
 
 class ConfigFileMissing(ValueError):

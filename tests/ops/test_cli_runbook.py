@@ -195,3 +195,42 @@ def test_a_wrong_setting_or_config_file_is_named_without_a_traceback(
     monkeypatch.setenv("LINKCALL_CONFIG", str(bad))
     code, err = _main(monkeypatch, capsys, "db", "current")
     assert code == 2 and f"{bad} is not valid TOML" in err and "Traceback" not in err
+
+
+def test_a_setting_name_nothing_reads_is_named_with_the_closest_setting(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A typo in a setting's name changes nothing; the operator is told which name was not
+    read, and what it was probably meant to be (environment and TOML file alike)."""
+    from api.settings import unknown_settings
+
+    config = tmp_path / "linkcall.toml"
+    config.write_text('recording_retention_day = 30\nlog_level = "INFO"\nfrobnicate = 1\n')
+    env = {
+        "LINKCALL_RING_TIMEOUT_UNIT": "20",
+        "LINKCALL_LOG_LEVEL": "INFO",
+        "LINKCALL_CONFIG": str(config),
+        "LINKCALL_HTTP_PORT": "8080",
+        "LINKCALL_TEST_PG_URL": "postgresql://x",
+        "PATH": "/usr/bin",
+    }
+    assert unknown_settings(env, config) == [
+        "environment variable LINKCALL_RING_TIMEOUT_UNIT is not a setting "
+        "(did you mean LINKCALL_RING_TIMEOUT_UNIT_S?)",
+        f"{config}: key 'frobnicate' is not a setting",
+        f"{config}: key 'recording_retention_day' is not a setting "
+        "(did you mean recording_retention_days?)",
+    ]
+
+    monkeypatch.setenv("LINKCALL_CONFIG", str(config))
+    monkeypatch.setenv("LINKCALL_RING_TIMEOUT_UNIT", "20")
+    with caplog.at_level("WARNING", logger="api.settings"):
+        code, _ = _main(monkeypatch, capsys, "db", "current")
+    assert code == 0
+    warned = [r.getMessage() for r in caplog.records if r.name == "api.settings"]
+    assert any("LINKCALL_RING_TIMEOUT_UNIT is not a setting" in w for w in warned), warned
+    assert any("'recording_retention_day' is not a setting" in w for w in warned), warned
