@@ -117,6 +117,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 def db_current() -> None:
     """Show the schema revision of the configured database."""
     settings = _settings()
+    url = make_url(settings.resolved_database_url)
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
+        typer.echo(f"error: no database at {file}", err=True)  # asking must not create it
+        raise typer.Exit(2)
     engine = make_engine(settings.resolved_database_url)
     try:
         typer.echo(migrate.current_revision(engine) or "empty")

@@ -122,6 +122,11 @@ def test_a_backup_into_a_place_it_cannot_write_is_a_clear_error(
 
 
 def test_db_upgrade_reports_the_revision_the_database_is_at(data_dir: Path) -> None:
+    # asking before there is a database says so, and creates nothing (a mistyped path would
+    # otherwise leave an empty database behind and answer "empty")
+    code, _, err = _run("db", "current")
+    assert code == 2 and f"no database at {data_dir / 'linkcall.sqlite3'}" in err, err
+    assert not data_dir.exists()
     code, out, _ = _run("db", "upgrade")
     assert code == 0
     head = out.split()[-1]
@@ -130,6 +135,8 @@ def test_db_upgrade_reports_the_revision_the_database_is_at(data_dir: Path) -> N
     assert code == 0 and out.split()[-1] == head
     code, _, err = _run("db", "upgrade", "0099")
     assert code == 2 and "0099" in err
+    code, out, _ = _run("db", "current")
+    assert code == 0 and out.split()[-1] == head
 
 
 def test_every_command_says_in_one_line_that_the_database_is_down(tmp_path: Path) -> None:
@@ -229,7 +236,7 @@ def test_a_setting_name_nothing_reads_is_named_with_the_closest_setting(
     monkeypatch.setenv("LINKCALL_CONFIG", str(config))
     monkeypatch.setenv("LINKCALL_RING_TIMEOUT_UNIT", "20")
     with caplog.at_level("WARNING", logger="api.settings"):
-        code, _ = _main(monkeypatch, capsys, "db", "current")
+        code, _ = _main(monkeypatch, capsys, "tokens", "list")
     assert code == 0
     warned = [r.getMessage() for r in caplog.records if r.name == "api.settings"]
     assert any("LINKCALL_RING_TIMEOUT_UNIT is not a setting" in w for w in warned), warned
