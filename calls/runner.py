@@ -196,7 +196,8 @@ class FlowRunner:
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
             else:
-                log.error("flow %s rejected %s: %s", self.flow.flow_id, event, exc)
+                # the request's name only: its fields may be dial lists (phone numbers)
+                log.error("flow %s rejected %s: %s", self.flow.flow_id, type(event).__name__, exc)
             return
         await self._execute(cmds)
         if fut is not None and not fut.done():  # the requester sees the state after its effect

@@ -30,7 +30,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         parsed = make_url(normalise_url(url))
     except Exception as exc:  # sqlalchemy raises ArgumentError and friends
         raise StorageConfigError(f"invalid database URL: {exc}") from exc
-    kwargs: dict[str, Any] = {"echo": echo}
+    # a failed statement's text (logged with its traceback, shown as a component's last error)
+    # names the SQL but never its parameters: they hold phone numbers (docs/security.md)
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
