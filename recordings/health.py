@@ -10,6 +10,9 @@ is what counts, not what the database remembers) and reports findings:
 - SILENT_TRACK      a track's RMS level is below `silent_below_dbfs` (default -60 dBFS)
 - TOO_SHORT         the recording is much shorter than the call: under `min_ratio` (90 %) of
                     the expected duration, or more than `max_shortfall_s` (2 s) short
+- AUDIO_LOST        the writer could not store part of the call (a full or failing disk): the
+                    manifest's `lost_s` is above zero. The tracks keep the call's length (the
+                    dropped span is silence), so no other finding would show the hole
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Problem(enum.Enum):
     HASH_MISMATCH = "hash_mismatch"
     SILENT_TRACK = "silent_track"
     TOO_SHORT = "too_short"
+    AUDIO_LOST = "audio_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,10 @@ def check(
             return _report(target.name, target, None, expected_duration_s, findings)
     else:
         info = target
+    if info.lost_s > 0:
+        causes = "; ".join(info.errors) or "no cause recorded"
+        detail = f"{info.lost_s:.1f} s of the call could not be written ({causes})"
+        findings.append(Finding(Problem.AUDIO_LOST, None, detail))
     if not info.directory.is_dir():
         findings.append(_missing(info.directory))
         return _report(info.recording_id, info.directory, None, expected_duration_s, findings)

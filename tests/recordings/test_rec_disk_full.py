@@ -196,3 +196,42 @@ def test_real_kernel_refusal_is_reported_and_the_file_stays_playable(tmp_path: P
     assert any("File too large" in e for e in info["errors"])
     caller = read_wav(Path(lines[-1]["directory"]) / "caller.wav")
     assert caller.tobytes() == b"".join(tone_frame(400, t) for t in range(150))[: len(caller) * 2]
+
+
+def test_a_recording_with_dropped_audio_is_not_healthy(tmp_path: Path, disk: FakeDisk) -> None:
+    """The dropped span is written as silence, so the tracks keep the call's length and no
+    other finding sees the hole: the health check must report the manifest's `lost_s`, from the
+    info (as stored when the call ends) and from the directory (the daily verification)."""
+    from recordings.health import Problem, check
+
+    writer = RecordingWriter(tmp_path, "full-5", clock=lambda: START, max_buffer_s=1.0)
+    talk(writer, 0, 50)
+    writer.flush()
+    disk.free = 0
+    for second in range(1, 4):
+        talk(writer, second * 50, 50)
+        with pytest.raises(RecordingWriteError):
+            writer.flush()
+    disk.free = None
+    writer.flush()
+    talk(writer, 200, 50)
+    info = writer.finalise()
+    assert info.lost_s == pytest.approx(2.0)
+    for report in (check(info, 5.0), check(info.directory, 5.0)):
+        assert not report.ok
+        assert report.has(Problem.AUDIO_LOST)
+        assert not report.has(Problem.TOO_SHORT)  # the length alone hides the hole
+        (found,) = [f for f in report.findings if f.problem is Problem.AUDIO_LOST]
+        assert "2.0 s" in found.detail and "No space left" in found.detail
+
+    # a failure the memory bound absorbed loses nothing and stays healthy
+    kept = RecordingWriter(tmp_path, "full-6", clock=lambda: START)
+    talk(kept, 0, 50)
+    disk.free = 0
+    with pytest.raises(RecordingWriteError):
+        kept.flush()
+    disk.free = None
+    talk(kept, 50, 50)
+    kept_info = kept.finalise()
+    assert kept_info.lost_s == 0 and kept_info.errors
+    assert check(kept_info.directory, 2.0).ok
