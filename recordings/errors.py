@@ -1,7 +1,7 @@
 """Errors raised by the recordings package.
 
     RecordingError                    base: anything that went wrong with a recording
-    ├── RecordingWriteError           an OSError while writing/flushing (disk full, I/O error);
+    ├── RecordingWriteError           a failure while writing/flushing (disk full, I/O error);
     │                                 the writer keeps audio in memory up to a bound and retries
     ├── RecordingFinaliseError        finalise() could not complete; carries the best info we have
     ├── RecordingStateError           a method called in the wrong state (flush after finalise)

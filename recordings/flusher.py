@@ -7,6 +7,9 @@ follow absolute deadlines; a round that overruns is followed at once by the next
 
 Write errors are not swallowed: each one is handed to `on_error(writer, error)` on the event
 loop, so the owner (the call flow runner) can log it, mark the call and alert a supervisor.
+Nothing ends the task but `stop()`: a round that fails, or an `on_error` that raises, is logged
+and the next round comes as usual (a dead flusher would leave every recording of the process
+unflushed, its audio dropped after 30 s in memory).
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ class RecordingFlusher:
         writers = list(self._writers.values())
         failures = await asyncio.to_thread(_flush_all, writers)
         for writer, error in failures:
-            self._on_error(writer, error)
+            try:
+                self._on_error(writer, error)
+            except Exception:
+                log.exception("recording %s: reporting a write error failed", writer.recording_id)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -73,7 +79,10 @@ class RecordingFlusher:
         while True:
             deadline += self._interval_s
             await asyncio.sleep(max(0.0, deadline - loop.time()))
-            await self.flush_now()
+            try:
+                await self.flush_now()
+            except Exception:
+                log.exception("recording flush round failed; the next one follows")
             if loop.time() > deadline + self._interval_s:
                 log.warning("recording flush round overran by %.2f s", loop.time() - deadline)
                 deadline = loop.time()

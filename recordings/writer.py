@@ -313,23 +313,25 @@ class RecordingWriter:
             return list(self._all), self._held_ticks
 
     def _flush_locked(self) -> None:
+        # Any failure, not only an OSError (a MemoryError, a bug), is a write failure: the
+        # backlog stays for the next flush, the writer is FAILING and its manifest says so.
         tracks, held = self._take()
-        first_error: OSError | None = None
+        first_error: Exception | None = None
         if not self._started_synced:  # here, not in the constructor (the event loop's thread)
             try:
                 layout.sync_started(self.directory)
                 self._started_synced = True
-            except OSError as exc:
+            except Exception as exc:
                 first_error = exc
         for track in tracks:  # every track gets what fits, even if another one failed
             try:
                 track.drain()
-            except OSError as exc:
+            except Exception as exc:
                 first_error = first_error or exc
         try:
             if first_error is None:
                 self._maybe_fsync(tracks, force=False)
-        except OSError as exc:
+        except Exception as exc:
             first_error = exc
         if first_error is not None:
             self._fail(first_error)
@@ -349,7 +351,7 @@ class RecordingWriter:
                 track.fdatasync()
             self._last_fsync = now
 
-    def _fail(self, exc: OSError) -> None:
+    def _fail(self, exc: Exception) -> None:
         with self._lock:
             held = self._held_ticks
             lost = self._lost_ticks + self._gap_ticks
@@ -359,13 +361,14 @@ class RecordingWriter:
             f"{lost / TICKS_PER_SECOND:.1f} s lost",
             recording_id=self.recording_id,
             path=str(self.directory),
-            errno=exc.errno,
+            errno=exc.errno if isinstance(exc, OSError) else None,
             buffered_s=held / TICKS_PER_SECOND,
             lost_s=lost / TICKS_PER_SECOND,
         )
         if self._state is not WriterState.FAILING:
             log.error("%s", error)
-            self._errors.append(f"{self._clock().isoformat()} {exc}")
+            cause = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            self._errors.append(f"{self._clock().isoformat()} {cause}")
             self._state = WriterState.FAILING
         self.error = error
         raise error from exc

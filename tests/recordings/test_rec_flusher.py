@@ -65,3 +65,54 @@ async def test_flusher_writes_every_recording_and_reports_failures(
 def test_flusher_refuses_intervals_longer_than_a_second() -> None:
     with pytest.raises(ValueError):
         RecordingFlusher(lambda w, e: None, interval_s=5)
+
+
+async def test_an_unexpected_failure_neither_stops_the_flusher_nor_goes_unrecorded(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """One writer's flush fails with something other than an OSError (a bug, MemoryError), and
+    the owner's error handler itself raises once: the flusher used to die silently, leaving
+    every call of the process unflushed (30 s held in memory, then dropped). It goes on, the
+    failure is reported and the writer records it in its manifest."""
+    from recordings.track import TrackFile
+
+    bad = RecordingWriter(tmp_path, "odd")
+    good = RecordingWriter(tmp_path, "fine")
+    real_drain = TrackFile.drain
+    failures = {"left": 1}
+
+    def drain(track: TrackFile) -> None:
+        if str(track.path).startswith(str(bad.directory)) and failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("unexpected")
+        real_drain(track)
+
+    mocker.patch.object(TrackFile, "drain", autospec=True, side_effect=drain)
+    reported: list[str] = []
+
+    def on_error(w: RecordingWriter, e: Exception) -> None:
+        reported.append(w.recording_id)
+        if len(reported) == 1:
+            raise RuntimeError("the handler failed too")
+
+    flusher = RecordingFlusher(on_error, interval_s=0.1)
+    flusher.add(bad)  # first: its failure comes before the good writer's flush
+    flusher.add(good)
+    flusher.start()
+    try:
+        for tick in range(25):
+            frame = tone_frame(400, tick)
+            good.write(frame, {"caller": frame})
+            bad.write(frame, {"caller": frame})
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.25)
+    finally:
+        await flusher.stop()
+    assert reported == ["odd"]
+    assert frames_on_disk(good, "caller") == 25 * 160, "the flusher stopped flushing"
+    assert frames_on_disk(bad, "caller") == 25 * 160, "the failed writer never caught up"
+    flusher.remove(bad)
+    info = bad.finalise()
+    assert info.lost_s == 0
+    assert any("unexpected" in e for e in info.errors), info.errors
+    assert any("recovered" in e for e in info.errors), info.errors
