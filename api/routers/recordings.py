@@ -27,6 +27,7 @@ from storage import audit
 from storage.base import utcnow
 from storage.errors import NotFound
 from storage.models.call_records import Call, Recording, RecordingState
+from storage.tokens import Principal
 
 TRACK_PATTERN = "^(mixed|caller|dispatcher|unit|unit2|unit3|callee|seat)$"
 """A recording's tracks: the mix and one per role (a bridge's added units: unit2, unit3)."""
@@ -222,6 +223,33 @@ def release_recording(
     return _hold(session, request, principal, recording_id, hold=False, reason=reason)
 
 
+def _refuse(
+    session: SessionDep,
+    request: Request,
+    principal: Principal,
+    action: str,
+    rec: Recording,
+    detail: dict[str, Any],
+    problem: Problem,
+) -> Problem:
+    """Audit a refused access to an existing recording (`recording.audio.refused`,
+    `recording.package.refused`: who asked for what, the status and why; never counted as a
+    download) and return the problem to raise. Committed here: the request's session is rolled
+    back when the problem is raised. A track missing from the disk is found this way the moment
+    someone asks for it, not only by the next daily verification."""
+    audit_ctx.record(
+        session,
+        request,
+        principal,
+        action,
+        "recording",
+        rec.id,
+        {**detail, "status": problem.status, "refused": problem.title, "reason": problem.detail},
+    )
+    session.commit()
+    return problem
+
+
 def _check_range(request: Request, path: Path) -> None:
     """A Range header FileResponse would refuse, refused here as a problem document: Starlette
     answers a malformed or unsatisfiable range itself, in plain text, past the exception
@@ -259,14 +287,24 @@ def get_audio(
     track: Annotated[str, Query(pattern=TRACK_PATTERN)] = "mixed",
 ) -> Response:
     rec = _recording(session, recording_id)
+    asked = {"track": track, "range": request.headers.get("range")}
     info = rec.tracks.get(track)
     if info is None:
-        raise Problem(
-            404,
-            "No such track",
-            f"recording {recording_id} has no {track!r} track "
-            f"(state {rec.state.value}; tracks: {', '.join(rec.tracks) or 'none yet'})",
-            kind="not-found",
+        known = ", ".join(rec.tracks) or "none yet"
+        raise _refuse(
+            session,
+            request,
+            principal,
+            "recording.audio.refused",
+            rec,
+            asked,
+            Problem(
+                404,
+                "No such track",
+                f"recording {recording_id} has no {track!r} track "
+                f"(state {rec.state.value}; tracks: {known})",
+                kind="not-found",
+            ),
         )
     archive = FilesystemArchive(service.settings.recordings_dir)
     try:
@@ -277,8 +315,21 @@ def get_audio(
     if missing is not None:
         if (proxied := _from_owner(rec, request, session, service)) is not None:
             return proxied
-        raise Problem(404, "Recording file missing", missing, kind="not-found")
-    _check_range(request, path)
+        raise _refuse(
+            session,
+            request,
+            principal,
+            "recording.audio.refused",
+            rec,
+            asked,
+            Problem(404, "Recording file missing", missing, kind="not-found"),
+        )
+    try:
+        _check_range(request, path)
+    except Problem as exc:
+        raise _refuse(
+            session, request, principal, "recording.audio.refused", rec, asked, exc
+        ) from None
     audit_ctx.record(
         session,
         request,
@@ -286,7 +337,7 @@ def get_audio(
         "recording.audio",
         "recording",
         rec.id,
-        {"track": track, "range": request.headers.get("range")},
+        asked,
     )
     session.commit()  # the audit entry is written before a byte is sent
     return FileResponse(path, media_type="audio/wav", filename=f"{rec.call_id}-{track}.wav")
@@ -341,22 +392,47 @@ def get_package(
     principal: SupervisorDep,
 ) -> Response:
     rec = _recording(session, recording_id)
+    refused = "recording.package.refused"
     if rec.state not in (RecordingState.FINALISED, RecordingState.INTERRUPTED):
-        raise Problem(409, "Recording not finished", f"recording {rec.id} is {rec.state.value}",
-                      kind="conflict")  # fmt: skip
+        raise _refuse(
+            session,
+            request,
+            principal,
+            refused,
+            rec,
+            {},
+            Problem(
+                409,
+                "Recording not finished",
+                f"recording {rec.id} is {rec.state.value}",
+                kind="conflict",
+            ),
+        )
     archive = FilesystemArchive(service.settings.recordings_dir)
-    missing = not all(_on_disk(archive, info["file"]) for info in rec.tracks.values())
-    if missing and (proxied := _from_owner(rec, request, session, service)) is not None:
-        return proxied
+    gone = sorted(role for role, info in rec.tracks.items() if not _on_disk(archive, info["file"]))
+    if gone:
+        if (proxied := _from_owner(rec, request, session, service)) is not None:
+            return proxied
+        raise _refuse(
+            session,
+            request,
+            principal,
+            refused,
+            rec,
+            {},
+            Problem(
+                404,
+                "Recording file missing",
+                f"recording {rec.id}: track(s) {', '.join(gone)} not on disk",
+                kind="not-found",
+            ),
+        )
     audit_ctx.record(session, request, principal, "recording.package", "recording", rec.id)
     session.commit()  # the download is in the log before a byte is sent, and in the package
-    tracks = []
-    for role, info in sorted(rec.tracks.items()):
-        try:
-            path = archive.resolve(info["file"])
-        except ArchiveError as exc:
-            raise Problem(404, "Recording file missing", str(exc), kind="not-found") from exc
-        tracks.append(PackageTrack(role, path, info.get("sha256")))
+    tracks = [
+        PackageTrack(role, archive.resolve(info["file"]), info.get("sha256"))
+        for role, info in sorted(rec.tracks.items())
+    ]
     entries = [
         {
             "id": e.id,
@@ -394,7 +470,15 @@ def get_package(
                           access_audit=entries)  # fmt: skip
     except PackageError as exc:
         os.unlink(name)
-        raise Problem(409, "Recording damaged", str(exc), kind="conflict") from exc
+        raise _refuse(
+            session,
+            request,
+            principal,
+            refused,
+            rec,
+            {},
+            Problem(409, "Recording damaged", str(exc), kind="conflict"),
+        ) from exc
     except BaseException:
         os.unlink(name)
         raise

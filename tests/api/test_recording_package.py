@@ -70,3 +70,10 @@ def test_the_package_verifies_with_sha256sum_and_holds_the_access_audit(
     assert bad.status_code == 409 and bad.json()["title"] == "Recording damaged"
     assert "mixed" in bad.json()["detail"]
     assert not list(settings.data_dir.glob("package-*.zip"))  # no temporary file left behind
+    refused = api.client.get(
+        "/api/v1/audit", params={"action": "recording.package.refused"}, headers=sup
+    ).json()
+    assert [(e["resource_id"], e["detail"]["status"], e["detail"]["refused"]) for e in refused] == [
+        (rec_id, 409, "Recording damaged")
+    ]  # the attempt's `recording.package` entry was committed before the hashes were checked
+    assert "mixed" in refused[0]["detail"]["reason"]
