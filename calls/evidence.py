@@ -152,7 +152,15 @@ def purge_expired(
 ) -> PurgeResult:
     """Delete the files of recordings older than `retention_days` (by start) that are not
     under legal hold and not still recording; each purge is audited, the row kept. With
-    `retention_days` 0 nothing is ever purged."""
+    `retention_days` 0 nothing is ever purged.
+
+    One recording at a time, the audit first: its row is re-read under a row lock (a hold set
+    since the candidates were listed is seen; one set meanwhile waits and then finds it
+    purged), marked `purged` and audited in one committed transaction, and only then are its
+    files deleted. A crash in between leaves files of a recording marked purged, never files
+    gone without a record. A deletion that fails puts the row back as it was and is audited
+    as `recording.purge_failed` with the files left (part of the evidence may be gone: the
+    daily verification that follows flags it)."""
     result = PurgeResult()
     if retention_days <= 0:
         return result
@@ -160,46 +168,83 @@ def purge_expired(
     cutoff = at - timedelta(days=retention_days)
     root = root.resolve()
     with session_scope(factory) as session:
-        stmt = select(Recording).where(
-            Recording.started_at < cutoff,
-            Recording.state.in_(CHECKED_STATES),
+        candidates = list(
+            session.scalars(
+                select(Recording.id)
+                .where(Recording.started_at < cutoff, Recording.state.in_(CHECKED_STATES))
+                .order_by(Recording.started_at)
+            )
         )
-        for rec in session.scalars(stmt):
-            if rec.legal_hold:
-                result.held.append(rec.id)
-                continue
-            directory = (root / rec.directory).resolve()
-            if root not in directory.parents:
-                result.failed.append((rec.id, f"directory {rec.directory!r} outside the root"))
-                continue
-            try:
-                _remove_tree(directory)
-            except OSError as exc:
-                result.failed.append((rec.id, str(exc)))
-                log.error("recording %s: purge failed: %s", rec.id, exc)
-                continue
-            rec.state = RecordingState.PURGED
-            rec.purged_at = at
+    for rec_id in candidates:
+        _purge_one(factory, root, rec_id, retention_days, at, result)
+    if result.purged or result.held or result.failed:
+        log.info(
+            "retention: %d recording(s) purged, %d kept under legal hold, %d failed",
+            len(result.purged),
+            len(result.held),
+            len(result.failed),
+        )
+    return result
+
+
+def _purge_one(
+    factory: sessionmaker[Session],
+    root: Path,
+    rec_id: str,
+    retention_days: int,
+    at: datetime,
+    result: PurgeResult,
+) -> None:
+    with session_scope(factory) as session:
+        rec = session.scalars(
+            select(Recording).where(Recording.id == rec_id).with_for_update()
+        ).one_or_none()
+        if rec is None or rec.state not in CHECKED_STATES:
+            return
+        if rec.legal_hold:
+            result.held.append(rec.id)
+            return
+        directory = (root / rec.directory).resolve()
+        if root not in directory.parents:
+            result.failed.append((rec.id, f"directory {rec.directory!r} outside the root"))
+            log.error("recording %s: not purged, directory %r outside the root", rec.id,
+                      rec.directory)  # fmt: skip
+            return
+        previous = rec.state
+        rec.state = RecordingState.PURGED
+        rec.purged_at = at
+        audit.record(
+            session,
+            None,
+            "recording.purge",
+            "recording",
+            rec.id,
+            detail={
+                "retention_days": retention_days,
+                "started_at": rec.started_at.isoformat(),
+                "sha256": rec.sha256,
+            },
+        )
+    try:  # committed above: the deletion is on record before a file goes
+        _remove_tree(directory)
+    except OSError as exc:
+        left = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        log.error("recording %s: purge failed (%d file(s) left): %s", rec_id, len(left), exc)
+        result.failed.append((rec_id, str(exc)))
+        with session_scope(factory) as session:
+            back = session.get(Recording, rec_id)
+            if back is not None:
+                back.state, back.purged_at = previous, None
             audit.record(
                 session,
                 None,
-                "recording.purge",
+                "recording.purge_failed",
                 "recording",
-                rec.id,
-                detail={
-                    "retention_days": retention_days,
-                    "started_at": rec.started_at.isoformat(),
-                    "sha256": rec.sha256,
-                },
+                rec_id,
+                detail={"error": str(exc), "files_left": left},
             )
-            result.purged.append(rec.id)
-    if result.purged or result.held:
-        log.info(
-            "retention: %d recording(s) purged, %d kept under legal hold",
-            len(result.purged),
-            len(result.held),
-        )
-    return result
+        return
+    result.purged.append(rec_id)
 
 
 def set_hold(

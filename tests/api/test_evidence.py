@@ -210,3 +210,76 @@ def test_low_disk_degrades_readiness_and_is_recorded(app_on: ApiHarness) -> None
     entries = _get(h, "/api/v1/audit", params={"resource_type": "disk"})
     assert [e["action"] for e in entries] == ["disk.low"]  # type: ignore[attr-defined]
     assert [e.type for e in _events(h, "disk.")] == ["disk.low"]
+
+
+def _full_audit(h: ApiHarness, rec_id: str) -> list[tuple[str, dict[str, Any]]]:
+    entries = _get(h, "/api/v1/audit", params={"resource_id": rec_id})
+    return [(e["action"], e["detail"]) for e in reversed(entries)]  # type: ignore[call-overload]
+
+
+def test_a_failed_purge_is_audited_and_the_recording_kept_on_record(
+    app_on: ApiHarness, mocker: Any
+) -> None:
+    """The disk refuses the deletion half-way: part of the evidence is gone. The purge's audit
+    entry is committed before any file goes; the failure is audited with the files left, the
+    row goes back to `finalised`, and the verification of the same daily run flags the hole."""
+    import calls.evidence as evidence
+
+    h = app_on
+    rec_id = _recorded_call(h, NOW - timedelta(days=100))
+    real = evidence.shutil.rmtree
+
+    def refuse_half_way(path: Any, *args: Any, **kwargs: Any) -> None:
+        (Path(path) / "mixed.wav").unlink()
+        raise OSError(5, "Input/output error")
+
+    mocker.patch.object(evidence.shutil, "rmtree", side_effect=refuse_half_way)
+    _run_daily(h)
+    mocker.patch.object(evidence.shutil, "rmtree", side_effect=real)
+
+    meta = _get(h, f"/api/v1/recordings/{rec_id}")
+    assert meta["state"] == "finalised" and meta["purged_at"] is None  # type: ignore[index]
+    log = _full_audit(h, rec_id)
+    actions = [a for a, _ in log]
+    assert actions[:2] == ["recording.purge", "recording.purge_failed"], actions
+    failed = log[1][1]
+    assert "Input/output error" in failed["error"]
+    assert "mixed.wav" not in failed["files_left"] and "caller.wav" in failed["files_left"]
+    assert meta["health"]["ok"] is False  # type: ignore[index]
+    assert ("missing_file", "mixed") in {
+        (f["problem"], f["track"])
+        for f in meta["health"]["findings"]  # type: ignore[index]
+    }
+
+
+def test_a_hold_set_while_the_purge_runs_keeps_the_recording(
+    app_on: ApiHarness, mocker: Any
+) -> None:
+    """The candidates are listed, then a supervisor puts one of them under legal hold before
+    the purge reaches it: the purge reads each row again and keeps it."""
+    import calls.evidence as evidence
+
+    h = app_on
+    first = _recorded_call(h, NOW - timedelta(days=101))
+    second = _recorded_call(h, NOW - timedelta(days=100))
+    real = evidence._remove_tree
+    held: list[int] = []
+
+    def hold_the_other(directory: Path) -> None:
+        if not held:
+            held.append(1)
+            r = h.client.post(  # type: ignore[attr-defined]
+                f"/api/v1/recordings/{second}/hold",
+                json={"reason": "案件 2026-118"},
+                headers=h.auth("supervisor"),
+            )
+            assert r.status_code == 200, r.text
+        real(directory)
+
+    mocker.patch.object(evidence, "_remove_tree", side_effect=hold_the_other)
+    _run_daily(h)
+    assert _get(h, f"/api/v1/recordings/{first}")["state"] == "purged"  # type: ignore[index]
+    kept = _get(h, f"/api/v1/recordings/{second}")
+    assert kept["state"] == "finalised" and kept["legal_hold"] is True  # type: ignore[index]
+    assert kept["health"]["ok"] is True  # type: ignore[index]  # its files are all there
+    assert "recording.purge" not in [a for a, _ in _full_audit(h, second)]

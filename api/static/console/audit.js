@@ -13,7 +13,7 @@
     "incident.create": "接警登记", "incident.divert": "分流", "incident.accept": "接收", "incident.close": "办结",
     "recording.hold": "设置法律保全", "recording.release": "解除法律保全",
     "recording.audio.refused": "播放/下载录音被拒", "recording.package.refused": "下载证据包被拒",
-    "recording.purge": "按保留期限删除录音", "recording.verify": "录音校验",
+    "recording.purge": "按保留期限删除录音", "recording.purge_failed": "删除录音失败", "recording.verify": "录音校验",
     "unit.create": "新增单位", "unit.update": "修改单位", "token.create": "生成令牌", "token.revoke": "吊销令牌",
     "survey.create": "安排回访", "survey.cancel": "取消回访", "duty_check.start": "发起查岗",
   };
