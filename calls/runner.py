@@ -349,11 +349,7 @@ class FlowRunner:
         """A leg was answered: a one-leg flow (IVR) records it; then the flow learns of it."""
         if self.record_solo and binding.conference is None:
             self._join(binding.leg_id, "solo")
-            try:
-                self.mixing.start_recording("solo")
-            except RecordingError as exc:
-                log.error("flow %s: recording failed to start: %s", self.flow.flow_id, exc)
-                self.hooks.on_recording_finished(self.recording_id, None, str(exc))
+            self.mixing.start_recording("solo")  # a failure to start is stored, not raised
         self._put(LegAnswered(binding.leg_id))
 
     async def _watch_media(self) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from calls.media_workers.surface import Media, MediaConference, MediaEndpoint
 from calls.runner_hooks import RunnerHooks
 from calls.runner_legs import LegBinding
 from recordings import RecordingFlusher, RecordingWriter
+from recordings import info as layout
 from recordings.errors import RecordingError
 from telephony.media.errors import MediaError
 from telephony.media.playback import PlaybackOutcome
@@ -58,6 +60,7 @@ class FlowMedia:
         self.flusher = flusher
         self._conferences: dict[str, MediaConference] = {}
         self._recording: _Recording | None = None
+        self._start_failed = False  # the recording could not start: stored failed, not retried
         self._stopped_prompts: set[int] = set()
 
     def conference(self, conf_id: str) -> MediaConference:
@@ -117,15 +120,29 @@ class FlowMedia:
             binding.endpoint.stop_playback()
 
     def start_recording(self, conf_id: str) -> None:
-        """Record the conference `conf_id` (once per flow)."""
-        if self._recording is not None or self.recordings_root is None:
+        """Record the conference `conf_id` (once per flow). A recording that cannot even start
+        (its directory cannot be created: a full or read-only disk) is still a row, `failed`
+        with the error, so the call is never left without a record of why it has no audio."""
+        if self._recording is not None or self._start_failed or self.recordings_root is None:
             return
         conf = self.conference(conf_id)
         writer: RecordingWriter | RemoteRecording
         if isinstance(conf, RemoteConference):  # the recorder runs beside the call's media
             writer = conf.record(self.recordings_root, self.recording_id)
         else:
-            writer = RecordingWriter(self.recordings_root, self.recording_id)
+            try:
+                writer = RecordingWriter(self.recordings_root, self.recording_id)
+            except RecordingError as exc:
+                self._start_failed = True
+                log.error("recording %s could not start: %s", self.recording_id, exc)
+                directory = layout.recording_directory(
+                    self.recordings_root, self.recording_id, datetime.now(UTC)
+                )
+                self.hooks.on_recording_started(self.recording_id, directory)
+                self.hooks.on_recording_finished(
+                    self.recording_id, None, f"recording could not start: {exc}"
+                )
+                return
             conf.add_tap(writer)
             if self.flusher is not None:
                 self.flusher.add(writer)
