@@ -40,8 +40,8 @@ from recordings.backup import (
     verify_sums,
     write_sums,
 )
-from storage import migrate
-from storage.backup import BackupError, backend, dump_database, restore_database
+from storage import audit, migrate
+from storage.backup import BackupError, backend, dump_database, restore_database, sqlite_path
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, session_scope
 from storage.models.call_records import Recording, RecordingState
@@ -68,6 +68,7 @@ class RestoreReport:
     moved_aside: Path | None
     schema_revision: str | None
     problems: list[str] = field(default_factory=list)
+    database_moved_aside: Path | None = None  # a copy of the database the restore replaced
 
 
 def backup(settings: Settings, dest: Path) -> BackupReport:
@@ -90,6 +91,10 @@ def _backup(settings: Settings, dest: Path, started: float) -> BackupReport:
     engine = make_engine(url)
     try:
         revision = migrate.current_revision(engine)
+        if revision is not None:  # every recording leaves with the copy: audited, in the copy
+            with session_scope(make_session_factory(engine)) as session:
+                audit.record(session, None, "recording.backup", "recording", "*",
+                             detail={"directory": str(dest.resolve())}, client="cli")  # fmt: skip
     finally:
         engine.dispose()
     db_file = dump_database(url, dest)
@@ -169,11 +174,15 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreRep
     root = settings.recordings_dir
     _check_recordings_target(root)  # before anything changes: all or nothing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stamp = f"before-restore-{datetime.now():%Y%m%dT%H%M%S}"
+    # The database being replaced holds what the backup does not: recordings made since (their
+    # hashes, holds) and the audit log. A copy of it is kept beside the data, never dropped.
+    db_aside = _keep_database(url, settings.data_dir / f"database.{stamp}")
     restore_database(url, src / info["database_file"])
 
     moved: Path | None = None
     if root.exists() and any(root.iterdir()):
-        moved = root.with_name(f"{root.name}.before-restore-{datetime.now():%Y%m%dT%H%M%S}")
+        moved = root.with_name(f"{root.name}.{stamp}")
         root.rename(moved)
     copy_tree(src / RECORDINGS, root)
     prefix = f"{RECORDINGS}/"
@@ -205,6 +214,41 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreRep
                         problems.append(
                             f"recording {rec.id} {role}: sha256 differs from the database"
                         )
+            audit.record(  # the restored audit log says it was restored, and what was kept
+                session,
+                None,
+                "backup.restore",
+                "backup",
+                str(info.get("created_at", "")),
+                detail={
+                    "source": str(src.resolve()),
+                    "backup_created_at": info.get("created_at"),
+                    "database_moved_aside": str(db_aside) if db_aside else None,
+                    "recordings_moved_aside": str(moved) if moved else None,
+                    "problems": len(problems),
+                },
+                client="cli",
+            )
     finally:
         engine.dispose()
-    return RestoreReport(len(rec_sums), checked, moved, revision, problems)
+    return RestoreReport(len(rec_sums), checked, moved, revision, problems, db_aside)
+
+
+def _keep_database(url: str, dest: Path) -> Path | None:
+    """A consistent copy of the database a restore is about to replace, in `dest` (None: no
+    database there yet — no SQLite file, no schema — nothing to keep)."""
+    if backend(url) == "sqlite" and not sqlite_path(url).is_file():
+        return None
+    engine = make_engine(url)
+    try:
+        if migrate.current_revision(engine) is None:
+            return None
+    finally:
+        engine.dispose()
+    try:
+        return dump_database(url, dest)
+    except OSError as exc:
+        raise BackupError(
+            f"cannot keep a copy of the database being replaced in {dest}; nothing was "
+            f"changed: {exc}"
+        ) from exc

@@ -256,6 +256,8 @@ def restore(
     except BackupError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if report.database_moved_aside is not None:
+        typer.echo(f"the database that was replaced kept in {report.database_moved_aside}")
     if report.moved_aside is not None:
         typer.echo(f"recordings that were present moved to {report.moved_aside}")
     for problem in report.problems:

@@ -54,3 +54,49 @@ def test_a_mounted_recordings_volume_is_refused_before_the_database_changes(
     done = backup_mod.restore(settings, tmp_path / "backup", force=True)
     assert done.problems == [] and done.moved_aside is not None
     assert _units(settings) == []  # restored to the backup's state
+
+
+def _actions(url: str) -> list[str]:
+    from storage.models.auth import AuditEntry
+
+    engine = make_engine(url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            return [e.action for e in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    finally:
+        engine.dispose()
+
+
+def test_a_backup_is_audited_and_a_restore_keeps_the_database_it_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup takes every recording out of the service: it is audited (`recording.backup`,
+    in the copy too). A restore replaced the database with the backup's, dropping what was
+    recorded since (rows, hashes, legal holds, the audit log) for good: a copy of it is now
+    kept beside the data, and the restored audit log says a restore happened."""
+    monkeypatch.delenv("LINKCALL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LINKCALL_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True)
+    url = settings.resolved_database_url
+    migrate.upgrade(url)
+    report = backup_mod.backup(settings, tmp_path / "backup")
+    assert _actions(url) == ["recording.backup"]
+    assert _actions(f"sqlite:///{tmp_path / 'backup' / report.database_file}") == [
+        "recording.backup"
+    ]
+
+    engine = make_engine(url)  # made after the backup: what a restore would drop
+    with session_scope(make_session_factory(engine)) as s:
+        s.add(Unit(code="L09", name="县水利局", kind="linkage"))
+    engine.dispose()
+
+    done = backup_mod.restore(settings, tmp_path / "backup", force=True)
+    assert done.problems == []
+    assert _units(settings) == []
+    kept = done.database_moved_aside
+    assert kept is not None and kept.parent.parent == settings.data_dir
+    assert kept.parent.name.startswith("database.before-restore-")
+    before = Settings(database_url=f"sqlite:///{kept}")
+    assert _units(before) == ["L09"]
+    assert _actions(url) == ["recording.backup", "backup.restore"]
