@@ -9,6 +9,7 @@ audit entry.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import stat
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from recordings import Finding, Problem, check, read_manifest
+from recordings.info import SUMS_FILE
 from storage import audit
 from storage.base import utcnow
 from storage.engine import session_scope
@@ -45,7 +47,9 @@ class VerifyResult:
 
 
 def health_of(rec: Recording, root: Path) -> tuple[bool, list[Finding]]:
-    """Re-hash one recording's files; its manifest must also agree with the database."""
+    """Re-hash one recording's files; its manifest must also agree with the database, and its
+    SHA256SUMS (the seal: `sha256sum -c` checks the set with it) with the sealed hash the
+    database keeps."""
     expected = None
     call = rec.call
     if call.connected_at is not None and call.ended_at is not None:
@@ -65,7 +69,25 @@ def health_of(rec: Recording, root: Path) -> tuple[bool, list[Finding]]:
                     f"{role}: manifest sha256 {on_disk.sha256} != database {stored.get('sha256')}"
                 )
                 findings.append(Finding(Problem.HASH_MISMATCH, role, detail))
+        findings += _seal_findings(rec, directory)
     return not findings, findings
+
+
+def _seal_findings(rec: Recording, directory: Path) -> list[Finding]:
+    """The sealed SHA256SUMS against the hash stored when the recording was sealed."""
+    if not rec.sha256:
+        return []
+    sums = directory / SUMS_FILE
+    try:
+        digest = hashlib.sha256(sums.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return [Finding(Problem.MISSING_FILE, None, f"{SUMS_FILE} is missing")]
+    except OSError as exc:
+        return [Finding(Problem.UNREADABLE, None, f"{SUMS_FILE}: {exc}")]
+    if digest != rec.sha256:
+        detail = f"{SUMS_FILE} sha256 {digest} != sealed {rec.sha256}"
+        return [Finding(Problem.HASH_MISMATCH, None, detail)]
+    return []
 
 
 def verify_recordings(

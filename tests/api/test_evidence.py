@@ -283,3 +283,30 @@ def test_a_hold_set_while_the_purge_runs_keeps_the_recording(
     assert kept["state"] == "finalised" and kept["legal_hold"] is True  # type: ignore[index]
     assert kept["health"]["ok"] is True  # type: ignore[index]  # its files are all there
     assert "recording.purge" not in [a for a, _ in _full_audit(h, second)]
+
+
+def test_daily_verification_checks_the_seal_itself(app_on: ApiHarness) -> None:
+    """SHA256SUMS is the seal (its SHA-256 is the recording's `sha256`); a changed or missing
+    SHA256SUMS used to pass the verification as long as the tracks matched manifest.json."""
+    h = app_on
+    changed = _recorded_call(h, NOW - timedelta(days=1))
+    gone = _recorded_call(h, NOW - timedelta(days=1))
+    root = h.app.state.service.settings.recordings_dir  # type: ignore[attr-defined]
+
+    def sums(rec_id: str) -> Path:
+        mixed = _get(h, f"/api/v1/recordings/{rec_id}")["tracks"]["mixed"]["file"]  # type: ignore[index]
+        return root / Path(mixed).parent / "SHA256SUMS"
+
+    _run_daily(h)
+    assert _get(h, f"/api/v1/recordings/{changed}")["health"]["ok"] is True  # type: ignore[index]
+    sums(changed).chmod(0o644)
+    with sums(changed).open("a") as f:
+        f.write("0" * 64 + "  extra.wav\n")
+    sums(gone).chmod(0o644)
+    sums(gone).unlink()
+    _run_daily(h)
+    for rec_id, problem in ((changed, "hash_mismatch"), (gone, "missing_file")):
+        health = _get(h, f"/api/v1/recordings/{rec_id}")["health"]  # type: ignore[index]
+        assert health["ok"] is False, health
+        assert [(f["problem"], f["track"]) for f in health["findings"]] == [(problem, None)]
+        assert "SHA256SUMS" in health["findings"][0]["detail"]
