@@ -174,7 +174,7 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreRep
     root = settings.recordings_dir
     _check_recordings_target(root)  # before anything changes: all or nothing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    stamp = f"before-restore-{datetime.now():%Y%m%dT%H%M%S}"
+    stamp = _aside_stamp(settings.data_dir, root)
     # The database being replaced holds what the backup does not: recordings made since (their
     # hashes, holds) and the audit log. A copy of it is kept beside the data, never dropped.
     db_aside = _keep_database(url, settings.data_dir / f"database.{stamp}")
@@ -232,6 +232,19 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreRep
     finally:
         engine.dispose()
     return RestoreReport(len(rec_sums), checked, moved, revision, problems, db_aside)
+
+
+def _aside_stamp(data_dir: Path, root: Path) -> str:
+    """`before-restore-TIMESTAMP` naming neither a kept database nor moved recordings that
+    exist already (two restores within a second must not overwrite what the first kept)."""
+    base = f"before-restore-{datetime.now():%Y%m%dT%H%M%S}"
+    stamp, n = base, 1
+    while (data_dir / f"database.{stamp}").exists() or root.with_name(
+        f"{root.name}.{stamp}"
+    ).exists():
+        n += 1
+        stamp = f"{base}-{n}"
+    return stamp
 
 
 def _keep_database(url: str, dest: Path) -> Path | None:

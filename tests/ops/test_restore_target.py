@@ -100,3 +100,35 @@ def test_a_backup_is_audited_and_a_restore_keeps_the_database_it_replaces(
     before = Settings(database_url=f"sqlite:///{kept}")
     assert _units(before) == ["L09"]
     assert _actions(url) == ["recording.backup", "backup.restore"]
+
+
+def test_two_restores_within_a_second_keep_both_sets_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture
+) -> None:
+    """What a restore moves aside is named by the second: a second restore in the same second
+    wrote its database copy over the first one's."""
+    from datetime import datetime
+
+    monkeypatch.delenv("LINKCALL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LINKCALL_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True)
+    migrate.upgrade(settings.resolved_database_url)
+    backup_mod.backup(settings, tmp_path / "backup")
+    frozen = datetime(2026, 12, 6, 20, 0, 0)
+    mocker.patch.object(backup_mod, "datetime", **{"now.return_value": frozen})
+    kept = []
+    for code in ("L08", "L09"):
+        engine = make_engine(settings.resolved_database_url)
+        with session_scope(make_session_factory(engine)) as s:
+            s.add(Unit(code=code, name="县水利局", kind="linkage"))
+        engine.dispose()
+        (settings.recordings_dir / code).mkdir(parents=True)
+        (settings.recordings_dir / code / "x.wav").write_bytes(b"RIFF")
+        done = backup_mod.restore(settings, tmp_path / "backup", force=True)
+        assert done.database_moved_aside is not None and done.moved_aside is not None
+        kept.append((done.database_moved_aside, done.moved_aside))
+    assert kept[0][0] != kept[1][0] and kept[0][1] != kept[1][1]
+    for (db, recs), code in zip(kept, ("L08", "L09"), strict=True):
+        assert _units(Settings(database_url=f"sqlite:///{db}")) == [code]
+        assert (recs / code / "x.wav").read_bytes() == b"RIFF"
