@@ -80,6 +80,8 @@ def test_a_full_disk_keeps_the_call_and_records_the_gap(
     assert meta["state"] == "finalised", meta
     lost = float(meta["error"].split("lost ", 1)[1].split(" s", 1)[0])
     assert 2.0 <= lost <= FULL_S - 28.0, meta  # the gap is on the record, the rest was kept
+    assert meta["health"]["ok"] is False, meta  # a recording with a hole is not shown healthy
+    assert "audio_lost" in {f["problem"] for f in meta["health"]["findings"]}, meta
     svc = bridge_lab.live.app.state.service  # type: ignore[attr-defined]
     text = generate_latest(svc.metrics.registry).decode()
     assert 'linkcall_recording_problems_total{kind="audio_lost"} 1.0' in text
