@@ -1,96 +1,32 @@
-"""Logging set-up for the service: one line per record on stderr, as text or JSON.
-
-Text: `2026-12-06T13:04:05.123+08:00 INFO    calls.runner [call=… leg=unit-1]: message`.
-JSON (LINKCALL_LOG_FORMAT=json): one object per line with `ts` (ISO 8601, date and offset),
-`level`, `logger`, `msg`, `node`, and `call_id` and `leg` when the record was made for a call
-(calls/log_context.py), `exc` with the traceback when there is one.
-
-Phone numbers are masked where they are logged (telephony.privacy.mask_number). As a safety
-net both formats also mask anything that still looks like a full phone number (E.164, a
-mainland mobile, a long-distance landline) in the final line.
+"""Logging set-up for the service: one line per record on stderr, as text or JSON (the formats
+are in calls/log_format.py, shared with the media workers), and the access log's masking.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from datetime import datetime
 from urllib.parse import quote, unquote_plus
 
-from calls import log_context
+from calls.log_format import (
+    LOG_FORMATS,
+    JsonFormatter,
+    TextFormatter,
+    formatter,
+    mask_numbers,
+)
 from telephony.privacy import mask_number
 
-LOG_FORMATS = ("text", "json")
-
-# full numbers only: +E.164 (also URL-encoded, %2B), a mainland mobile (1[3-9] + 9 digits,
-# optionally with 86 before it), 0 + area code + number; not touching other digits or letters
-_NUMBER = re.compile(
-    r"((?:\+|%2[Bb])\d{7,15}(?!\d)"
-    r"|(?<![\dA-Za-z.])(?:86)?1[3-9]\d{9}(?!\d)"
-    r"|(?<![\dA-Za-z.])0[1-9]\d{8,10}(?!\d))"
-)
-
-
-def mask_numbers(text: str) -> str:
-    """Mask every full phone number left in a log line."""
-    return _NUMBER.sub(lambda m: mask_number(m.group(1)), text)
-
-
-def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
-
-
-class TextFormatter(logging.Formatter):
-    """Date, time and offset; level; logger; the call and leg when known; the message."""
-
-    def __init__(self, node: str = "") -> None:
-        super().__init__()
-        self.node = node
-
-    def format(self, record: logging.LogRecord) -> str:
-        context = ""
-        call, leg = log_context.call_id.get(), log_context.leg.get()
-        if call is not None:
-            context = f" [call={call}" + (f" leg={leg}" if leg else "") + "]"
-        line = f"{_timestamp(record)} {record.levelname:<7} {record.name}{context}: "
-        line += record.getMessage()
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return mask_numbers(line)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record."""
-
-    def __init__(self, node: str = "") -> None:
-        super().__init__()
-        self.node = node
-
-    def format(self, record: logging.LogRecord) -> str:
-        body: dict[str, object] = {
-            "ts": _timestamp(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": mask_numbers(record.getMessage()),
-        }
-        if self.node:
-            body["node"] = self.node
-        call, leg = log_context.call_id.get(), log_context.leg.get()
-        if call is not None:
-            body["call_id"] = call
-        if leg is not None:
-            body["leg"] = leg
-        if record.exc_info:
-            body["exc"] = mask_numbers(self.formatException(record.exc_info))
-        return json.dumps(body, ensure_ascii=False)
-
-
-def formatter(fmt: str = "text", node: str = "") -> logging.Formatter:
-    """The formatter for LINKCALL_LOG_FORMAT."""
-    if fmt not in LOG_FORMATS:
-        raise ValueError(f"LINKCALL_LOG_FORMAT must be text or json, got {fmt!r}")
-    return JsonFormatter(node) if fmt == "json" else TextFormatter(node)
+__all__ = [
+    "LOG_FORMATS",
+    "JsonFormatter",
+    "MaskNumbersFilter",
+    "TextFormatter",
+    "configure_logging",
+    "formatter",
+    "install_access_log_masking",
+    "mask_numbers",
+]
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text", node: str = "") -> None:

@@ -13,6 +13,7 @@ import logging
 
 from api.settings import Settings
 from calls.component import Health
+from calls.log_format import WorkerLog
 from calls.media_workers.remote import RemoteMediaEngine
 from telephony.media.engine import MediaEngine
 from telephony.sip.errors import RegistrationAuthError, RegistrationError, SipError
@@ -67,6 +68,7 @@ class Telephony:
                 settings.rtp_port_range,
                 settings.media_workers,
                 lock_path=settings.data_dir / "media-workers.lock",
+                log=WorkerLog(settings.log_level, settings.log_format, settings.node),
             )
         else:
             self.media = MediaEngine(host=host, port_range=settings.rtp_port_range)

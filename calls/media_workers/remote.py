@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from calls.log_format import WORKER_LOG_ENV, WorkerLog
 from calls.media_workers import protocol as p
 from recordings import info as layout
 from recordings.errors import RecordingError
@@ -334,6 +335,7 @@ class _Worker:
     on_lost: Any = None
     lock_path: Path | None = None  # held shared while the process lives (`wait_for_previous`)
     silent_s: float = SILENT_S
+    log: WorkerLog | None = None  # the service's log level, format and node name
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def start(self) -> None:
@@ -344,6 +346,7 @@ class _Worker:
             self.host,
             f"{self.port_range[0]}-{self.port_range[1]}",
             *([str(self.lock_path)] if self.lock_path is not None else []),
+            env={**os.environ, **({WORKER_LOG_ENV: self.log.encode()} if self.log else {})},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=p.MAX_LINE,
@@ -556,6 +559,7 @@ class RemoteMediaEngine:
         *,
         lock_path: Path | None = None,
         silent_s: float = SILENT_S,
+        log: WorkerLog | None = None,
     ) -> None:
         if workers < 2:
             raise ValueError("RemoteMediaEngine needs at least 2 workers (1: use MediaEngine)")
@@ -567,9 +571,11 @@ class RemoteMediaEngine:
             for i, r in enumerate(split_ports(port_range, workers))
         ]
         self.lock_path = lock_path
+        self._log = log
         for w in self._workers:
             w.on_lost = self._on_lost
             w.lock_path = lock_path
+            w.log = log
         self._placement: dict[str, tuple[_Worker, int]] = {}  # flow id -> worker, open objects
         self._restarts: dict[int, asyncio.Task[None]] = {}
         self._running = False
@@ -680,6 +686,7 @@ class RemoteMediaEngine:
                     on_lost=self._on_lost,
                     lock_path=self.lock_path,  # a restarted worker holds the lock too
                     silent_s=self._silent_s,
+                    log=self._log,
                 )
                 try:
                     await fresh.start()

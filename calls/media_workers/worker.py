@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from calls.log_format import WORKER_LOG_ENV, WorkerLog
 from calls.media_workers import protocol as p
 from recordings import RecordingFlusher, RecordingWriter
 from recordings.errors import RecordingError, RecordingWriteError
@@ -239,11 +240,8 @@ def main(argv: list[str]) -> int:
     if len(argv) > 3:
         _hold_lock(argv[3])
     lo, _, hi = ports.partition("-")
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s media-worker[{os.getpid()}] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # the service's format, level and node (text and JSON alike, numbers masked as a safety net)
+    WorkerLog.decode(os.environ.get(WORKER_LOG_ENV)).install(f"media-worker[{os.getpid()}]")
     gc.collect()
     gc.freeze()  # as the service does (api/cli.py serve): short full collections, no audio gaps
     asyncio.run(serve(host, (int(lo), int(hi))))

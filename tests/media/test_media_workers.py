@@ -256,3 +256,45 @@ async def test_a_hung_worker_is_declared_lost_and_replaced(tmp_path: Path) -> No
             await peer.stop()
     finally:
         await eng.stop()
+
+
+# -- the worker's log lines -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_worker_logs_in_the_services_format_level_and_node(fmt: str) -> None:
+    """A media worker's lines look like the service's (LINKCALL_LOG_FORMAT, the node's name) and
+    say which process they come from; before, workers always wrote their own plain text, so a
+    JSON log pipeline got lines it could not parse, without the node."""
+    import json
+    import subprocess
+    import sys
+
+    from calls.log_format import WORKER_LOG_ENV, WorkerLog
+    from lab import ports
+
+    rtp = ports.rtp_range(10)
+    env = {**os.environ, WORKER_LOG_ENV: WorkerLog("INFO", fmt, "node-7").encode()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "calls.media_workers.worker", "127.0.0.1", f"{rtp.lo}-{rtp.hi}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and b'"ready"' in proc.stdout.readline()
+        # a line the worker cannot read is logged (ERROR) and skipped; the number in it masked
+        _, err = proc.communicate(b'{"op": "nonsense", "number": "+8613912345601"}\n', timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ports.release(rtp)
+    lines = [x for x in err.decode().splitlines() if "bad command" in x]
+    assert len(lines) == 1, err.decode()
+    if fmt == "json":
+        line = json.loads(lines[0])
+        assert line["level"] == "ERROR" and line["node"] == "node-7", line
+        assert line["process"] == f"media-worker[{proc.pid}]", line
+        assert line["logger"] == "calls.media_workers.worker", line
+    else:
+        assert f" ERROR   media-worker[{proc.pid}] calls.media_workers.worker: " in lines[0]
+    assert "13912345601" not in err.decode()
