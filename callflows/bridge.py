@@ -275,7 +275,7 @@ class BridgeFlow:
                 return self.parties[role].set_muted(isinstance(event, MuteParty))
             case HoldParty(role=role) | UnholdParty(role=role):
                 return self.parties[role].set_held(isinstance(event, HoldParty))
-        raise TypeError(f"not a bridge event: {event!r}")
+        raise TypeError(f"not a bridge event: {type(event).__name__}")  # no dial list in logs
 
     def snapshot(self) -> BridgeSnapshot:
         """The bridge as stored and shown by the API."""

@@ -280,3 +280,18 @@ def test_any_failure_but_auth_moves_to_next_number(reason: str) -> None:
     cmds = flow.handle(LegEnded("unit-1", reason, None), at(2))
     assert dials(cmds) == [("unit-2", UNIT_LIST[1])]
     assert flow.snapshot().party(Role.UNIT).attempts[0].result == reason
+
+
+def test_an_event_the_bridge_does_not_know_is_refused_by_its_name_only() -> None:
+    """A bug that hands a bridge a foreign event is reported by the event's type: its fields
+    (a dial list of phone numbers) would otherwise reach the error log in full."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Stray:
+        numbers: tuple[str, ...] = ("+8613912345601",)
+
+    flow, _ = new_bridge()
+    with pytest.raises(TypeError, match="not a bridge event: Stray") as raised:
+        flow.handle(Stray(), at(1))  # type: ignore[arg-type]
+    assert "13912345601" not in str(raised.value)
