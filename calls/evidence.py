@@ -250,7 +250,10 @@ def _purge_one(
     try:  # committed above: the deletion is on record before a file goes
         _remove_tree(directory)
     except OSError as exc:
-        left = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        try:
+            left = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        except OSError as listing:  # the failure must be put on record all the same
+            left = [f"(not listed: {listing})"]
         log.error("recording %s: purge failed (%d file(s) left): %s", rec_id, len(left), exc)
         result.failed.append((rec_id, str(exc)))
         with session_scope(factory) as session:
@@ -280,7 +283,9 @@ def set_hold(
 ) -> Recording:
     """Put a recording under legal hold (or release it), audited. A purged recording cannot
     be held (its audio is gone): ValueError."""
-    rec = session.get(Recording, recording_id)
+    # under the row's lock, as the purge reads it (purge_expired): a hold that read the row
+    # before a purge marked it would otherwise be stored over the purged row
+    rec = session.get(Recording, recording_id, with_for_update=True)
     if rec is None:
         raise NotFound("recording", recording_id)
     if hold and rec.state is RecordingState.PURGED:

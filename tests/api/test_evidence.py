@@ -4,6 +4,7 @@ the free-disk watch, through the running app on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
+from sqlalchemy import text
 
 from api.app import create_app
 from calls.recording_rows import apply_info
@@ -310,3 +312,80 @@ def test_daily_verification_checks_the_seal_itself(app_on: ApiHarness) -> None:
         assert health["ok"] is False, health
         assert [(f["problem"], f["track"]) for f in health["findings"]] == [(problem, None)]
         assert "SHA256SUMS" in health["findings"][0]["detail"]
+
+
+def test_a_hold_whose_read_came_before_the_purge_waits_for_it(
+    app_on: ApiHarness, db_url: str, mocker: Any
+) -> None:
+    """PostgreSQL: a supervisor's hold has read the recording (not purged yet) when the purge
+    takes the row, marks it purged and deletes its files. The hold must wait for the purge's row
+    lock and then refuse (409), or be seen by the purge; it was stored over the purged row (200,
+    `legal_hold` on a recording whose audio was gone)."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer; FOR UPDATE is a no-op)")
+    import calls.evidence as evidence
+
+    h = app_on
+    rec_id = _recorded_call(h, NOW - timedelta(days=100))
+    root = h.app.state.service.settings.recordings_dir  # type: ignore[attr-defined]
+    real_utcnow = evidence.utcnow
+    purge = threading.Thread(
+        target=evidence.purge_expired, args=(h.session_factory, root, 30), kwargs={"now": NOW}
+    )
+
+    def waiting_on_a_lock() -> bool:
+        with session_scope(h.session_factory) as s:  # type: ignore[arg-type]
+            return bool(s.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            )))  # fmt: skip
+
+    def purge_meanwhile() -> datetime:  # set_hold has read the row, not yet written it
+        purge.start()
+        deadline = time.monotonic() + 5
+        while purge.is_alive() and not waiting_on_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return real_utcnow()
+
+    mocker.patch.object(evidence, "utcnow", side_effect=purge_meanwhile)
+    resp = h.client.post(  # type: ignore[attr-defined]
+        f"/api/v1/recordings/{rec_id}/hold", json={"reason": "案件 2026-119"},
+        headers=h.auth("supervisor"),
+    )  # fmt: skip
+    purge.join(10)
+    assert not purge.is_alive()
+    meta = _get(h, f"/api/v1/recordings/{rec_id}")
+    assert (meta["state"], meta["legal_hold"]) in (  # type: ignore[index]
+        ("finalised", True),
+        ("purged", False),
+    ), (resp.status_code, meta)
+    assert resp.status_code == (200 if meta["legal_hold"] else 409)  # type: ignore[index]
+
+
+def test_a_purge_whose_files_cannot_even_be_listed_is_audited_and_goes_on(
+    app_on: ApiHarness, mocker: Any
+) -> None:
+    """The deletion fails and the directory cannot be listed either (an I/O error): the failure
+    is still audited, the row put back, and the next recording purged. The listing's error
+    escaped: the row stayed `purged` with its files there, and the run stopped."""
+    import calls.evidence as evidence
+
+    h = app_on
+    first = _recorded_call(h, NOW - timedelta(days=101))
+    second = _recorded_call(h, NOW - timedelta(days=100))
+    real = evidence.shutil.rmtree
+
+    def refuse_once(path: Any, *args: Any, **kwargs: Any) -> None:
+        mocker.patch.object(evidence.shutil, "rmtree", side_effect=real)
+        mocker.patch.object(evidence.Path, "iterdir", side_effect=OSError(5, "Input/output error"))
+        raise OSError(5, "Input/output error")
+
+    mocker.patch.object(evidence.shutil, "rmtree", side_effect=refuse_once)
+    svc = h.app.state.service  # type: ignore[attr-defined]
+    result = evidence.purge_expired(svc.session_factory, svc.settings.recordings_dir, 30, now=NOW)
+    mocker.stopall()
+    assert [r for r, _ in result.failed] == [first] and result.purged == [second]
+    meta = _get(h, f"/api/v1/recordings/{first}")
+    assert meta["state"] == "finalised"  # type: ignore[index]
+    log = _full_audit(h, first)
+    assert [a for a, _ in log][:2] == ["recording.purge", "recording.purge_failed"]
+    assert _get(h, f"/api/v1/recordings/{second}")["state"] == "purged"  # type: ignore[index]

@@ -6,7 +6,7 @@
   const L = window.linkcall;
   const { api, el, en, fmtTime, showMsg, showError, hideMsg, nextDay } = L;
   const $ = (sel) => document.querySelector(sel);
-  const TRACK = { mixed: "混音", caller: "群众", dispatcher: "调度席", unit: "联动单位", callee: "被叫", seat: "调度席" };
+  const TRACK = { mixed: "混音", caller: "群众", dispatcher: "调度席", unit: "联动单位", unit2: "联动单位2", unit3: "联动单位3", callee: "被叫", seat: "调度席" };
   const ACTION = {
     "recording.audio": "播放/下载录音", "recording.metadata": "查看录音信息", "recording.package": "下载证据包",
     "recording.list": "浏览录音列表", "roster.submit": "提交值班表", "roster.import": "导入值班表",
@@ -14,6 +14,10 @@
     "recording.hold": "设置法律保全", "recording.release": "解除法律保全",
     "recording.audio.refused": "播放/下载录音被拒", "recording.package.refused": "下载证据包被拒",
     "recording.purge": "按保留期限删除录音", "recording.purge_failed": "删除录音失败", "recording.verify": "录音校验",
+    "recording.backup": "备份（全部录音）", "backup.restore": "从备份恢复",
+    "bridge.create": "发起三方通话", "bridge.add_unit": "来电转三方通话", "bridge.unit.add": "加入联动单位",
+    "bridge.unit.replace": "更换联动单位", "bridge.end": "结束三方通话",
+    "roster.remind": "催报值班表", "unit.import": "导入单位",
     "unit.create": "新增单位", "unit.update": "修改单位", "token.create": "生成令牌", "token.revoke": "吊销令牌",
     "survey.create": "安排回访", "survey.cancel": "取消回访", "duty_check.start": "发起查岗",
   };
