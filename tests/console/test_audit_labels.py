@@ -41,3 +41,16 @@ def test_every_audited_action_has_a_label_in_the_audit_view() -> None:
     actions = _recorded_actions()
     assert {"recording.audio", "recording.backup", "backup.restore", "bridge.create"} <= actions
     assert sorted(actions - _labelled()) == []
+
+
+def test_the_end_reasons_the_service_stores_have_a_label() -> None:
+    """A call or leg ended by the service itself (a stop, a failed runner, a restart, a lost
+    node, a silent peer) shows its reason in Chinese, not the code (`runner_failed`)."""
+    from calls import shutdown
+
+    source = (ROOT / "api/static/console/console.js").read_text(encoding="utf-8")
+    block = source.split("const RESULT = {", 1)[1].split("};", 1)[0]
+    labelled = set(re.findall(r"([a-z_]+):", block))
+    stored = {shutdown.SHUTDOWN, shutdown.CANCELLED, shutdown.RUNNER_FAILED}
+    stored |= {"interrupted", "node_lost", "media_timeout"}  # calls/resume.py, nodes.py, runner.py
+    assert sorted(stored - labelled) == []

@@ -34,6 +34,8 @@
     deadline: "拨号超时", bridge_ended: "通话结束", bridge_failed: "通话失败",
     caller_hung_up: "群众挂断", dispatcher_hung_up: "调度席挂断", caller_abandoned: "群众放弃",
     no_dispatcher_answered: "无调度席接听", handed_over: "已转接",
+    shutdown: "服务停止", runner_failed: "服务内部错误", interrupted: "服务重启中断",
+    node_lost: "节点失联", media_timeout: "无语音流（对方已断开）",
   };
   // "unreachable:unit" -> 无法接通（联动单位）
   function reasonText(r) {
