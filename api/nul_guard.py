@@ -62,8 +62,10 @@ async def refuse_nul_characters(request: Request) -> None:
     if _is_json(request) and await request.body():
         try:
             body = await request.json()
-        except ValueError:
-            body = None  # FastAPI answers malformed JSON itself
+        except (ValueError, RecursionError):
+            # malformed or nested past the parser's recursion limit: FastAPI answers that itself
+            # on a route with a body (400), and a route without one never reads it
+            body = None
         found.extend(_nul_fields(body, "body"))
     if found:
         message = "contains a NUL character (U+0000), which no field accepts"

@@ -84,6 +84,20 @@ def test_a_nul_character_in_a_query_body_or_path_is_a_422_naming_the_field(
     assert ok.status_code == 200 and ok.json() == []
 
 
+def test_a_json_body_nested_past_the_parser_is_not_a_500(app_on: ApiHarness) -> None:
+    """The NUL guard parses every JSON body, also on routes that take none (/healthz, a GET):
+    one nested deeper than Python's recursion limit raised RecursionError there, a 500 with a
+    traceback in the log, for any anonymous client."""
+    body = "[" * 100_000 + "]" * 100_000
+    json_type = {"content-type": "application/json"}
+    c, admin = app_on.client, app_on.auth("admin")
+    assert c.request("GET", "/healthz", content=body, headers=json_type).status_code == 200
+    r = c.request("GET", "/api/v1/calls", content=body, headers={**json_type, **admin})
+    assert r.status_code == 200, r.text
+    r = c.post("/api/v1/bridges", content=body, headers={**json_type, **admin})
+    assert r.status_code in (400, 422), r.text  # FastAPI's own answer to a body it cannot parse
+
+
 def test_offsets_and_ids_past_what_the_database_holds_are_422(app_on: ApiHarness) -> None:
     """SQLite: OverflowError; PostgreSQL: bigint or integer out of range; both were 500."""
     c, admin = app_on.client, app_on.auth("admin")
