@@ -235,6 +235,14 @@ def _purge_one(
         previous = rec.state
         rec.state = RecordingState.PURGED
         rec.purged_at = at
+        # SQLite has no row lock (FOR UPDATE is a no-op there): a hold may have been committed
+        # since the read. Written first, it is read again under the write lock now held.
+        session.flush()
+        session.refresh(rec, ["legal_hold"])
+        if rec.legal_hold:
+            session.rollback()
+            result.held.append(rec_id)
+            return
         audit.record(
             session,
             None,
@@ -294,6 +302,14 @@ def set_hold(
     rec.legal_hold = hold
     if hold:
         rec.hold_reason, rec.held_by, rec.held_at = reason, principal.name, utcnow()
+        # SQLite: no row lock, so a purge may have been committed since the read; written
+        # first, the state is read again under the write lock now held (PostgreSQL: the lock)
+        session.flush()
+        session.refresh(rec, ["state", "purged_at"])
+        if rec.state is RecordingState.PURGED:
+            raise ValueError(
+                f"recording {recording_id} was purged on {rec.purged_at}: nothing to hold"
+            )
     action = "recording.hold" if hold else "recording.release"
     audit.record(session, principal, action, "recording", rec.id, detail=detail, client=client)
     return rec

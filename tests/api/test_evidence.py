@@ -314,51 +314,66 @@ def test_daily_verification_checks_the_seal_itself(app_on: ApiHarness) -> None:
         assert "SHA256SUMS" in health["findings"][0]["detail"]
 
 
-def test_a_hold_whose_read_came_before_the_purge_waits_for_it(
-    app_on: ApiHarness, db_url: str, mocker: Any
+@pytest.mark.parametrize("at", ["after_the_read", "after_the_write"])
+def test_a_hold_and_a_purge_at_the_same_time_never_leave_a_held_recording_purged(
+    app_on: ApiHarness, db_url: str, mocker: Any, at: str
 ) -> None:
-    """PostgreSQL: a supervisor's hold has read the recording (not purged yet) when the purge
-    takes the row, marks it purged and deletes its files. The hold must wait for the purge's row
-    lock and then refuse (409), or be seen by the purge; it was stored over the purged row (200,
-    `legal_hold` on a recording whose audio was gone)."""
-    if db_url.startswith("sqlite"):
-        pytest.skip("row locks: PostgreSQL (SQLite has one writer; FOR UPDATE is a no-op)")
+    """A supervisor's hold has read the recording (not purged yet), or already written its
+    hold but not committed it, when the purge takes the row, marks it purged and deletes its
+    files. Either the hold wins (the purge keeps the recording) or the purge does (the hold is
+    refused 409); the hold was stored over the purged row (200, `legal_hold` on a recording
+    whose audio was gone), on PostgreSQL and SQLite."""
     import calls.evidence as evidence
 
     h = app_on
     rec_id = _recorded_call(h, NOW - timedelta(days=100))
     root = h.app.state.service.settings.recordings_dir  # type: ignore[attr-defined]
-    real_utcnow = evidence.utcnow
     purge = threading.Thread(
         target=evidence.purge_expired, args=(h.session_factory, root, 30), kwargs={"now": NOW}
     )
 
     def waiting_on_a_lock() -> bool:
+        if db_url.startswith("sqlite"):
+            return False  # the purge waits on the database's write lock: the deadline decides
         with session_scope(h.session_factory) as s:  # type: ignore[arg-type]
-            return bool(s.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            )))  # fmt: skip
+            query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            return bool(s.scalar(text(query)))
 
-    def purge_meanwhile() -> datetime:  # set_hold has read the row, not yet written it
+    def purge_meanwhile() -> None:
         purge.start()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 3
         while purge.is_alive() and not waiting_on_a_lock() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return real_utcnow()
 
-    mocker.patch.object(evidence, "utcnow", side_effect=purge_meanwhile)
+    if at == "after_the_read":  # set_hold has read the row, not yet written it
+        real_utcnow = evidence.utcnow
+
+        def hook_now() -> datetime:
+            purge_meanwhile()
+            return real_utcnow()
+
+        mocker.patch.object(evidence, "utcnow", side_effect=hook_now)
+    else:  # set_hold has written the hold; its audit entry comes, then the commit
+        real_record = evidence.audit.record
+
+        def hook_record(*args: Any, **kwargs: Any) -> Any:
+            if args[2] == "recording.hold":
+                purge_meanwhile()
+            return real_record(*args, **kwargs)
+
+        mocker.patch.object(evidence.audit, "record", side_effect=hook_record)
     resp = h.client.post(  # type: ignore[attr-defined]
-        f"/api/v1/recordings/{rec_id}/hold", json={"reason": "案件 2026-119"},
+        f"/api/v1/recordings/{rec_id}/hold",
+        json={"reason": "案件 2026-119"},
         headers=h.auth("supervisor"),
-    )  # fmt: skip
-    purge.join(10)
+    )
+    purge.join(40)
+    mocker.stopall()
     assert not purge.is_alive()
     meta = _get(h, f"/api/v1/recordings/{rec_id}")
-    assert (meta["state"], meta["legal_hold"]) in (  # type: ignore[index]
-        ("finalised", True),
-        ("purged", False),
-    ), (resp.status_code, meta)
-    assert resp.status_code == (200 if meta["legal_hold"] else 409)  # type: ignore[index]
+    outcome = (meta["state"], meta["legal_hold"])  # type: ignore[index]
+    assert outcome in (("finalised", True), ("purged", False)), (resp.status_code, meta)
+    assert resp.status_code == (200 if outcome[1] else 409), resp.text
 
 
 def test_a_purge_whose_files_cannot_even_be_listed_is_audited_and_goes_on(
