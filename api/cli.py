@@ -155,9 +155,10 @@ def tokens_create(
                 raise ValueError(
                     f"no unit {unit!r}: add it first (linkcall units add / units import)"
                 )
+            token_name = name or f"{role.value}{'-' + unit if unit else ''}"
             secret = create_token(
                 session,
-                name=name or f"{role.value}{'-' + unit if unit else ''}",
+                name=token_name,
                 role=role,
                 unit_code=unit,
                 expires_at=expires_at,
@@ -168,7 +169,8 @@ def tokens_create(
                 "token.create",
                 "token",
                 token_id_of(session, secret),
-                detail={
+                detail={  # as the API's entry (api/routers/admin.py)
+                    "name": token_name,
                     "role": role.value,
                     "unit_code": unit,
                     "expires_at": expires_at.isoformat() if expires_at else None,

@@ -40,6 +40,7 @@ ENV_PREFIX = "LINKCALL_"
 OTHER_VARIABLES = frozenset({
     CONFIG_FILE_ENV,
     "LINKCALL_WORKER_LOG",  # the service to its media workers (calls/log_format.py)
+    "LINKCALL_IMAGE_CACHE",  # scripts/build-base-image
     "LINKCALL_HTTP_HOST", "LINKCALL_HTTP_PORT",  # the container's entrypoint (docker/)
     "LINKCALL_IMAGE_TAG", "LINKCALL_PG_DB", "LINKCALL_PG_LISTEN", "LINKCALL_PG_PASSWORD",
     "LINKCALL_PG_PORT", "LINKCALL_PG_USER",  # docker/compose.yaml's own

@@ -143,7 +143,7 @@ def test_a_forged_call_cursor_holding_a_nul_is_refused_as_not_ours(app_on: ApiHa
         assert "not a cursor this service gave out" in _invalid(r, "cursor")
 
 
-def test_a_range_the_audio_cannot_serve_is_a_problem_document_and_not_audited(
+def test_a_range_the_audio_cannot_serve_is_a_problem_document_and_not_audited_as_a_download(
     app_on: ApiHarness,
 ) -> None:
     """Starlette answered these itself in text/plain (400, or 416 with an empty body), past the

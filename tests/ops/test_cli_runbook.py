@@ -88,6 +88,13 @@ def test_a_unit_token_needs_a_unit_that_exists_and_cli_tokens_are_audited(
         ("token.create", token.id, "cli"),
         ("token.revoke", token.id, "cli"),
     ]
+    engine = make_engine(f"sqlite:///{data_dir / 'linkcall.sqlite3'}")
+    try:  # the same detail as the API's entry: who the token is for
+        with session_scope(make_session_factory(engine)) as s:
+            created = s.scalars(select(AuditEntry).where(AuditEntry.action == "token.create")).one()
+            assert created.detail["name"] == "unit-U01" and created.detail["role"] == "unit"
+    finally:
+        engine.dispose()
 
 
 def test_units_import_reads_gbk_and_refuses_a_missing_file(data_dir: Path, tmp_path: Path) -> None:
