@@ -401,7 +401,11 @@ class FlowRunner:
                 continue
             if binding.sip is not None and not binding.sip.ended:
                 ending.append(self._end_at_cleanup(binding, binding.sip))
-        await asyncio.gather(*ending)  # at once: silent peers cost one bound, not one each
+        # at once: silent peers cost one bound, not one each; one leg's unexpected error must
+        # not keep the recording from being sealed below
+        for outcome in await asyncio.gather(*ending, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("flow %s: hanging up a leg failed: %r", self.flow.flow_id, outcome)
         await self.mixing.stop_recording()
         current = asyncio.current_task()
         for binding in self._legs.values():

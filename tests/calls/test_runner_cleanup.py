@@ -57,3 +57,26 @@ async def test_legs_are_hung_up_at_once_and_each_bye_is_bounded(
     assert log[:3] == ["bye caller", "bye dispatcher", "bye unit"], log
     assert sorted(log[3:]) == ["gave up caller", "gave up dispatcher", "gave up unit"], log
     assert all(b.released for b in runner._legs.values())
+
+
+class _BrokenLeg(_SilentPeerLeg):
+    async def hangup(self) -> None:
+        self.log.append(f"bye {self.name}")
+        raise RuntimeError("transport gone")
+
+
+async def test_one_legs_unexpected_failure_does_not_stop_the_others_or_the_release() -> None:
+    runner = FlowRunner(_Flow(), ua=object(), media=object())  # type: ignore[arg-type]
+    log: list[str] = []
+    for role, kind in (("caller", _BrokenLeg), ("unit", _SilentPeerLeg)):
+        binding = LegBinding(f"{role}-1", role, answered=True)
+        binding.sip = kind(role, log)  # type: ignore[assignment]
+        runner._legs[binding.leg_id] = binding
+    calls.runner.HANGUP_WAIT_S, saved = 0.1, calls.runner.HANGUP_WAIT_S
+    try:
+        async with asyncio.timeout(5.0):
+            await runner._cleanup()  # does not raise
+    finally:
+        calls.runner.HANGUP_WAIT_S = saved
+    assert log[:2] == ["bye caller", "bye unit"], log
+    assert all(b.released for b in runner._legs.values())
